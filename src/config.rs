@@ -1,0 +1,249 @@
+//! Settings, read once from the environment at start-up with envy.
+//!
+//! Every limit of the API contract has a variable; a bad value stops start-up with a message
+//! that names the variable.
+
+use serde::Deserialize;
+use std::path::PathBuf;
+use std::time::Duration;
+
+const MIB: u64 = 1024 * 1024;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+struct Raw {
+    port: u16,
+    api_token: Option<String>,
+    timeout_seconds: f64,
+    memory_limit_mb: u64,
+    max_processes: u64,
+    jail_cpus: f64,
+    max_body_bytes: u64,
+    max_script_bytes: u64,
+    max_output_bytes: u64,
+    max_result_bytes: u64,
+    max_concurrent: Option<usize>,
+    queue_limit: usize,
+    queue_timeout_seconds: f64,
+    header_read_timeout_seconds: f64,
+    body_read_timeout_seconds: f64,
+    shutdown_grace_seconds: f64,
+    pool_size: Option<usize>,
+    pool_max_idle_seconds: f64,
+    nsjail_path: PathBuf,
+    nsjail_config: PathBuf,
+    sandbox_python: PathBuf,
+    sandbox_userns: String,
+    sandbox_cgroup: String,
+    google_cloud_project: Option<String>,
+}
+
+impl Default for Raw {
+    fn default() -> Self {
+        Raw {
+            port: 8080,
+            api_token: None,
+            timeout_seconds: 10.0,
+            memory_limit_mb: 512,
+            max_processes: 64,
+            jail_cpus: 1.0,
+            max_body_bytes: 2 * MIB,
+            max_script_bytes: MIB,
+            max_output_bytes: MIB,
+            max_result_bytes: 8 * MIB,
+            max_concurrent: None,
+            queue_limit: 64,
+            queue_timeout_seconds: 30.0,
+            header_read_timeout_seconds: 10.0,
+            body_read_timeout_seconds: 30.0,
+            shutdown_grace_seconds: 9.0,
+            pool_size: None,
+            pool_max_idle_seconds: 60.0,
+            nsjail_path: PathBuf::from("/usr/local/bin/nsjail"),
+            nsjail_config: PathBuf::from("/etc/python-executor/nsjail.cfg"),
+            sandbox_python: PathBuf::from("/usr/local/bin/python3"),
+            sandbox_userns: "auto".into(),
+            sandbox_cgroup: "auto".into(),
+            google_cloud_project: None,
+        }
+    }
+}
+
+/// Whether to use a user namespace: found by the probe, or forced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UsernsChoice {
+    Auto,
+    On,
+    Off,
+}
+
+/// Which cgroup hierarchy to put jails in: found by the probe, or forced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CgroupChoice {
+    Auto,
+    V2,
+    V1,
+    None,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub port: u16,
+    pub api_token: Option<String>,
+    pub limits: Limits,
+    pub max_body_bytes: usize,
+    pub max_script_bytes: usize,
+    /// `None`: derived from CPUs and memory once the sandbox is known.
+    pub max_concurrent: Option<usize>,
+    pub queue_limit: usize,
+    pub queue_timeout: Duration,
+    pub header_read_timeout: Duration,
+    pub body_read_timeout: Duration,
+    pub shutdown_grace: Duration,
+    /// `None`: sized from the admission limit; `Some(0)`: every execution starts cold.
+    pub pool_size: Option<usize>,
+    pub pool_max_idle: Duration,
+    pub nsjail_path: PathBuf,
+    pub nsjail_config: PathBuf,
+    pub sandbox_python: PathBuf,
+    pub userns: UsernsChoice,
+    pub cgroup: CgroupChoice,
+    pub google_cloud_project: Option<String>,
+}
+
+/// The limits of one execution. Requests may lower them, never raise them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limits {
+    pub timeout: Duration,
+    pub memory_bytes: u64,
+    pub max_processes: u64,
+    pub jail_cpus: f64,
+    pub max_output_bytes: usize,
+    pub max_result_bytes: usize,
+}
+
+impl Settings {
+    pub fn from_env() -> Result<Settings, String> {
+        Self::from_iter(std::env::vars())
+    }
+
+    pub fn from_iter<I: IntoIterator<Item = (String, String)>>(vars: I) -> Result<Settings, String> {
+        // envy matches variables to fields case-insensitively; only ours are read.
+        let raw: Raw = envy::from_iter(vars).map_err(|e| format!("invalid configuration: {e}"))?;
+        let seconds = |name: &str, value: f64, min: f64, max: f64| -> Result<Duration, String> {
+            if value.is_finite() && value >= min && value <= max {
+                Ok(Duration::from_secs_f64(value))
+            } else {
+                Err(format!("invalid configuration: {name} must be between {min} and {max} seconds, got {value}"))
+            }
+        };
+        let range = |name: &str, value: u64, min: u64, max: u64| -> Result<u64, String> {
+            if (min..=max).contains(&value) {
+                Ok(value)
+            } else {
+                Err(format!("invalid configuration: {name} must be between {min} and {max}, got {value}"))
+            }
+        };
+        if !(raw.jail_cpus.is_finite() && raw.jail_cpus >= 0.05 && raw.jail_cpus <= 64.0) {
+            return Err(format!(
+                "invalid configuration: JAIL_CPUS must be between 0.05 and 64, got {}",
+                raw.jail_cpus
+            ));
+        }
+        let userns = match raw.sandbox_userns.to_ascii_lowercase().as_str() {
+            "auto" => UsernsChoice::Auto,
+            "on" | "true" | "1" => UsernsChoice::On,
+            "off" | "false" | "0" => UsernsChoice::Off,
+            other => return Err(format!("invalid configuration: SANDBOX_USERNS must be auto, on or off, got {other:?}")),
+        };
+        let cgroup = match raw.sandbox_cgroup.to_ascii_lowercase().as_str() {
+            "auto" => CgroupChoice::Auto,
+            "v2" => CgroupChoice::V2,
+            "v1" => CgroupChoice::V1,
+            "none" => CgroupChoice::None,
+            other => {
+                return Err(format!("invalid configuration: SANDBOX_CGROUP must be auto, v2, v1 or none, got {other:?}"))
+            }
+        };
+        if let Some(0) = raw.max_concurrent {
+            return Err("invalid configuration: MAX_CONCURRENT must be at least 1".into());
+        }
+        let api_token = raw.api_token.filter(|t| !t.is_empty());
+        Ok(Settings {
+            port: raw.port,
+            api_token,
+            limits: Limits {
+                timeout: seconds("TIMEOUT_SECONDS", raw.timeout_seconds, 0.1, 3600.0)?,
+                memory_bytes: range("MEMORY_LIMIT_MB", raw.memory_limit_mb, 32, 1 << 20)? * MIB,
+                max_processes: range("MAX_PROCESSES", raw.max_processes, 4, 1 << 16)?,
+                jail_cpus: raw.jail_cpus,
+                max_output_bytes: range("MAX_OUTPUT_BYTES", raw.max_output_bytes, 1024, 1 << 30)? as usize,
+                max_result_bytes: range("MAX_RESULT_BYTES", raw.max_result_bytes, 1024, 1 << 30)? as usize,
+            },
+            max_body_bytes: range("MAX_BODY_BYTES", raw.max_body_bytes, 1024, 1 << 30)? as usize,
+            max_script_bytes: range("MAX_SCRIPT_BYTES", raw.max_script_bytes, 16, 1 << 30)? as usize,
+            max_concurrent: raw.max_concurrent,
+            queue_limit: raw.queue_limit,
+            queue_timeout: seconds("QUEUE_TIMEOUT_SECONDS", raw.queue_timeout_seconds, 0.0, 3600.0)?,
+            header_read_timeout: seconds("HEADER_READ_TIMEOUT_SECONDS", raw.header_read_timeout_seconds, 0.1, 3600.0)?,
+            body_read_timeout: seconds("BODY_READ_TIMEOUT_SECONDS", raw.body_read_timeout_seconds, 0.1, 3600.0)?,
+            shutdown_grace: seconds("SHUTDOWN_GRACE_SECONDS", raw.shutdown_grace_seconds, 0.0, 3600.0)?,
+            pool_size: raw.pool_size,
+            pool_max_idle: seconds("POOL_MAX_IDLE_SECONDS", raw.pool_max_idle_seconds, 1.0, 86400.0)?,
+            nsjail_path: raw.nsjail_path,
+            nsjail_config: raw.nsjail_config,
+            sandbox_python: raw.sandbox_python,
+            userns,
+            cgroup,
+            google_cloud_project: raw.google_cloud_project.filter(|p| !p.is_empty()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_match_the_contract() {
+        let s = Settings::from_iter(vars(&[])).unwrap();
+        assert_eq!(s.port, 8080);
+        assert_eq!(s.limits.timeout, Duration::from_secs(10));
+        assert_eq!(s.limits.memory_bytes, 512 * MIB);
+        assert_eq!(s.max_body_bytes, 2 * MIB as usize);
+        assert_eq!(s.max_script_bytes, MIB as usize);
+        assert_eq!(s.limits.max_output_bytes, MIB as usize);
+        assert_eq!(s.limits.max_result_bytes, 8 * MIB as usize);
+        assert!(s.api_token.is_none());
+    }
+
+    #[test]
+    fn reads_port_and_limits() {
+        let s = Settings::from_iter(vars(&[("PORT", "9000"), ("TIMEOUT_SECONDS", "2.5"), ("MEMORY_LIMIT_MB", "256")])).unwrap();
+        assert_eq!(s.port, 9000);
+        assert_eq!(s.limits.timeout, Duration::from_millis(2500));
+        assert_eq!(s.limits.memory_bytes, 256 * MIB);
+    }
+
+    #[test]
+    fn a_bad_value_names_its_variable() {
+        let err = Settings::from_iter(vars(&[("PORT", "eighty")])).unwrap_err();
+        assert!(err.contains("PORT"), "{err}");
+        let err = Settings::from_iter(vars(&[("TIMEOUT_SECONDS", "0")])).unwrap_err();
+        assert!(err.contains("TIMEOUT_SECONDS"), "{err}");
+        let err = Settings::from_iter(vars(&[("SANDBOX_CGROUP", "v3")])).unwrap_err();
+        assert!(err.contains("SANDBOX_CGROUP"), "{err}");
+        let err = Settings::from_iter(vars(&[("MEMORY_LIMIT_MB", "-1")])).unwrap_err();
+        assert!(err.contains("MEMORY_LIMIT_MB"), "{err}");
+    }
+
+    #[test]
+    fn an_empty_token_means_no_authentication() {
+        let s = Settings::from_iter(vars(&[("API_TOKEN", "")])).unwrap();
+        assert!(s.api_token.is_none());
+    }
+}

@@ -1,0 +1,110 @@
+//! The start-up probe: finds the strongest isolation this host allows, proves it by running a
+//! tiny script through it, and refuses to start if nothing works (fail closed).
+//!
+//! Order: cgroup v2, then v1, then rlimits only; within each, with a user namespace first.
+//! `SANDBOX_USERNS` and `SANDBOX_CGROUP` force one choice (a forced choice that fails stops
+//! start-up rather than falling back).
+
+use crate::cgroup::Cgroups;
+use crate::config::{CgroupChoice, Settings, UsernsChoice};
+use crate::runner::{Report, RunRequest};
+use crate::sandbox::{Ending, Flavour, Isolation, Sandbox};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const PROBE_SCRIPT: &str = "import os, sys\n\ndef main():\n    return [sys.version.split()[0], os.getuid(), os.getgid()]\n";
+
+/// What the probe found, for the logs and `/health`.
+#[derive(Debug, Clone)]
+pub struct ProbeReport {
+    pub python_version: String,
+    pub took: Duration,
+    /// Why stronger configurations were passed over.
+    pub skipped: Vec<String>,
+}
+
+pub async fn probe(settings: &Settings) -> Result<(Sandbox, ProbeReport), String> {
+    let started = Instant::now();
+    let mut skipped = Vec::new();
+    let userns_options: &[bool] = match settings.userns {
+        UsernsChoice::Auto => &[true, false],
+        UsernsChoice::On => &[true],
+        UsernsChoice::Off => &[false],
+    };
+    let cgroup_options: &[CgroupChoice] = match settings.cgroup {
+        CgroupChoice::Auto => &[CgroupChoice::V2, CgroupChoice::V1, CgroupChoice::None],
+        forced => std::slice::from_ref(match forced {
+            CgroupChoice::V2 => &CgroupChoice::V2,
+            CgroupChoice::V1 => &CgroupChoice::V1,
+            _ => &CgroupChoice::None,
+        }),
+    };
+    for cgroup_choice in cgroup_options {
+        let cgroups = match cgroup_choice {
+            CgroupChoice::V2 => Cgroups::setup_v2().map(Some),
+            CgroupChoice::V1 => Cgroups::setup_v1().map(Some),
+            _ => Ok(None),
+        };
+        let cgroups = match cgroups {
+            Ok(c) => c.map(Arc::new),
+            Err(why) => {
+                skipped.push(format!("cgroup {}: {why}", name(*cgroup_choice)));
+                continue;
+            }
+        };
+        for &user_namespace in userns_options {
+            let isolation = Isolation { user_namespace, cgroups: cgroups.clone() };
+            let label = isolation.describe();
+            let sandbox = Sandbox::new(
+                &settings.nsjail_path,
+                &settings.nsjail_config,
+                &settings.sandbox_python,
+                isolation,
+                settings.limits,
+            )?;
+            match try_sandbox(&sandbox).await {
+                Ok(python_version) => {
+                    let took = started.elapsed();
+                    return Ok((sandbox, ProbeReport { python_version, took, skipped }));
+                }
+                Err(why) => skipped.push(format!("{label}: {why}")),
+            }
+        }
+        if let Some(cgroups) = cgroups {
+            cgroups.remove();
+        }
+    }
+    Err(format!("no working sandbox configuration: {}", skipped.join("; ")))
+}
+
+fn name(choice: CgroupChoice) -> &'static str {
+    match choice {
+        CgroupChoice::V2 => "v2",
+        CgroupChoice::V1 => "v1",
+        _ => "none",
+    }
+}
+
+/// Runs the probe script; returns the sandbox Python's version.
+async fn try_sandbox(sandbox: &Sandbox) -> Result<String, String> {
+    let mut jail = sandbox.spawn(Flavour::Plain, Duration::from_secs(20)).map_err(|e| e.message)?;
+    jail.wait_ready(Duration::from_secs(15))
+        .await
+        .map_err(|e| format!("{}: {}", e.message, e.nsjail_log.trim()))?;
+    let request = RunRequest { script: PROBE_SCRIPT, result_limit_bytes: 4096, memory_bytes: None };
+    let execution = jail.execute(request, Duration::from_secs(15)).await;
+    match execution.ending {
+        Ending::Reported(Report::Value(raw)) => {
+            let value: (String, u32, u32) =
+                serde_json::from_str(raw.get()).map_err(|e| format!("unexpected probe answer: {e}"))?;
+            if value.1 == 0 || value.2 == 0 {
+                return Err("the jail ran the script as root".into());
+            }
+            Ok(value.0)
+        }
+        other => Err(format!(
+            "probe script failed: {other:?}; stderr: {}",
+            execution.stderr.text().chars().take(500).collect::<String>()
+        )),
+    }
+}

@@ -1,0 +1,240 @@
+//! Checks a script before anything runs: it must parse as Python 3.11 and define `main` at
+//! module level. The same pass notes whether it imports numpy or pandas, so it can be given a
+//! jail that has them imported already.
+
+use crate::error::{ApiError, ErrorKind};
+use rustpython_parser::ast::{self, Stmt};
+use rustpython_parser::source_code::RandomLocator;
+use rustpython_parser::Parse;
+
+/// What the service learned about a valid script.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScriptInfo {
+    /// The script imports numpy or pandas somewhere (module level or inside functions).
+    pub imports_data_libraries: bool,
+}
+
+/// Modules a "data" jail has imported before the script arrives.
+pub const DATA_LIBRARIES: &[&str] = &["numpy", "pandas"];
+
+/// Deeply nested code makes deeply recursive syntax trees: parse on a thread whose stack
+/// cannot run out before the script-size cap does (only the pages touched are ever used).
+const PARSER_STACK_BYTES: usize = 1 << 30;
+
+/// Validates on a dedicated big-stack thread; never blocks the async runtime.
+pub async fn validate_off_thread(script: String) -> Result<ScriptInfo, ApiError> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name("validate".into())
+        .stack_size(PARSER_STACK_BYTES)
+        .spawn(move || {
+            let _ = tx.send(validate(&script));
+        });
+    if spawned.is_err() {
+        return Err(ApiError::new(ErrorKind::Unavailable, "cannot start the validator; retry later"));
+    }
+    rx.await.unwrap_or_else(|_| Err(ApiError::internal()))
+}
+
+pub fn validate(script: &str) -> Result<ScriptInfo, ApiError> {
+    if let Some(offset) = script.find('\0') {
+        let (line, column) = line_column(script, offset);
+        return Err(syntax_error("source code cannot contain null bytes", line, column));
+    }
+    let suite = match ast::Suite::parse(script, "<script>") {
+        Ok(suite) => suite,
+        Err(err) => {
+            let location = RandomLocator::new(script).locate(err.offset);
+            return Err(syntax_error(
+                &err.error.to_string(),
+                location.row.get() as usize,
+                location.column.get() as usize,
+            ));
+        }
+    };
+    if !defines_main(&suite) {
+        return Err(ApiError::new(
+            ErrorKind::MissingMain,
+            "the script must define main() at module level (def main or async def main)",
+        ));
+    }
+    let mut info = ScriptInfo { imports_data_libraries: false };
+    note_imports(&suite, &mut info);
+    Ok(info)
+}
+
+fn syntax_error(message: &str, line: usize, column: usize) -> ApiError {
+    ApiError::new(ErrorKind::SyntaxError, format!("SyntaxError: {message} (line {line}, column {column})"))
+        .with("line", line)
+        .with("column", column)
+}
+
+/// 1-based line and character column of a byte offset.
+fn line_column(script: &str, offset: usize) -> (usize, usize) {
+    let before = &script[..offset];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (line, before[line_start..].chars().count() + 1)
+}
+
+/// `def main` / `async def main` in module scope: at top level or inside top-level `if`,
+/// `try`, `with`, `for` or `while` blocks, which Python also runs in module scope.
+fn defines_main(body: &[Stmt]) -> bool {
+    body.iter().any(|stmt| match stmt {
+        Stmt::FunctionDef(def) => def.name.as_str() == "main",
+        Stmt::AsyncFunctionDef(def) => def.name.as_str() == "main",
+        Stmt::If(s) => defines_main(&s.body) || defines_main(&s.orelse),
+        Stmt::Try(s) => {
+            defines_main(&s.body)
+                || defines_main(&s.orelse)
+                || defines_main(&s.finalbody)
+                || s.handlers.iter().any(|h| {
+                    let ast::ExceptHandler::ExceptHandler(h) = h;
+                    defines_main(&h.body)
+                })
+        }
+        Stmt::TryStar(s) => {
+            defines_main(&s.body)
+                || defines_main(&s.orelse)
+                || defines_main(&s.finalbody)
+                || s.handlers.iter().any(|h| {
+                    let ast::ExceptHandler::ExceptHandler(h) = h;
+                    defines_main(&h.body)
+                })
+        }
+        Stmt::With(s) => defines_main(&s.body),
+        Stmt::AsyncWith(s) => defines_main(&s.body),
+        Stmt::For(s) => defines_main(&s.body) || defines_main(&s.orelse),
+        Stmt::While(s) => defines_main(&s.body) || defines_main(&s.orelse),
+        _ => false,
+    })
+}
+
+/// Looks for `import numpy`, `from pandas.x import y` and the like in every block.
+fn note_imports(body: &[Stmt], info: &mut ScriptInfo) {
+    let is_data = |module: &str| {
+        let top = module.split('.').next().unwrap_or(module);
+        DATA_LIBRARIES.contains(&top)
+    };
+    for stmt in body {
+        if info.imports_data_libraries {
+            return;
+        }
+        match stmt {
+            Stmt::Import(s) => {
+                if s.names.iter().any(|alias| is_data(alias.name.as_str())) {
+                    info.imports_data_libraries = true;
+                }
+            }
+            Stmt::ImportFrom(s) => {
+                if s.level.map_or(0, |l| l.to_u32()) == 0 && s.module.as_ref().is_some_and(|m| is_data(m.as_str())) {
+                    info.imports_data_libraries = true;
+                }
+            }
+            Stmt::FunctionDef(s) => note_imports(&s.body, info),
+            Stmt::AsyncFunctionDef(s) => note_imports(&s.body, info),
+            Stmt::ClassDef(s) => note_imports(&s.body, info),
+            Stmt::If(s) => {
+                note_imports(&s.body, info);
+                note_imports(&s.orelse, info);
+            }
+            Stmt::For(s) => {
+                note_imports(&s.body, info);
+                note_imports(&s.orelse, info);
+            }
+            Stmt::AsyncFor(s) => {
+                note_imports(&s.body, info);
+                note_imports(&s.orelse, info);
+            }
+            Stmt::While(s) => {
+                note_imports(&s.body, info);
+                note_imports(&s.orelse, info);
+            }
+            Stmt::With(s) => note_imports(&s.body, info),
+            Stmt::AsyncWith(s) => note_imports(&s.body, info),
+            Stmt::Try(s) => {
+                note_imports(&s.body, info);
+                note_imports(&s.orelse, info);
+                note_imports(&s.finalbody, info);
+                for ast::ExceptHandler::ExceptHandler(h) in &s.handlers {
+                    note_imports(&h.body, info);
+                }
+            }
+            Stmt::TryStar(s) => {
+                note_imports(&s.body, info);
+                note_imports(&s.orelse, info);
+                note_imports(&s.finalbody, info);
+                for ast::ExceptHandler::ExceptHandler(h) in &s.handlers {
+                    note_imports(&h.body, info);
+                }
+            }
+            Stmt::Match(s) => {
+                for case in &s.cases {
+                    note_imports(&case.body, info);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kind(script: &str) -> &'static str {
+        match validate(script) {
+            Ok(_) => "ok",
+            Err(e) => e.kind.as_str(),
+        }
+    }
+
+    #[test]
+    fn accepts_main_in_its_forms() {
+        assert_eq!(kind("def main():\n    return 1\n"), "ok");
+        assert_eq!(kind("async def main():\n    return 1\n"), "ok");
+        assert_eq!(kind("import functools\n@functools.cache\ndef main():\n    return 1\n"), "ok");
+        assert_eq!(kind("try:\n    import x\nexcept ImportError:\n    pass\nif True:\n    def main(): pass\n"), "ok");
+    }
+
+    #[test]
+    fn rejects_missing_or_nested_main() {
+        assert_eq!(kind("x = 1\n"), "missing_main");
+        assert_eq!(kind(""), "missing_main");
+        assert_eq!(kind("def helper():\n    def main(): pass\n"), "missing_main");
+        assert_eq!(kind("class C:\n    def main(self): pass\n"), "missing_main");
+        assert_eq!(kind("main = lambda: 1\n"), "missing_main");
+        assert_eq!(kind("def Main(): pass\n"), "missing_main");
+    }
+
+    #[test]
+    fn syntax_errors_carry_one_based_line_and_column() {
+        let err = validate("def main():\n    return (1,\n").unwrap_err();
+        assert_eq!(err.kind, ErrorKind::SyntaxError);
+        assert!(err.fields["line"].as_u64().unwrap() >= 2);
+        assert!(err.fields["column"].as_u64().unwrap() >= 1);
+
+        let err = validate("def main():\n    x = = 2\n").unwrap_err();
+        assert_eq!(err.fields["line"], 2);
+        assert_eq!(err.fields["column"], 9);
+    }
+
+    #[test]
+    fn null_bytes_are_syntax_errors() {
+        let err = validate("def main():\n    return 1\0\n").unwrap_err();
+        assert_eq!(err.kind, ErrorKind::SyntaxError);
+        assert_eq!(err.fields["line"], 2);
+        assert_eq!(err.fields["column"], 13);
+    }
+
+    #[test]
+    fn notes_data_library_imports_anywhere() {
+        let info = |s: &str| validate(s).unwrap().imports_data_libraries;
+        assert!(info("import pandas as pd\ndef main(): pass\n"));
+        assert!(info("def main():\n    import numpy.linalg\n"));
+        assert!(info("def main():\n    try:\n        from pandas import DataFrame\n    finally:\n        pass\n"));
+        assert!(!info("import json\ndef main(): pass\n"));
+        assert!(!info("import numpyish\ndef main(): pass\n"));
+        assert!(!info("from . import pandas\ndef main(): pass\n"));
+    }
+}
