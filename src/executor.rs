@@ -4,7 +4,8 @@
 use crate::admission::Admission;
 use crate::error::{ApiError, ErrorKind};
 use crate::runner::{Report, RunRequest};
-use crate::sandbox::{Captured, Ending, Execution, Flavour, Sandbox};
+use crate::pool::Pool;
+use crate::sandbox::{Captured, Ending, Execution, Flavour, Jail, Sandbox};
 use crate::validation::ScriptInfo;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
@@ -39,23 +40,22 @@ pub struct Timings {
 
 pub struct Executor {
     pub sandbox: Arc<Sandbox>,
-    pub admission: Admission,
+    pub admission: Arc<Admission>,
+    /// Warm single-use jails; `None` when POOL_SIZE=0 (every execution starts cold).
+    pub pool: Option<Arc<Pool>>,
 }
 
 impl Executor {
-    pub fn new(sandbox: Arc<Sandbox>, admission: Admission) -> Executor {
-        Executor { sandbox, admission }
+    pub fn new(sandbox: Arc<Sandbox>, admission: Arc<Admission>, pool: Option<Arc<Pool>>) -> Executor {
+        Executor { sandbox, admission, pool }
     }
 
-    pub async fn run(&self, job: Job, timings: &mut Timings) -> Result<Success, ApiError> {
-        let queued = Instant::now();
-        let _slot = self.admission.admit().await?;
-        timings.queue = queued.elapsed();
-
-        let started = Instant::now();
-        let flavour = if job.info.imports_data_libraries { Flavour::Data } else { Flavour::Plain };
-        let lifetime = START_TIMEOUT + job.timeout;
-        let mut jail = self.sandbox.spawn(flavour, lifetime).map_err(|e| {
+    /// A jail of this flavour, ready for its script: from the pool if one is waiting, else cold.
+    async fn jail(&self, flavour: Flavour, timeout: Duration) -> Result<Jail, ApiError> {
+        if let Some(jail) = self.pool.as_ref().and_then(|pool| pool.take(flavour)) {
+            return Ok(jail);
+        }
+        let mut jail = self.sandbox.spawn(flavour, START_TIMEOUT + timeout).map_err(|e| {
             crate::logging::error("cannot start a jail", crate::fields! {"reason" => e.message});
             ApiError::new(ErrorKind::Unavailable, "the sandbox cannot start; retry later")
         })?;
@@ -66,6 +66,17 @@ impl Executor {
             );
             return Err(ApiError::new(ErrorKind::Unavailable, "the sandbox cannot start; retry later"));
         }
+        Ok(jail)
+    }
+
+    pub async fn run(&self, job: Job, timings: &mut Timings) -> Result<Success, ApiError> {
+        let queued = Instant::now();
+        let _slot = self.admission.admit().await?;
+        timings.queue = queued.elapsed();
+
+        let started = Instant::now();
+        let flavour = if job.info.imports_data_libraries { Flavour::Data } else { Flavour::Plain };
+        let jail = self.jail(flavour, job.timeout).await?;
         let limits = &self.sandbox.limits;
         let request = RunRequest {
             script: &job.script,

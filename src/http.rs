@@ -158,6 +158,12 @@ fn health(app: &App) -> Result<Response<Body>, ApiError> {
         "slots".into(),
         serde_json::json!({"capacity": admission.capacity(), "in_use": admission.in_use(), "waiting": admission.waiting()}),
     );
+    if let Some(pool) = &app.executor.pool {
+        use crate::sandbox::Flavour;
+        let ready: Map<String, Value> =
+            [Flavour::Plain, Flavour::Data].iter().map(|f| (f.as_str().to_string(), pool.ready(*f).into())).collect();
+        body.insert("pool".into(), serde_json::json!({"size_per_flavour": pool.size(), "ready": ready}));
+    }
     Ok(json_response(StatusCode::OK, Value::Object(body).to_string()))
 }
 

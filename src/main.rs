@@ -11,6 +11,7 @@ mod executor;
 mod http;
 mod isolation;
 mod logging;
+mod pool;
 mod runner;
 mod sandbox;
 mod validation;
@@ -61,7 +62,10 @@ async fn serve(settings: Settings, started: Instant) -> i32 {
     };
     let sandbox = Arc::new(sandbox);
     let slots = settings.max_concurrent.unwrap_or_else(|| default_slots(settings.limits.memory_bytes));
-    let admission = Admission::new(slots, settings.queue_limit, settings.queue_timeout);
+    let admission = Arc::new(Admission::new(slots, settings.queue_limit, settings.queue_timeout));
+    // Warm jails per flavour: by default as many as can run at once.
+    let pool_size = settings.pool_size.unwrap_or(slots);
+    let pool = (pool_size > 0).then(|| pool::Pool::new(sandbox.clone(), pool_size, settings.pool_max_idle));
     let isolation = &sandbox.isolation;
     let health = health_fields(&settings, &sandbox, &probe.python_version, slots);
     logging::info(
@@ -72,6 +76,7 @@ async fn serve(settings: Settings, started: Instant) -> i32 {
             "probe_ms" => probe.took.as_millis() as u64,
             "skipped" => probe.skipped,
             "slots" => slots,
+            "pool_size" => pool_size,
         },
     );
 
@@ -87,7 +92,10 @@ async fn serve(settings: Settings, started: Instant) -> i32 {
     let header_read_timeout = settings.header_read_timeout;
     let grace = settings.shutdown_grace;
     let cgroups = sandbox.isolation.cgroups.clone();
-    let app = Arc::new(http::App::new(settings, Executor::new(sandbox, admission), health));
+    if let Some(pool) = &pool {
+        tokio::spawn(pool.clone().refill(admission.clone()));
+    }
+    let app = Arc::new(http::App::new(settings, Executor::new(sandbox, admission, pool.clone()), health));
     logging::info(
         "listening",
         fields! {"port" => port, "startup_ms" => started.elapsed().as_millis() as u64},
@@ -131,6 +139,9 @@ async fn serve(settings: Settings, started: Instant) -> i32 {
     tokio::select! {
         _ = graceful.shutdown() => logging::info("drained", fields! {}),
         _ = tokio::time::sleep(grace) => logging::warning("grace period over with requests still running", fields! {}),
+    }
+    if let Some(pool) = &pool {
+        pool.stop();
     }
     drop(app);
     if let Some(cgroups) = cgroups {

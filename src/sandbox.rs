@@ -365,6 +365,11 @@ pub struct Jail {
 }
 
 impl Jail {
+    /// Whether the jail's nsjail is still running (a pooled jail may have been killed).
+    pub fn is_alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// Waits for the runner's `ready`. Anything else means the jail could not start.
     pub async fn wait_ready(&mut self, within: Duration) -> Result<(), SandboxError> {
         let mut seen = Vec::with_capacity(READY.len());
@@ -464,15 +469,11 @@ impl Jail {
         if matches!(ending, Ending::TimedOut) || self.oom_killed() {
             self.kill();
         }
-        // The runner has exited (or been killed): the PID namespace goes with it, which
-        // closes the output pipes. Bound the wait anyway, then make sure.
-        if tokio::time::timeout(Duration::from_secs(2), self.child.wait()).await.is_err() {
-            self.kill();
-            let _ = self.child.wait().await;
-        }
-        let grace = Duration::from_secs(1);
-        let stdout = collect(stdout, grace).await;
-        let stderr = collect(stderr, grace).await;
+        // The runner has exited (or been killed): the PID namespace dies with it, which closes
+        // the output pipes. nsjail's own exit and the cgroup's removal happen after the answer
+        // (on drop); the output wait is bounded in case something holds a pipe open.
+        let grace = Duration::from_secs(2);
+        let (stdout, stderr) = tokio::join!(collect(stdout, grace), collect(stderr, grace));
         drop(self);
         Execution { ending, stdout, stderr, run_time }
     }
