@@ -55,7 +55,7 @@ impl Executor {
         if let Some(jail) = self.pool.as_ref().and_then(|pool| pool.take(flavour)) {
             return Ok(jail);
         }
-        let mut jail = self.sandbox.spawn(flavour, START_TIMEOUT + timeout).map_err(|e| {
+        let mut jail = self.sandbox.spawn(flavour, START_TIMEOUT + timeout, false).map_err(|e| {
             crate::logging::error("cannot start a jail", crate::fields! {"reason" => e.message});
             ApiError::new(ErrorKind::Unavailable, "the sandbox cannot start; retry later")
         })?;

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::pipe;
 use tokio::process::{Child, ChildStdin};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 /// The result channel's fd number inside the jail, and nsjail's log fd in nsjail itself.
@@ -183,7 +184,7 @@ impl Sandbox {
     }
 
     /// nsjail's arguments for one jail (everything but the fds, which `spawn` sets up).
-    fn arguments(&self, flavour: Flavour, lifetime: Duration) -> Vec<String> {
+    fn arguments(&self, flavour: Flavour, lifetime: Duration, warm: bool) -> Vec<String> {
         let mut args: Vec<String> = vec!["--config".into(), self.config.display().to_string()];
         args.extend(["--log_fd".into(), LOG_FD.to_string(), "--pass_fd".into(), RESULT_FD.to_string()]);
         if self.isolation.user_namespace {
@@ -211,13 +212,15 @@ impl Sandbox {
         }
         args.push("--".into());
         args.extend([self.jail_python.clone(), "-I".into(), "-B".into(), "-c".into(), runner::RUNNER_SOURCE.into()]);
+        args.push(if warm { "warm" } else { "cold" }.into());
         args.extend(flavour.modules().iter().map(|m| m.to_string()));
         args
     }
 
     /// Starts a jail whose runner loads `flavour` and waits for a script. `lifetime` bounds
-    /// how long the jail may exist at all (waiting in a pool included).
-    pub fn spawn(&self, flavour: Flavour, lifetime: Duration) -> Result<Jail, SandboxError> {
+    /// how long the jail may exist at all (waiting in a pool included). A `warm` jail (for the
+    /// pool) also loads everything the runner may need, to be quick once the script comes.
+    pub fn spawn(&self, flavour: Flavour, lifetime: Duration, warm: bool) -> Result<Jail, SandboxError> {
         let cgroup = match &self.isolation.cgroups {
             Some(cgroups) => Some(
                 cgroups
@@ -234,13 +237,17 @@ impl Sandbox {
         let (result_r, result_w) = make_pipe().map_err(|e| SandboxError::new(format!("pipe: {e}")))?;
         let (log_r, log_w) = make_pipe().map_err(|e| SandboxError::new(format!("pipe: {e}")))?;
 
+        // stdout and stderr are pipes of our own rather than tokio's, so that they can be
+        // drained without waiting for EOF (nsjail holds a copy of each until it exits).
+        let (stdout_r, stdout_w) = make_pipe().map_err(|e| SandboxError::new(format!("pipe: {e}")))?;
+        let (stderr_r, stderr_w) = make_pipe().map_err(|e| SandboxError::new(format!("pipe: {e}")))?;
         let mut command = std::process::Command::new(&self.nsjail);
         command
-            .args(self.arguments(flavour, lifetime))
+            .args(self.arguments(flavour, lifetime, warm))
             .env_clear()
             .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .stdout(Stdio::from(stdout_w))
+            .stderr(Stdio::from(stderr_w));
         let join_files: Vec<std::ffi::CString> =
             guard.0.as_ref().map(|c| c.join_files().to_vec()).unwrap_or_default();
         let (result_w_fd, log_w_fd) = (result_w.as_raw_fd(), log_w.as_raw_fd());
@@ -276,20 +283,19 @@ impl Sandbox {
         let mut child = command.spawn().map_err(|e| SandboxError::new(format!("cannot start nsjail: {e}")))?;
         drop(result_w);
         drop(log_w);
-        let stdin = child.stdin.take();
-        let stdout = child.stdout.take();
-        let stderr = child.stderr.take();
-        let (Some(stdin), Some(stdout), Some(stderr)) = (stdin, stdout, stderr) else {
-            return Err(SandboxError::new("nsjail's pipes are missing"));
+        drop(command);
+        let Some(stdin) = child.stdin.take() else {
+            return Err(SandboxError::new("nsjail's stdin is missing"));
         };
-        let result = pipe::Receiver::from_owned_fd(result_r).map_err(|e| SandboxError::new(format!("pipe: {e}")))?;
-        let log = pipe::Receiver::from_owned_fd(log_r).map_err(|e| SandboxError::new(format!("pipe: {e}")))?;
+        let receiver = |fd| pipe::Receiver::from_owned_fd(fd).map_err(|e| SandboxError::new(format!("pipe: {e}")));
+        let (result, log) = (receiver(result_r)?, receiver(log_r)?);
+        let (stdout, stderr) = (receiver(stdout_r)?, receiver(stderr_r)?);
         let log_reader = tokio::spawn(read_capped(log, LOG_KEEP));
         Ok(Jail {
             child,
             stdin: Some(stdin),
-            stdout: Some(Box::new(stdout)),
-            stderr: Some(Box::new(stderr)),
+            stdout: Some(stdout),
+            stderr: Some(stderr),
             result,
             log_reader,
             cgroup: guard.0.take(),
@@ -329,6 +335,47 @@ fn make_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok((r, w))
 }
 
+/// Reads a jail's output, keeping the first `cap` bytes and discarding the rest (so writers
+/// never block), until EOF or until `finished` is set and the pipe is empty. The runner sets
+/// the stage for the latter: it kills and reaps every other process in the jail before its
+/// report, so once the report is in, nothing can write any more.
+async fn read_output(pipe: pipe::Receiver, cap: usize, mut finished: watch::Receiver<bool>) -> Captured {
+    let mut captured = Captured::default();
+    let mut buffer = vec![0u8; 64 * 1024];
+    let mut keep = |captured: &mut Captured, chunk: &[u8]| {
+        let room = cap.saturating_sub(captured.bytes.len());
+        if chunk.len() > room {
+            captured.truncated = true;
+        }
+        captured.bytes.extend_from_slice(&chunk[..chunk.len().min(room)]);
+    };
+    let mut draining = false;
+    loop {
+        match pipe.try_read(&mut buffer) {
+            Ok(0) => return captured,
+            Ok(n) => {
+                keep(&mut captured, &buffer[..n]);
+                continue;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if draining {
+                    return captured;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return captured,
+        }
+        tokio::select! {
+            ready = pipe.readable() => if ready.is_err() { return captured },
+            changed = finished.changed(), if !draining => {
+                // Sender gone or set: either way, empty the pipe and stop.
+                let _ = changed;
+                draining = true;
+            }
+        }
+    }
+}
+
 /// Reads to EOF, keeping the first `cap` bytes and draining the rest (so the writer never blocks).
 async fn read_capped<R: AsyncRead + Unpin>(mut reader: R, cap: usize) -> Captured {
     let mut captured = Captured::default();
@@ -347,14 +394,12 @@ async fn read_capped<R: AsyncRead + Unpin>(mut reader: R, cap: usize) -> Capture
     }
 }
 
-type BoxedReader = Box<dyn AsyncRead + Send + Unpin>;
-
 /// A started jail: its runner is loading or waiting for a script.
 pub struct Jail {
     child: Child,
     stdin: Option<ChildStdin>,
-    stdout: Option<BoxedReader>,
-    stderr: Option<BoxedReader>,
+    stdout: Option<pipe::Receiver>,
+    stderr: Option<pipe::Receiver>,
     result: pipe::Receiver,
     log_reader: JoinHandle<Captured>,
     cgroup: Option<JailCgroup>,
@@ -417,8 +462,17 @@ impl Jail {
             let _ = cgroup.set_memory_limit(bytes);
         }
         let cap = self.output_cap;
-        let stdout = tokio::spawn(read_capped(self.stdout.take().expect("jail executed once"), cap));
-        let stderr = tokio::spawn(read_capped(self.stderr.take().expect("jail executed once"), cap));
+        let (finished, finished_rx) = watch::channel(false);
+        let (Some(stdout), Some(stderr)) = (self.stdout.take(), self.stderr.take()) else {
+            return Execution {
+                ending: Ending::Vanished { exit_code: None, signal: None },
+                stdout: Captured::default(),
+                stderr: Captured::default(),
+                run_time: Duration::ZERO,
+            };
+        };
+        let stdout = tokio::spawn(read_output(stdout, cap, finished_rx.clone()));
+        let stderr = tokio::spawn(read_output(stderr, cap, finished_rx));
         let started = Instant::now();
         let deadline = tokio::time::Instant::from_std(started + timeout);
 
@@ -434,12 +488,7 @@ impl Jail {
         };
         let result_limit = request.result_limit_bytes + 64 * 1024;
         let result = &mut self.result;
-        let reading = async move {
-            let mut frame = Vec::new();
-            let mut limited = result.take(result_limit as u64 + 1);
-            let _ = limited.read_to_end(&mut frame).await;
-            frame
-        };
+        let reading = read_frame(result, result_limit);
         let outcome = tokio::time::timeout_at(deadline, async { tokio::join!(feeding, reading).1 }).await;
         let run_time = started.elapsed();
 
@@ -469,9 +518,13 @@ impl Jail {
         if matches!(ending, Ending::TimedOut) || self.oom_killed() {
             self.kill();
         }
-        // The runner has exited (or been killed): the PID namespace dies with it, which closes
-        // the output pipes. nsjail's own exit and the cgroup's removal happen after the answer
-        // (on drop); the output wait is bounded in case something holds a pipe open.
+        if matches!(ending, Ending::Reported(_)) {
+            // The runner reported after reaping every other process: what is in the pipes
+            // is all there will be.
+            let _ = finished.send(true);
+        }
+        // Otherwise the jail is dead or dying and the pipes reach EOF once nsjail exits.
+        // nsjail's exit and the cgroup's removal happen after the answer (on drop).
         let grace = Duration::from_secs(2);
         let (stdout, stderr) = tokio::join!(collect(stdout, grace), collect(stderr, grace));
         drop(self);
@@ -493,6 +546,45 @@ impl Drop for Jail {
             match tokio::runtime::Handle::try_current() {
                 Ok(runtime) => drop(runtime.spawn_blocking(move || cgroup.remove())),
                 Err(_) => cgroup.remove(),
+            }
+        }
+    }
+}
+
+/// Reads one frame: a `tag length` line, then exactly `length` bytes. Stops early on EOF or
+/// once more than `limit` bytes have come (the caller reports that as too large).
+async fn read_frame(result: &mut pipe::Receiver, limit: usize) -> Vec<u8> {
+    let mut frame = Vec::new();
+    let mut expected: Option<usize> = None;
+    let mut buffer = vec![0u8; 64 * 1024];
+    loop {
+        if let Some(total) = expected {
+            if frame.len() >= total {
+                frame.truncate(total);
+                return frame;
+            }
+        }
+        if frame.len() > limit {
+            return frame;
+        }
+        let n = match result.read(&mut buffer).await {
+            Ok(0) | Err(_) => return frame,
+            Ok(n) => n,
+        };
+        frame.extend_from_slice(&buffer[..n]);
+        if expected.is_none() {
+            if let Some(newline) = frame.iter().position(|&b| b == b'\n') {
+                let length = std::str::from_utf8(&frame[..newline])
+                    .ok()
+                    .and_then(|head| head.split_once(' '))
+                    .and_then(|(_, n)| n.parse::<usize>().ok());
+                match length {
+                    Some(length) => expected = Some(newline + 1 + length),
+                    // Not a frame header: let the parser say so.
+                    None => return frame,
+                }
+            } else if frame.len() > 64 {
+                return frame;
             }
         }
     }
