@@ -205,10 +205,11 @@ impl Cgroups {
         Ok(cgroup)
     }
 
-    /// Removes the service's parent cgroups (at shutdown, once every jail is gone).
+    /// Removes the service's parent cgroups at shutdown, with any jail cgroup still in them
+    /// (its processes killed first). Blocks briefly while killed processes exit.
     pub fn remove(&self) {
         for parent in &self.parents {
-            let _ = fs::remove_dir(parent);
+            remove_parent(parent);
         }
     }
 }
@@ -228,14 +229,30 @@ fn remove_stale_parents(base: &Path) {
         let name = entry.file_name();
         let Some(pid) = name.to_str().and_then(|n| n.strip_prefix(PARENT_PREFIX)) else { continue };
         if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
-            let parent = entry.path();
-            if let Ok(jails) = fs::read_dir(&parent) {
-                for jail in jails.flatten().filter(|j| j.path().is_dir()) {
-                    kill_all_in(&jail.path());
-                    let _ = fs::remove_dir(jail.path());
-                }
-            }
-            let _ = fs::remove_dir(&parent);
+            remove_parent(&entry.path());
+        }
+    }
+}
+
+fn remove_parent(parent: &Path) {
+    if let Ok(jails) = fs::read_dir(parent) {
+        for jail in jails.flatten().filter(|j| j.path().is_dir()) {
+            remove_jail_dir(&jail.path());
+        }
+    }
+    let _ = fs::remove_dir(parent);
+}
+
+/// Kills what is left in a jail's cgroup directory and removes it, retrying while the killed
+/// processes leave (they do so a moment after the signal).
+fn remove_jail_dir(dir: &Path) {
+    for attempt in 0..200 {
+        kill_all_in(dir);
+        match fs::remove_dir(dir) {
+            Ok(()) => return,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return,
+            Err(_) if attempt < 199 => std::thread::sleep(std::time::Duration::from_millis(5)),
+            Err(_) => return,
         }
     }
 }
@@ -342,20 +359,8 @@ impl JailCgroup {
 
     /// Kills what is left and removes the cgroup directories.
     pub fn remove(self) {
-        self.kill_all();
         for dir in &self.dirs {
-            // Killed processes leave the cgroup a moment after the signal.
-            for attempt in 0..200 {
-                match fs::remove_dir(dir) {
-                    Ok(()) => break,
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => break,
-                    Err(_) if attempt < 199 => {
-                        kill_all_in(dir);
-                        std::thread::sleep(std::time::Duration::from_millis(5));
-                    }
-                    Err(_) => break,
-                }
-            }
+            remove_jail_dir(dir);
         }
     }
 }

@@ -145,9 +145,8 @@ async fn serve(settings: Settings, started: Instant) -> i32 {
     }
     drop(app);
     if let Some(cgroups) = cgroups {
-        // Jails dropped just now remove their cgroups on blocking threads: give them a moment.
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        cgroups.remove();
+        // Jails dropped just now may still be removing their cgroups: this removes what is left.
+        let _ = tokio::task::spawn_blocking(move || cgroups.remove()).await;
     }
     logging::info("stopped", fields! {});
     0

@@ -25,7 +25,10 @@ pub fn sandbox_env() -> Vec<(String, String)> {
     );
     vec![
         ("NSJAIL_PATH".into(), nsjail.display().to_string()),
-        ("NSJAIL_CONFIG".into(), repo.join("nsjail.cfg").display().to_string()),
+        (
+            "NSJAIL_CONFIG".into(),
+            repo.join("nsjail.cfg").display().to_string(),
+        ),
         ("SANDBOX_PYTHON".into(), python.display().to_string()),
         ("PORT".into(), "0".into()),
     ]
@@ -54,14 +57,19 @@ impl Server {
     /// Starts the service; `Err` carries its exit status and stderr if it stops instead.
     pub fn try_start(extra: &[(&str, &str)]) -> Result<Server, String> {
         let mut command = Command::new(env!("CARGO_BIN_EXE_python-executor"));
-        command.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+        command
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default());
         for (k, v) in sandbox_env() {
             command.env(k, v);
         }
         for (k, v) in extra {
             command.env(k, v);
         }
-        command.stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(Stdio::null());
+        command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .stdin(Stdio::null());
         let mut child = command.spawn().map_err(|e| e.to_string())?;
         let logs = Arc::new(Mutex::new(Vec::new()));
         let stderr_text = Arc::new(Mutex::new(String::new()));
@@ -88,11 +96,19 @@ impl Server {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok(port) = port_rx.recv_timeout(Duration::from_millis(20)) {
-                return Ok(Server { child, port, logs, stderr: stderr_text });
+                return Ok(Server {
+                    child,
+                    port,
+                    logs,
+                    stderr: stderr_text,
+                });
             }
             if let Ok(Some(status)) = child.try_wait() {
                 std::thread::sleep(Duration::from_millis(50));
-                return Err(format!("exited with {status}: {}", stderr_text.lock().unwrap()));
+                return Err(format!(
+                    "exited with {status}: {}",
+                    stderr_text.lock().unwrap()
+                ));
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
@@ -106,7 +122,12 @@ impl Server {
     }
 
     pub fn log_lines(&self) -> Vec<Value> {
-        self.logs.lock().unwrap().iter().filter_map(|l| serde_json::from_str(l).ok()).collect()
+        self.logs
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
     }
 
     pub fn raw_logs(&self) -> String {
@@ -119,15 +140,27 @@ impl Server {
     }
 
     pub fn post_json(&self, path: &str, body: &Value) -> Response {
-        self.request("POST", path, &[("Content-Type", "application/json")], body.to_string().as_bytes())
+        self.request(
+            "POST",
+            path,
+            &[("Content-Type", "application/json")],
+            body.to_string().as_bytes(),
+        )
     }
 
     pub fn get(&self, path: &str) -> Response {
         self.request("GET", path, &[], b"")
     }
 
-    pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
-        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Response {
+        let mut head =
+            format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
         for (k, v) in headers {
             head.push_str(&format!("{k}: {v}\r\n"));
         }
@@ -198,26 +231,45 @@ pub struct Response {
 
 impl Response {
     pub fn parse(raw: &[u8]) -> Response {
-        let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or_else(|| {
-            panic!("no HTTP response, got {:?}", String::from_utf8_lossy(raw))
-        });
+        let split = raw
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .unwrap_or_else(|| panic!("no HTTP response, got {:?}", String::from_utf8_lossy(raw)));
         let head = String::from_utf8_lossy(&raw[..split]).to_string();
         let mut lines = head.split("\r\n");
-        let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+        let status = lines
+            .next()
+            .unwrap()
+            .split(' ')
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap();
         let headers = lines
             .filter_map(|l| l.split_once(':'))
             .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
             .collect();
-        Response { status, headers, body: raw[split + 4..].to_vec() }
+        Response {
+            status,
+            headers,
+            body: raw[split + 4..].to_vec(),
+        }
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "body is not JSON ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
     }
 
     pub fn text(&self) -> String {
@@ -226,7 +278,10 @@ impl Response {
 
     /// The `kind` of an error answer (panics on a success).
     pub fn kind(&self) -> String {
-        self.json()["kind"].as_str().unwrap_or_else(|| panic!("no kind in {}", self.text())).to_string()
+        self.json()["kind"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no kind in {}", self.text()))
+            .to_string()
     }
 
     /// Asserts a 200 and returns `result`.
@@ -241,4 +296,77 @@ pub fn assert_serving(server: &Server) {
     let r = server.execute("def main():\n    return 6 * 7\n");
     assert_eq!(r.status, 200, "service no longer serving: {}", r.text());
     assert_eq!(r.json(), serde_json::json!({"result": 42, "stdout": ""}));
+}
+
+/// Pids of processes whose real uid is `uid`.
+pub fn processes_of_uid(uid: u32) -> Vec<u32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else {
+            continue;
+        };
+        let real_uid = status
+            .lines()
+            .find(|l| l.starts_with("Uid:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|u| u.parse::<u32>().ok());
+        if real_uid == Some(uid) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// Whether any of `pids` has `ancestor` among its ancestors.
+pub fn any_descends_from(pids: &[u32], ancestor: u32) -> bool {
+    pids.iter().any(|&pid| {
+        let mut current = pid;
+        for _ in 0..64 {
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{current}/stat")) else {
+                return false;
+            };
+            let Some(after) = stat.rsplit_once(')').map(|(_, a)| a.to_string()) else {
+                return false;
+            };
+            let Some(ppid) = after
+                .split_whitespace()
+                .nth(1)
+                .and_then(|p| p.parse::<u32>().ok())
+            else {
+                return false;
+            };
+            if ppid == ancestor {
+                return true;
+            }
+            if ppid <= 1 {
+                return false;
+            }
+            current = ppid;
+        }
+        false
+    })
+}
+
+/// The service's cgroup directories (`python-executor-<pid>`) that exist under any hierarchy.
+pub fn service_cgroups(pid: u32) -> Vec<PathBuf> {
+    let name = format!("python-executor-{pid}");
+    let mut found = Vec::new();
+    let mut stack = vec![PathBuf::from("/sys/fs/cgroup")];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if !entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                continue;
+            }
+            if entry.file_name().to_string_lossy() == name {
+                found.push(path);
+            } else if path.components().count() < 12 {
+                stack.push(path);
+            }
+        }
+    }
+    found
 }

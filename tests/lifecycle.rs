@@ -1,0 +1,144 @@
+//! Start-up, the isolation probe and its fallbacks, failing closed, and shutdown.
+
+mod common;
+use common::{assert_serving, Server};
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+#[test]
+fn a_bad_setting_stops_start_up_naming_the_variable() {
+    for (var, value) in [
+        ("PORT", "eighty"),
+        ("TIMEOUT_SECONDS", "-1"),
+        ("MEMORY_LIMIT_MB", "lots"),
+        ("MAX_CONCURRENT", "0"),
+        ("SANDBOX_CGROUP", "v9"),
+        ("POOL_SIZE", "-3"),
+    ] {
+        let err = Server::try_start(&[(var, value)]).err().unwrap_or_else(|| panic!("{var}={value} started"));
+        assert!(err.contains("exited with exit status: 2"), "{var}: {err}");
+        assert!(err.contains(var), "the message should name {var}: {err}");
+    }
+}
+
+#[test]
+fn no_working_sandbox_means_no_service() {
+    // nsjail missing.
+    let err = Server::try_start(&[("NSJAIL_PATH", "/nonexistent/nsjail")]).err().expect("started without nsjail");
+    assert!(err.contains("refusing to start") || err.contains("NSJAIL_PATH"), "{err}");
+    // A config nsjail rejects: the probe fails, and the service does not fall back to running
+    // anything without it.
+    let dir = tempfile::tempdir().unwrap();
+    let broken = dir.path().join("nsjail.cfg");
+    std::fs::write(&broken, "this is not a valid nsjail config {").unwrap();
+    let err = Server::try_start(&[("NSJAIL_CONFIG", broken.to_str().unwrap())]).err().expect("started with a broken config");
+    assert!(err.contains("refusing to start"), "{err}");
+    assert!(err.contains("exited with exit status: 1"), "{err}");
+}
+
+#[test]
+fn a_forced_isolation_that_does_not_work_is_not_replaced_by_a_weaker_one() {
+    // This machine has no cgroup v2 controllers: forcing v2 must fail, not fall back to v1.
+    let err = Server::try_start(&[("SANDBOX_CGROUP", "v2")]).err().expect("started with v2 forced on a v1 host");
+    assert!(err.contains("refusing to start") && err.contains("cgroup v2"), "{err}");
+}
+
+/// Every configuration the probe can choose on this host runs scripts with its limits.
+#[test]
+fn each_fallback_configuration_works_when_forced() {
+    for (userns, cgroup) in [("on", "v1"), ("off", "v1"), ("on", "none"), ("off", "none")] {
+        let server = Server::start_with(&[
+            ("SANDBOX_USERNS", userns),
+            ("SANDBOX_CGROUP", cgroup),
+            ("MEMORY_LIMIT_MB", "200"),
+            ("TIMEOUT_SECONDS", "3"),
+        ]);
+        let label = format!("userns={userns} cgroup={cgroup}");
+        let health = server.get("/health").json();
+        assert_eq!(health["isolation"]["user_namespace"], userns == "on", "{label}: {health}");
+        let expected_cgroup = if cgroup == "none" { json!(null) } else { json!(cgroup) };
+        assert_eq!(health["isolation"]["cgroup"], expected_cgroup, "{label}: {health}");
+
+        let r = server.execute("import os, socket\ndef main():\n    try:\n        socket.create_connection(('1.1.1.1', 53), timeout=1)\n        net = True\n    except OSError:\n        net = False\n    return [os.getuid(), os.getgid(), net, sorted(os.listdir('/'))]\n");
+        assert_eq!(
+            r.result(),
+            json!([65534, 65534, false, ["bin", "dev", "etc", "lib", "lib64", "opt", "proc", "tmp", "usr"]]),
+            "{label}"
+        );
+        let r = server.execute("def main():\n    return len(bytearray(300 * 1024 * 1024))\n");
+        assert_eq!(r.kind(), "memory_limit", "{label}: {}", r.text());
+        let r = server.execute("import os, time\ndef main():\n    n = 0\n    try:\n        for _ in range(500):\n            if os.fork() == 0:\n                time.sleep(30)\n                os._exit(0)\n            n += 1\n    except OSError:\n        pass\n    return n\n");
+        let forked = r.result().as_i64().unwrap();
+        assert!(forked < 500, "{label}: {forked} processes were allowed");
+        let r = server.execute("while True:\n    pass\ndef main():\n    pass\n");
+        assert_eq!(r.kind(), "timeout", "{label}");
+        assert_serving(&server);
+    }
+}
+
+#[test]
+fn sigterm_lets_running_executions_finish_then_exits_zero() {
+    let server = Server::start();
+    let port = server.port;
+    let slow = std::thread::spawn(move || {
+        let body = json!({"script": "import time\ndef main():\n    time.sleep(2)\n    return 'finished'\n"}).to_string();
+        let raw = format!(
+            "POST /execute HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream.write_all(raw.as_bytes()).unwrap();
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).unwrap();
+        common::Response::parse(&answer)
+    });
+    std::thread::sleep(Duration::from_millis(700));
+    let pid = server.pid();
+    let started = Instant::now();
+    let status = server.terminate();
+    assert!(status.success(), "exit status {status}");
+    let response = slow.join().unwrap();
+    assert_eq!(response.result(), json!("finished"));
+    assert!(started.elapsed() < Duration::from_secs(9), "shutdown took {:?}", started.elapsed());
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err(), "still accepting after shutdown");
+    assert!(common::service_cgroups(pid).is_empty());
+}
+
+#[test]
+fn shutdown_does_not_wait_past_its_grace_period() {
+    let server = Server::start_with(&[("SHUTDOWN_GRACE_SECONDS", "1"), ("TIMEOUT_SECONDS", "30")]);
+    let port = server.port;
+    std::thread::spawn(move || {
+        let body = json!({"script": "import time\ndef main():\n    time.sleep(25)\n"}).to_string();
+        let raw = format!(
+            "POST /execute HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        use std::io::{Read, Write};
+        if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            let _ = stream.write_all(raw.as_bytes());
+            let _ = stream.read_to_end(&mut Vec::new());
+        }
+    });
+    std::thread::sleep(Duration::from_millis(700));
+    let pid = server.pid();
+    let started = Instant::now();
+    let status = server.terminate();
+    assert!(status.success(), "{status}");
+    assert!(started.elapsed() < Duration::from_secs(6), "took {:?}", started.elapsed());
+    std::thread::sleep(Duration::from_millis(300));
+    let leftover = common::processes_of_uid(65534);
+    assert!(!common::any_descends_from(&leftover, pid), "{leftover:?}");
+    assert!(common::service_cgroups(pid).is_empty(), "{:?}", common::service_cgroups(pid));
+}
+
+#[test]
+fn start_up_logs_the_isolation_in_force() {
+    let server = Server::start();
+    let lines = server.log_lines();
+    let ready = lines.iter().find(|l| l["message"] == "sandbox ready").expect("no 'sandbox ready' line");
+    assert_eq!(ready["severity"], "INFO");
+    assert!(ready["isolation"].as_str().unwrap().contains("cgroup v1"), "{ready}");
+    assert!(ready["python"].as_str().unwrap().starts_with("3.11"));
+}

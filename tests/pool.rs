@@ -1,0 +1,126 @@
+//! The pool of warm single-use jails: same isolation as a cold jail, one execution each.
+
+mod common;
+use common::{assert_serving, Server};
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+/// Seconds since the jail's PID 1 (the runner) started: how long the jail existed.
+const JAIL_AGE: &str = "import os\ndef jail_age():\n    ticks = os.sysconf('SC_CLK_TCK')\n    start = int(open('/proc/1/stat').read().rsplit(')', 1)[1].split()[19]) / ticks\n    return float(open('/proc/uptime').read().split()[0]) - start\n";
+
+fn wait_for_ready(server: &Server, flavour: &str, at_least: u64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if server.get("/health").json()["pool"]["ready"][flavour].as_u64().unwrap_or(0) >= at_least {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("the pool never had {at_least} {flavour} jail(s) ready");
+}
+
+#[test]
+fn a_pooled_jail_serves_exactly_one_execution() {
+    let server = Server::start_with(&[("POOL_SIZE", "2")]);
+    wait_for_ready(&server, "plain", 1);
+    let script = "import os, sys\nseen = []\ndef main():\n    before = sorted(os.listdir('/tmp'))\n    open('/tmp/marker', 'w').write('x')\n    sys.modules.setdefault('leak', []).append(1)\n    return [before, len(sys.modules['leak']), os.getpid()]\n";
+    for _ in 0..5 {
+        let result = server.execute(script).result();
+        assert_eq!(result[0], json!([]), "a file from an earlier execution is visible");
+        assert_eq!(result[1], 1, "module state from an earlier execution is visible");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+#[test]
+fn scripts_importing_pandas_get_a_jail_with_it_loaded_and_plain_scripts_do_not() {
+    let server = Server::start_with(&[("POOL_SIZE", "1")]);
+    // The first request of a flavour creates demand for it; let both shelves fill.
+    server.execute("import pandas\ndef main():\n    return 1\n");
+    wait_for_ready(&server, "data", 1);
+    wait_for_ready(&server, "plain", 1);
+    let r = server.execute("import sys\nPRELOADED = 'pandas' in sys.modules\nimport pandas as pd\ndef main():\n    return [PRELOADED, int(pd.Series([1, 2]).sum())]\n");
+    assert_eq!(r.result(), json!([true, 3]));
+    let r = server.execute("import sys\ndef main():\n    return 'pandas' in sys.modules or 'numpy' in sys.modules\n");
+    assert_eq!(r.result(), json!(false));
+}
+
+#[test]
+fn the_time_limit_counts_from_handing_over_the_script() {
+    let server = Server::start_with(&[("POOL_SIZE", "1"), ("TIMEOUT_SECONDS", "2")]);
+    wait_for_ready(&server, "plain", 1);
+    // The jail has been waiting longer than the time limit; the script itself needs 1.5 s.
+    std::thread::sleep(Duration::from_secs(3));
+    let script = format!("{JAIL_AGE}import time\ndef main():\n    age = jail_age()\n    time.sleep(1.5)\n    return age\n");
+    let r = server.execute(&script);
+    let age = r.result().as_f64().unwrap();
+    assert!(age >= 2.5, "expected a jail from the pool, it was {age} s old");
+    let r = server.execute("import time\ndef main():\n    time.sleep(5)\n");
+    assert_eq!(r.kind(), "timeout");
+}
+
+#[test]
+fn jails_that_waited_too_long_are_retired() {
+    let server = Server::start_with(&[("POOL_SIZE", "1"), ("POOL_MAX_IDLE_SECONDS", "1")]);
+    wait_for_ready(&server, "plain", 1);
+    std::thread::sleep(Duration::from_secs(3));
+    let script = format!("{JAIL_AGE}def main():\n    return jail_age()\n");
+    for _ in 0..3 {
+        let age = server.execute(&script).result().as_f64().unwrap();
+        assert!(age < 1.9, "a jail {age} s old was used despite a 1 s idle limit");
+        std::thread::sleep(Duration::from_millis(700));
+    }
+}
+
+#[test]
+fn pool_size_zero_means_every_execution_starts_cold() {
+    let server = Server::start_with(&[("POOL_SIZE", "0")]);
+    let health = server.get("/health").json();
+    assert!(health.get("pool").is_none(), "{health}");
+    std::thread::sleep(Duration::from_secs(1));
+    let script = format!("{JAIL_AGE}def main():\n    return jail_age()\n");
+    let age = server.execute(&script).result().as_f64().unwrap();
+    assert!(age < 0.9, "a cold jail should be brand new, it was {age} s old");
+}
+
+#[test]
+fn a_dry_pool_falls_back_to_cold_jails() {
+    let server = Server::start_with(&[("POOL_SIZE", "1"), ("MAX_CONCURRENT", "6")]);
+    wait_for_ready(&server, "plain", 1);
+    let handles: Vec<_> = (0..6)
+        .map(|i| {
+            let port = server.port;
+            std::thread::spawn(move || {
+                let body = json!({"script": format!("import time\ndef main():\n    time.sleep(0.5)\n    return {i}\n")});
+                let raw = format!(
+                    "POST /execute HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{}",
+                    body.to_string().len(),
+                    body
+                );
+                use std::io::{Read, Write};
+                let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+                stream.write_all(raw.as_bytes()).unwrap();
+                let mut answer = Vec::new();
+                stream.read_to_end(&mut answer).unwrap();
+                common::Response::parse(&answer).result()
+            })
+        })
+        .collect();
+    let mut results: Vec<i64> = handles.into_iter().map(|h| h.join().unwrap().as_i64().unwrap()).collect();
+    results.sort();
+    assert_eq!(results, vec![0, 1, 2, 3, 4, 5]);
+    assert_serving(&server);
+}
+
+#[test]
+fn pooled_jails_are_destroyed_at_shutdown() {
+    let server = Server::start_with(&[("POOL_SIZE", "2")]);
+    wait_for_ready(&server, "plain", 1);
+    let pid = server.pid();
+    let status = server.terminate();
+    assert!(status.success(), "{status}");
+    // No process of the jails' user is left, and the service's cgroups are gone.
+    let leftover = common::processes_of_uid(65534);
+    assert!(leftover.is_empty() || !common::any_descends_from(&leftover, pid), "{leftover:?}");
+    assert!(common::service_cgroups(pid).is_empty(), "{:?}", common::service_cgroups(pid));
+}
