@@ -238,3 +238,58 @@ mod tests {
         assert!(!info("from . import pandas\ndef main(): pass\n"));
     }
 }
+
+/// Validation must never reject what CPython 3.11 accepts: a corpus of real-world-shaped
+/// scripts (tests/corpus), each checked against CPython itself and against the validator.
+#[cfg(test)]
+mod corpus {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn corpus() -> Vec<(PathBuf, String)> {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/corpus");
+        let mut files: Vec<_> = std::fs::read_dir(&dir)
+            .expect("tests/corpus")
+            .map(|e| e.expect("corpus entry").path())
+            .filter(|p| p.extension().is_some_and(|e| e == "py"))
+            .map(|p| {
+                let text = std::fs::read_to_string(&p).expect("corpus file");
+                (p, text)
+            })
+            .collect();
+        files.sort();
+        assert!(files.len() >= 15, "the corpus is missing files");
+        files
+    }
+
+    #[test]
+    fn cpython_accepts_every_corpus_script() {
+        // The ground truth: the corpus itself must be valid Python 3.11.
+        for (path, _) in corpus() {
+            let status = std::process::Command::new("/usr/bin/python3")
+                .args(["-c", "import sys; compile(open(sys.argv[1], encoding='utf-8').read(), sys.argv[1], 'exec')"])
+                .arg(&path)
+                .status()
+                .expect("run /usr/bin/python3");
+            assert!(status.success(), "CPython rejects {}", path.display());
+        }
+    }
+
+    #[test]
+    fn the_validator_accepts_every_corpus_script() {
+        for (path, text) in corpus() {
+            if let Err(e) = validate(&text) {
+                panic!("{} rejected: {} {:?}", path.display(), e.message, e.fields);
+            }
+        }
+    }
+
+    #[test]
+    fn the_validator_sees_the_data_imports_in_the_corpus() {
+        for (path, text) in corpus() {
+            let name = path.file_name().unwrap().to_string_lossy().to_string();
+            let expected = name.starts_with("pandas") || name.starts_with("numpy");
+            assert_eq!(validate(&text).unwrap().imports_data_libraries, expected, "{name}");
+        }
+    }
+}

@@ -406,3 +406,16 @@ fn logs_are_json_lines_without_the_script_or_its_output() {
     assert_eq!(requests[1]["kind"], "syntax_error");
     assert!(requests[0]["latency_ms"].is_number() && requests[0]["method"] == "POST");
 }
+
+#[test]
+fn every_corpus_script_runs_end_to_end() {
+    let server = Server::start();
+    let dir = common::repo().join("tests/corpus");
+    let mut paths: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    paths.sort();
+    for path in paths {
+        let script = std::fs::read_to_string(&path).unwrap();
+        let r = server.execute(&script);
+        assert_eq!(r.status, 200, "{}: {}", path.display(), r.text());
+    }
+}
