@@ -39,7 +39,11 @@ fn main() {
         }
     };
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 8);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(workers).enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .thread_stack_size(validation::RUNTIME_STACK_BYTES)
+        .enable_all()
+        .build() {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("python-executor: cannot start the async runtime: {e}");

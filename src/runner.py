@@ -118,7 +118,8 @@ def run_script(fields, script, dumps):
             column=exc.offset or 1,
         )
     except (ValueError, MemoryError, RecursionError) as exc:
-        return error_frame(dumps, "syntax_error", "SyntaxError: %s" % describe(exc)[1], line=1, column=1)
+        name, message = describe(exc)
+        return error_frame(dumps, "syntax_error", "SyntaxError: %s" % (message or name), line=1, column=1)
 
     module = types.ModuleType("__script__")
     module.__file__ = SCRIPT_NAME

@@ -21,8 +21,19 @@ pub const DATA_LIBRARIES: &[&str] = &["numpy", "pandas"];
 /// cannot run out before the script-size cap does (only the pages touched are ever used).
 const PARSER_STACK_BYTES: usize = 1 << 30;
 
-/// Validates on a dedicated big-stack thread; never blocks the async runtime.
+/// Scripts up to this size are validated right away on the async worker: their syntax trees
+/// cannot nest deep enough to exhaust its stack (RUNTIME_STACK_BYTES), and parsing them
+/// takes microseconds. Bigger ones go to a thread of their own.
+const INLINE_LIMIT: usize = 16 * 1024;
+
+/// The async workers' stack size (set in main), which bounds INLINE_LIMIT.
+pub const RUNTIME_STACK_BYTES: usize = 8 << 20;
+
+/// Validates without blocking the async runtime or risking its stack.
 pub async fn validate_off_thread(script: String) -> Result<ScriptInfo, ApiError> {
+    if script.len() <= INLINE_LIMIT {
+        return validate(&script);
+    }
     let (tx, rx) = tokio::sync::oneshot::channel();
     let spawned = std::thread::Builder::new()
         .name("validate".into())
