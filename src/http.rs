@@ -1,4 +1,4 @@
-//! HTTP routing: `POST /execute`, `GET /health`; JSON errors for everything else.
+//! HTTP routing: `POST /execute`, `GET /health`, `GET /openapi.json`; JSON errors for everything else.
 //! Every request gets an `X-Request-Id` and one log line.
 
 use crate::config::Settings;
@@ -54,6 +54,10 @@ impl App {
 }
 
 type Body = Full<Bytes>;
+
+/// The API description, generated from openapi.yaml by scripts/openapi-json.py (tests/api.rs
+/// checks the two agree), served at `GET /openapi.json`.
+const OPENAPI_JSON: &str = include_str!("../openapi.json");
 
 pub async fn handle(app: std::sync::Arc<App>, request: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     let started = Instant::now();
@@ -140,6 +144,10 @@ async fn route(
         },
         "/health" => match *request.method() {
             Method::GET | Method::HEAD => health(app),
+            _ => Err(ApiError::method_not_allowed("GET, HEAD")),
+        },
+        "/openapi.json" => match *request.method() {
+            Method::GET | Method::HEAD => Ok(json_response(StatusCode::OK, OPENAPI_JSON.to_string())),
             _ => Err(ApiError::method_not_allowed("GET, HEAD")),
         },
         _ => Err(ApiError::new(ErrorKind::NotFound, "no such endpoint; try POST /execute")),
@@ -305,7 +313,14 @@ fn parse_job(settings: &Settings, body: &[u8]) -> Result<(String, Duration, u64)
         None | Some(Value::Null) => limits.memory_bytes,
         Some(value) => {
             let max = limits.memory_bytes / (1024 * 1024);
-            match value.as_u64() {
+            // A whole number, as JSON Schema's "integer" counts them (128.0 too).
+            let whole = value.as_u64().or_else(|| {
+                value
+                    .as_f64()
+                    .filter(|f| f.fract() == 0.0 && *f >= 0.0)
+                    .map(|f| f as u64)
+            });
+            match whole {
                 Some(mb) if (32..=max).contains(&mb) => mb * 1024 * 1024,
                 _ => {
                     return Err(ApiError::new(
@@ -334,6 +349,9 @@ pub fn error_response(error: ApiError) -> Response<Body> {
     }
     if let Some(allow) = error.allow {
         response.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
+    }
+    if error.kind == ErrorKind::Unauthorized {
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     }
     response
 }
@@ -367,6 +385,7 @@ mod tests {
         assert_eq!(kind("{\"script\": \"x\", \"memory_mb\": 1024}"), Err("invalid_request"));
         assert_eq!(kind("{\"script\": \"x\", \"memory_mb\": 128}"), Ok(()));
         assert_eq!(kind("{\"script\": \"x\", \"memory_mb\": 1.5}"), Err("invalid_request"));
+        assert_eq!(kind("{\"script\": \"x\", \"memory_mb\": 128.0}"), Ok(()));
     }
 
     #[test]
