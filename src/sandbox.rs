@@ -349,7 +349,6 @@ async fn read_output(pipe: pipe::Receiver, cap: usize, mut finished: watch::Rece
         }
         captured.bytes.extend_from_slice(&chunk[..chunk.len().min(room)]);
     };
-    let mut draining = false;
     loop {
         match pipe.try_read(&mut buffer) {
             Ok(0) => return captured,
@@ -357,21 +356,25 @@ async fn read_output(pipe: pipe::Receiver, cap: usize, mut finished: watch::Rece
                 keep(&mut captured, &buffer[..n]);
                 continue;
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                if draining {
-                    return captured;
-                }
-            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(_) => return captured,
         }
         tokio::select! {
             ready = pipe.readable() => if ready.is_err() { return captured },
-            changed = finished.changed(), if !draining => {
-                // Sender gone or set: either way, empty the pipe and stop.
-                let _ = changed;
-                draining = true;
-            }
+            _ = finished.changed() => break,
+        }
+    }
+    // Finished (or the sender is gone): empty the pipe with plain reads. tokio's try_read
+    // trusts readiness it has already seen, which may lag behind what the pipe holds.
+    loop {
+        // SAFETY: read(2) into a buffer we own, on the pipe's fd, which `pipe` keeps open.
+        let n = unsafe { libc::read(pipe.as_raw_fd(), buffer.as_mut_ptr().cast(), buffer.len()) };
+        match n {
+            n if n > 0 => keep(&mut captured, &buffer[..n as usize]),
+            0 => return captured,
+            _ if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted => continue,
+            _ => return captured,
         }
     }
 }

@@ -124,3 +124,15 @@ fn pooled_jails_are_destroyed_at_shutdown() {
     assert!(leftover.is_empty() || !common::any_descends_from(&leftover, pid), "{leftover:?}");
     assert!(common::service_cgroups(pid).is_empty(), "{:?}", common::service_cgroups(pid));
 }
+
+#[test]
+fn output_is_complete_on_every_execution() {
+    let server = Server::start_with(&[("POOL_SIZE", "2")]);
+    wait_for_ready(&server, "plain", 1);
+    for i in 0..25 {
+        let r = server.execute(&format!("def main():\n    print('hi {i}')\n    return {i}\n"));
+        assert_eq!(r.json(), json!({"result": i, "stdout": format!("hi {i}\n")}), "execution {i}");
+        let r = server.execute("import sys\ndef main():\n    sys.stdout.write('x' * 200000)\n    return 1\n");
+        assert_eq!(r.json()["stdout"].as_str().map(str::len), Some(200000), "execution {i}");
+    }
+}
