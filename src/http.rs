@@ -75,7 +75,7 @@ pub async fn handle(app: std::sync::Arc<App>, request: Request<Incoming>) -> Res
                 logging::error("internal error", fields! {"request_id" => request_id, "detail" => error.message});
             }
             let kind = error.kind;
-            (error_response(if kind == ErrorKind::Internal { ApiError::internal() } else { error }), Some(kind))
+            (error_response(public(error)), Some(kind))
         }
     };
     let total = started.elapsed();
@@ -112,6 +112,16 @@ pub async fn handle(app: std::sync::Arc<App>, request: Request<Incoming>) -> Res
     let severity = if status >= 500 { logging::Severity::Error } else { logging::Severity::Info };
     logging::log(severity, "request", line);
     Ok(response)
+}
+
+/// What a client may see of an error: an internal one says nothing of its cause (that is
+/// logged instead).
+fn public(error: ApiError) -> ApiError {
+    if error.kind == ErrorKind::Internal {
+        ApiError::internal()
+    } else {
+        error
+    }
 }
 
 fn ms(d: Duration) -> f64 {
@@ -393,6 +403,16 @@ mod tests {
         let s = settings();
         let err = parse_job(&s, b"{\"script\": \"\xff\"}").unwrap_err();
         assert_eq!(err.kind, ErrorKind::InvalidJson);
+    }
+
+    #[test]
+    fn internal_errors_are_answered_500_without_their_detail() {
+        let error = ApiError::new(ErrorKind::Internal, "index out of bounds at /work/main/src/x.rs:3")
+            .with("detail", "secret");
+        let response = error_response(public(error));
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = public(ApiError::new(ErrorKind::Internal, "boom at /root")).body();
+        assert_eq!(body, serde_json::json!({"error": "internal error", "kind": "internal"}));
     }
 
     #[test]

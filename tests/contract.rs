@@ -419,3 +419,74 @@ fn every_corpus_script_runs_end_to_end() {
         assert_eq!(r.status, 200, "{}: {}", path.display(), r.text());
     }
 }
+
+#[test]
+fn overloaded_when_every_slot_is_busy_and_the_queue_is_full() {
+    let server = Server::start_with(&[("MAX_CONCURRENT", "1"), ("QUEUE_LIMIT", "1"), ("POOL_SIZE", "0")]);
+    let port = server.port;
+    let slow = || {
+        std::thread::spawn(move || {
+            let body = json!({"script": "import time\ndef main():\n    time.sleep(2)\n    return 'slow'\n"}).to_string();
+            let raw = format!(
+                "POST /execute HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            use std::io::{Read, Write};
+            let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+            stream.write_all(raw.as_bytes()).unwrap();
+            let mut answer = Vec::new();
+            stream.read_to_end(&mut answer).unwrap();
+            common::Response::parse(&answer)
+        })
+    };
+    let running = slow();
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    let queued = slow();
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    let r = server.execute("def main():\n    return 1\n");
+    assert_eq!((r.status, r.kind().as_str()), (429, "overloaded"), "{}", r.text());
+    let retry_after: u64 = r.header("retry-after").expect("Retry-After").parse().unwrap();
+    assert!(retry_after >= 1);
+    assert_eq!(running.join().unwrap().result(), json!("slow"));
+    assert_eq!(queued.join().unwrap().result(), json!("slow"));
+    assert_serving(&server);
+}
+
+#[test]
+fn overloaded_when_the_queue_wait_runs_out() {
+    let server = Server::start_with(&[("MAX_CONCURRENT", "1"), ("QUEUE_TIMEOUT_SECONDS", "0.5"), ("POOL_SIZE", "0")]);
+    let port = server.port;
+    let running = std::thread::spawn(move || {
+        let body = json!({"script": "import time\ndef main():\n    time.sleep(2)\n    return 'slow'\n"}).to_string();
+        let raw = format!(
+            "POST /execute HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream.write_all(raw.as_bytes()).unwrap();
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).unwrap();
+    });
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    let r = server.execute("def main():\n    return 1\n");
+    assert_eq!((r.status, r.kind().as_str()), (429, "overloaded"));
+    running.join().unwrap();
+    assert_serving(&server);
+}
+
+#[test]
+fn unavailable_when_a_sandbox_cannot_start_and_the_message_has_no_internals() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("nsjail.cfg");
+    std::fs::copy(common::repo().join("nsjail.cfg"), &config).unwrap();
+    let server = Server::start_with(&[("NSJAIL_CONFIG", config.to_str().unwrap()), ("POOL_SIZE", "0")]);
+    assert_serving(&server);
+    // The jail configuration breaks after start-up: executions must fail, never run unjailed.
+    std::fs::write(&config, "mount { this is broken").unwrap();
+    let r = server.execute("def main():\n    return 1\n");
+    assert_eq!((r.status, r.kind().as_str()), (503, "unavailable"), "{}", r.text());
+    let text = r.text();
+    assert!(!text.contains("nsjail.cfg") && !text.contains(dir.path().to_str().unwrap()) && !text.contains("[F]"), "{text}");
+    assert!(server.raw_logs().contains("a jail failed to start"), "the cause is logged for the operator");
+}
