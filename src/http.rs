@@ -190,6 +190,8 @@ async fn execute(
     request: Request<Incoming>,
     timings: &mut Option<(Duration, Timings)>,
 ) -> Result<Response<Body>, ApiError> {
+    // Every /execute answer gets Server-Timing, refusals included (with zero durations).
+    *timings = Some((Duration::ZERO, Timings::default()));
     if app.draining.load(Ordering::Acquire) {
         return Err(ApiError::new(ErrorKind::Unavailable, "shutting down"));
     }
@@ -199,11 +201,17 @@ async fn execute(
     let body = read_body(settings, request).await?;
 
     let validate_started = Instant::now();
-    let job = parse_job(settings, &body)?;
+    let validated = match parse_job(settings, &body) {
+        Ok((script, timeout, memory_bytes)) => match validation::validate_off_thread(script.clone()).await {
+            Ok(info) => Ok((script, timeout, memory_bytes, info)),
+            Err(e) => Err(e),
+        },
+        Err(e) => Err(e),
+    };
     drop(body);
-    let (script, timeout, memory_bytes) = job;
-    let info = validation::validate_off_thread(script.clone()).await?;
     let validate_took = validate_started.elapsed();
+    *timings = Some((validate_took, Timings::default()));
+    let (script, timeout, memory_bytes, info) = validated?;
 
     let mut execution_timings = Timings::default();
     let job = Job { script, info, timeout, memory_bytes };

@@ -397,7 +397,7 @@ fn server_timing(r: &Response) -> Vec<(String, f64)> {
 }
 
 #[test]
-fn server_timing_on_every_execute_answer_after_validation() {
+fn server_timing_on_every_execute_answer() {
     let server = Server::start();
     let cases = [
         (
@@ -425,6 +425,10 @@ fn server_timing_on_every_execute_answer_after_validation() {
             400,
             Some("timeout"),
         ),
+        // Refused before anything ran: the header is there too, with the steps not reached at 0.
+        (json!({"script": "def main(:\n"}), 400, Some("syntax_error")),
+        (json!({"script": "x = 1\n"}), 400, Some("missing_main")),
+        (json!({"script": ""}), 400, Some("invalid_request")),
     ];
     let mut exchanges = Vec::new();
     for (body, status, kind) in cases {
@@ -444,6 +448,9 @@ fn server_timing_on_every_execute_answer_after_validation() {
         );
         if kind == Some("timeout") {
             assert!(get("sandbox") >= 450.0, "a 0.5 s timeout's sandbox time: {metrics:?}");
+        }
+        if matches!(kind, Some("syntax_error" | "missing_main" | "invalid_request")) {
+            assert_eq!((get("queue"), get("sandbox")), (0.0, 0.0), "{metrics:?}");
         }
         exchanges.push(exchange("POST", "/execute", &r));
     }
