@@ -28,6 +28,8 @@ const LOG_FD: RawFd = 4;
 const JAIL_VENV: &str = "/opt/venv";
 /// How much of nsjail's own log is kept for the service's diagnostics.
 const LOG_KEEP: usize = 16 * 1024;
+/// How often a running jail's cgroup is checked for an out-of-memory kill.
+const OOM_POLL: Duration = Duration::from_millis(100);
 
 /// What a jail imports before its script arrives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -492,15 +494,37 @@ impl Jail {
         let result_limit = request.result_limit_bytes + 64 * 1024;
         let result = &mut self.result;
         let reading = read_frame(result, result_limit);
-        let outcome = tokio::time::timeout_at(deadline, async { tokio::join!(feeding, reading).1 }).await;
+        // cgroup v1 has no memory.oom.group: an out-of-memory kill takes one process and the
+        // rest of the jail carries on (or waits for it until the time limit). Watch for one and
+        // end the whole jail then, as v2's memory.oom.group does.
+        let cgroup = self.cgroup.as_ref();
+        let oom_watch = async move {
+            match cgroup {
+                Some(cgroup) => loop {
+                    tokio::time::sleep(OOM_POLL).await;
+                    if cgroup.oom_killed() {
+                        break;
+                    }
+                },
+                None => std::future::pending().await,
+            }
+        };
+        let outcome = tokio::time::timeout_at(deadline, async {
+            tokio::select! {
+                frame = async { tokio::join!(feeding, reading).1 } => Some(frame),
+                _ = oom_watch => None,
+            }
+        })
+        .await;
         let run_time = started.elapsed();
 
         let ending = match outcome {
             Err(_) => Ending::TimedOut,
-            Ok(frame) if frame.len() > result_limit => {
+            Ok(None) => Ending::OutOfMemory,
+            Ok(Some(frame)) if frame.len() > result_limit => {
                 Ending::Reported(Report::Error { kind: "result_too_large".into(), fields: Default::default() })
             }
-            Ok(frame) => match runner::parse_frame(&frame) {
+            Ok(Some(frame)) => match runner::parse_frame(&frame) {
                 Ok(Report::Exited { signal: Some(9), .. }) if self.oom_killed() => Ending::OutOfMemory,
                 Ok(report) => Ending::Reported(report),
                 Err(FrameError::Missing) => {
