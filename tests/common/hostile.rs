@@ -1,0 +1,342 @@
+//! Helpers for the adversarial suite (tests/hostile_*.rs), included by each of those files
+//! with `#[path = "common/hostile.rs"] mod hostile;` next to `mod common;`.
+//!
+//! - [`HostSnapshot`]: what the host looked like before an attack, and the proof that it looks
+//!   the same afterwards: no leftover jail processes or cgroups of this server, no new mounts,
+//!   no new files in /tmp that a jail could have made.
+//! - [`during`]: runs an attack while a bystander thread keeps asking the same server for
+//!   ordinary answers, and checks every one of them.
+//! - [`Client`]: requests with an optional bearer token (for servers started with API_TOKEN).
+//!
+//! Tests run two at a time, each with its own server: every check here is scoped to one
+//! server's pid (its process tree and its `python-executor-<pid>` cgroups), so a neighbour's
+//! jails never count as leftovers.
+#![allow(dead_code)]
+
+use crate::common::{Response, Server};
+use serde_json::{json, Value};
+use std::collections::{BTreeSet, HashMap};
+use std::ffi::OsString;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// The uid every jailed process runs as (inside and, with the 1:1 mapping, outside).
+pub const JAIL_UID: u32 = 65534;
+/// How long the host may take to tidy up after an answer (jails are torn down after it).
+pub const SETTLE: Duration = Duration::from_secs(5);
+
+/// A process seen in /proc.
+#[derive(Debug, Clone)]
+pub struct Proc {
+    pub pid: u32,
+    pub ppid: u32,
+    pub uid: u32,
+    pub name: String,
+    pub cgroups: String,
+}
+
+/// Every process on the host (those that vanish while being read are skipped).
+pub fn processes() -> Vec<Proc> {
+    let mut all = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        // comm may hold spaces and parentheses: the fields start after the last ')'.
+        let Some((head, rest)) = stat.rsplit_once(')') else { continue };
+        let name = head.split_once('(').map(|(_, n)| n.to_string()).unwrap_or_default();
+        let Some(ppid) = rest.split_whitespace().nth(1).and_then(|p| p.parse().ok()) else { continue };
+        let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else { continue };
+        let uid = status
+            .lines()
+            .find(|l| l.starts_with("Uid:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|u| u.parse().ok())
+            .unwrap_or(u32::MAX);
+        let cgroups = std::fs::read_to_string(entry.path().join("cgroup")).unwrap_or_default();
+        all.push(Proc { pid, ppid, uid, name, cgroups });
+    }
+    all
+}
+
+/// The descendants of `root` with their depth (1 = child).
+pub fn descendants(all: &[Proc], root: u32) -> Vec<(Proc, usize)> {
+    let mut children: HashMap<u32, Vec<&Proc>> = HashMap::new();
+    for p in all {
+        children.entry(p.ppid).or_default().push(p);
+    }
+    let mut found = Vec::new();
+    let mut stack = vec![(root, 0usize)];
+    while let Some((pid, depth)) = stack.pop() {
+        for child in children.get(&pid).into_iter().flatten() {
+            found.push(((*child).clone(), depth + 1));
+            stack.push((child.pid, depth + 1));
+        }
+    }
+    found
+}
+
+/// The server's own cgroup parents (`python-executor-<pid>`), in every hierarchy where they
+/// exist: found from the server's /proc/<pid>/cgroup, so only its own directories are read.
+pub fn service_cgroup_parents(server_pid: u32) -> Vec<PathBuf> {
+    let name = format!("python-executor-{server_pid}");
+    let text = std::fs::read_to_string(format!("/proc/{server_pid}/cgroup")).unwrap_or_default();
+    let root = Path::new("/sys/fs/cgroup");
+    let mut found = BTreeSet::new();
+    for line in text.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (Some(_), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next()) else { continue };
+        let path = path.trim_start_matches('/');
+        let mut bases: Vec<PathBuf> = Vec::new();
+        if controllers.is_empty() {
+            bases.push(root.to_path_buf());
+            bases.push(root.join("unified"));
+        } else {
+            bases.push(root.join(controllers));
+            bases.extend(controllers.split(',').map(|c| root.join(c.trim_start_matches("name="))));
+        }
+        for base in bases {
+            let own = base.join(path);
+            // cgroup v2: the service moves itself into a leaf; its jails' parent is a sibling.
+            for dir in [own.clone(), own.parent().map(Path::to_path_buf).unwrap_or(own)] {
+                let candidate = dir.join(&name);
+                if candidate.is_dir() {
+                    found.insert(candidate);
+                }
+            }
+        }
+    }
+    found.into_iter().collect()
+}
+
+fn mounts() -> BTreeSet<String> {
+    // Mount point, type and source: ids and options of existing mounts do not matter here.
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            let point = left.split(' ').nth(4)?;
+            let mut right = right.split(' ');
+            Some(format!("{point} {} {}", right.next()?, right.next()?))
+        })
+        .collect()
+}
+
+/// Top-level entries of the host's /tmp that a jail (or a test marker) could account for:
+/// owned by the jail uid, or named like the suite's markers or the sandbox's tools. Other
+/// new files (cargo, other test binaries running at the same time) are not ours to judge.
+fn suspicious_tmp() -> BTreeSet<OsString> {
+    let mut found = BTreeSet::new();
+    for entry in std::fs::read_dir("/tmp").into_iter().flatten().flatten() {
+        let name = entry.file_name();
+        let lossy = name.to_string_lossy().to_ascii_lowercase();
+        let owned_by_jail = entry.metadata().map(|m| m.uid() == JAIL_UID).unwrap_or(false);
+        if owned_by_jail || lossy.contains("hostile") || lossy.contains("nsjail") || lossy.contains("python-executor") {
+            found.insert(name);
+        }
+    }
+    found
+}
+
+/// What the host looked like before an attack, for one server.
+pub struct HostSnapshot {
+    pub server_pid: u32,
+    mounts: BTreeSet<String>,
+    tmp: BTreeSet<OsString>,
+    cgroup_parents: Vec<PathBuf>,
+}
+
+impl HostSnapshot {
+    pub fn take(server: &Server) -> HostSnapshot {
+        let server_pid = server.pid();
+        let cgroup_parents = service_cgroup_parents(server_pid);
+        HostSnapshot { server_pid, mounts: mounts(), tmp: suspicious_tmp(), cgroup_parents }
+    }
+
+    /// Everything that differs from "as before", described; empty when the host is clean.
+    ///
+    /// Expected at rest: the server itself; idle jails of its warm pool (nsjail at depth 1, its
+    /// runner at depth 2, the runner without children, all inside one of the server's jail
+    /// cgroups). Anything deeper is a script's process that outlived its execution; a jail
+    /// cgroup without processes, or with processes that are not such idle jails, is a leak.
+    pub fn differences(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let all = processes();
+        let tree = descendants(&all, self.server_pid);
+        let idle_jail: BTreeSet<u32> = tree.iter().filter(|(_, d)| *d <= 2).map(|(p, _)| p.pid).collect();
+        for (p, depth) in &tree {
+            if *depth >= 3 {
+                problems.push(format!("leftover process {} ({}) uid {} at depth {depth} under the server", p.pid, p.name, p.uid));
+            }
+        }
+        // Escaped the process tree but still in one of this server's cgroups.
+        let marker = format!("/python-executor-{}/", self.server_pid);
+        for p in &all {
+            if p.cgroups.contains(&marker) && !idle_jail.contains(&p.pid) {
+                problems.push(format!("process {} ({}) uid {} in the server's jail cgroups", p.pid, p.name, p.uid));
+            }
+        }
+        for parent in &self.cgroup_parents {
+            if let Ok(procs) = std::fs::read_to_string(parent.join("cgroup.procs")) {
+                if !procs.trim().is_empty() {
+                    problems.push(format!("processes in the jails' parent cgroup {}: {}", parent.display(), procs.trim()));
+                }
+            }
+            for entry in std::fs::read_dir(parent).into_iter().flatten().flatten() {
+                let name = entry.file_name().to_string_lossy().to_string();
+                if !name.starts_with("jail-") || !entry.path().is_dir() {
+                    continue;
+                }
+                let procs = std::fs::read_to_string(entry.path().join("cgroup.procs")).unwrap_or_default();
+                let pids: Vec<u32> = procs.split_whitespace().filter_map(|p| p.parse().ok()).collect();
+                if pids.is_empty() {
+                    problems.push(format!("empty jail cgroup left behind: {}", entry.path().display()));
+                } else if let Some(stray) = pids.iter().find(|p| !idle_jail.contains(p)) {
+                    problems.push(format!("jail cgroup {} holds process {stray}, not an idle pooled jail", entry.path().display()));
+                }
+            }
+        }
+        for mount in mounts().difference(&self.mounts) {
+            problems.push(format!("new mount on the host: {mount}"));
+        }
+        for name in suspicious_tmp().difference(&self.tmp) {
+            problems.push(format!("new file in the host's /tmp: {}", name.to_string_lossy()));
+        }
+        problems
+    }
+
+    /// Asserts the host is as before, allowing [`SETTLE`] for jails to be torn down.
+    pub fn assert_restored(&self) {
+        let deadline = Instant::now() + SETTLE;
+        loop {
+            let problems = self.differences();
+            if problems.is_empty() {
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!("the host is not as it was before the attack:\n  {}", problems.join("\n  "));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// Requests, with a bearer token when the server wants one.
+#[derive(Clone, Copy)]
+pub struct Client<'a> {
+    pub server: &'a Server,
+    pub token: Option<&'a str>,
+}
+
+impl<'a> Client<'a> {
+    pub fn new(server: &'a Server) -> Client<'a> {
+        Client { server, token: None }
+    }
+
+    pub fn with_token(server: &'a Server, token: &'a str) -> Client<'a> {
+        Client { server, token: Some(token) }
+    }
+
+    pub fn post(&self, body: &Value) -> Response {
+        let auth = self.token.map(|t| format!("Bearer {t}"));
+        let mut headers = vec![("Content-Type", "application/json")];
+        if let Some(auth) = &auth {
+            headers.push(("Authorization", auth.as_str()));
+        }
+        self.server.request("POST", "/execute", &headers, body.to_string().as_bytes())
+    }
+
+    pub fn execute(&self, script: &str) -> Response {
+        self.post(&json!({ "script": script }))
+    }
+
+    /// Asserts the server still answers a plain script correctly.
+    pub fn assert_serving(&self) {
+        let r = self.execute("def main():\n    return 6 * 7\n");
+        assert_eq!(r.status, 200, "service no longer serving: {}", r.text());
+        assert_eq!(r.json(), json!({"result": 42, "stdout": ""}));
+    }
+}
+
+/// Runs `attack` while a bystander thread keeps sending ordinary scripts to the same server
+/// and checks every answer (value and stdout). At least one bystander request is answered,
+/// and the first starts together with the attack. Returns what the attack returned.
+pub fn during<R>(server: &Server, attack: impl FnOnce() -> R) -> R {
+    during_as(Client::new(server), attack)
+}
+
+pub fn during_as<R>(client: Client<'_>, attack: impl FnOnce() -> R) -> R {
+    let stop = AtomicBool::new(false);
+    let answered = AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        let bystander = scope.spawn(|| {
+            let mut n: u64 = 0;
+            while !stop.load(Ordering::Acquire) || answered.load(Ordering::Acquire) == 0 {
+                n += 1;
+                let script = format!("def main():\n    print('bystander {n}')\n    return [{n}, {n} * 3]\n");
+                let r = client.execute(&script);
+                assert_eq!(r.status, 200, "a bystander request failed during the attack: {}", r.text());
+                assert_eq!(
+                    r.json(),
+                    json!({"result": [n, n * 3], "stdout": format!("bystander {n}\n")}),
+                    "a bystander got a wrong answer during the attack"
+                );
+                answered.fetch_add(1, Ordering::AcqRel);
+                // Keep asking, without becoming a load test of our own.
+                for _ in 0..4 {
+                    if stop.load(Ordering::Acquire) {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        });
+        // Stops the bystander however the attack ends (a failed assertion panics, and a scope
+        // waits for its threads before passing the panic on).
+        struct StopOnDrop<'a>(&'a AtomicBool);
+        impl Drop for StopOnDrop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::Release);
+            }
+        }
+        let guard = StopOnDrop(&stop);
+        let outcome = attack();
+        drop(guard);
+        if let Err(panic) = bystander.join() {
+            std::panic::resume_unwind(panic);
+        }
+        assert!(answered.load(Ordering::Acquire) >= 1);
+        outcome
+    })
+}
+
+/// Asserts an error answer: the status, a JSON body with this `kind` and a non-empty one-line
+/// `error` message. Returns the body.
+pub fn assert_error(r: &Response, status: u16, kind: &str) -> Value {
+    let body: Value = serde_json::from_slice(&r.body)
+        .unwrap_or_else(|e| panic!("expected a JSON {kind} error, got ({e}) {} {}", r.status, r.text()));
+    assert_eq!((r.status, body["kind"].as_str().unwrap_or("")), (status, kind), "{}", r.text());
+    let message = body["error"].as_str().unwrap_or("");
+    assert!(!message.is_empty() && !message.contains('\n'), "error message: {}", r.text());
+    body
+}
+
+/// Asserts a clear JSON error of one of `kinds` (any status); returns the body.
+pub fn assert_error_of(r: &Response, kinds: &[&str]) -> Value {
+    let body: Value = serde_json::from_slice(&r.body)
+        .unwrap_or_else(|e| panic!("expected a JSON error, got ({e}) {} {}", r.status, r.text()));
+    let kind = body["kind"].as_str().unwrap_or("");
+    assert!(r.status >= 400 && kinds.contains(&kind), "expected one of {kinds:?}, got {} {}", r.status, r.text());
+    assert!(body["error"].as_str().is_some_and(|m| !m.is_empty() && !m.contains('\n')), "{}", r.text());
+    body
+}
+
+/// A value unlikely to appear anywhere by chance (for secrets and markers).
+pub fn nonce(label: &str) -> String {
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    format!("{label}-{:x}{:x}-{}", t.as_nanos(), std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
+}
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
