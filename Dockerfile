@@ -17,6 +17,8 @@ RUN mkdir src \
     && cargo build --release --locked \
     && rm -rf src target/release/python-executor* target/release/deps/python_executor-* \
         target/release/.fingerprint/python-executor-*
+# The sources, and every file outside src/ they include (tests/deploy.rs checks this list).
+COPY openapi.json ./
 COPY src ./src
 RUN cargo build --release --locked
 

