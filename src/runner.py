@@ -74,11 +74,12 @@ def describe(exc):
         module = type(exc).__module__
         if module not in ("builtins", "__script__", None):
             name = "%s.%s" % (module, name)
-    except Exception:
+        name = str(name)
+    except BaseException:  # a __str__ may raise SystemExit or KeyboardInterrupt too
         name = "Exception"
     try:
         message = str(exc)
-    except Exception:
+    except BaseException:
         message = "<exception message unavailable>"
     return name, message
 
@@ -93,7 +94,7 @@ def user_traceback(exc):
     try:
         lines = traceback.format_exception(type(exc), exc, tb)
         text = "".join(lines)
-    except Exception:
+    except BaseException:
         text = "Traceback unavailable\n"
     if len(text) > MAX_TRACEBACK:
         text = text[: MAX_TRACEBACK // 2] + "\n...\n" + text[-MAX_TRACEBACK // 2 :]
@@ -214,8 +215,46 @@ def flush_std():
             pass
 
 
+# What wait_child returns instead of a frame when the pipe held something else.
+CORRUPTED = b"corrupted"
+MAX_HEAD = 64
+
+
+def frame_length(buffer):
+    """The whole length of the frame `buffer` starts with; None while its header is incomplete.
+    Raises ValueError if the bytes are not a frame the child sends (`ok` or `error` only)."""
+    newline = buffer.find(b"\n", 0, MAX_HEAD)
+    if newline < 0:
+        if len(buffer) >= MAX_HEAD:
+            raise ValueError("no frame header")
+        return None
+    parts = bytes(buffer[:newline]).split(b" ")
+    if len(parts) != 2 or parts[0] not in (b"ok", b"error") or not parts[1].isdigit():
+        raise ValueError("bad frame header")
+    return newline + 1 + int(parts[1])
+
+
+def drain(fd, buffer, limit):
+    """Adds what is already in the pipe to `buffer`, up to about `limit` bytes."""
+    import select
+
+    while len(buffer) <= limit:
+        ready, _, _ = select.select([fd], [], [], 0)
+        if not ready:
+            return
+        chunk = os.read(fd, 1 << 20)
+        if not chunk:
+            return
+        buffer += chunk
+
+
 def wait_child(pid, result_r):
-    """Reads the child's one frame while waiting for it to exit; returns (frame, status)."""
+    """Reads the child's one frame while waiting for it to exit; returns (frame, status).
+
+    The script runs in the child and can write to the child's end of this pipe itself. The
+    frame is only taken if it is well-formed and is all the pipe holds when the child has
+    exited: a forged frame followed by the real one, or anything that is not a frame, gives
+    CORRUPTED instead of whichever came first."""
     import select
 
     pidfd = os.pidfd_open(pid)
@@ -230,36 +269,35 @@ def wait_child(pid, result_r):
             if not chunk:
                 open_pipe = False
             buffer += chunk
-            if expected is None and b"\n" in buffer:
-                head = bytes(buffer[: buffer.index(b"\n")])
-                parts = head.split(b" ")
-                if len(parts) != 2 or parts[0] not in (b"ok", b"error") or not parts[1].isdigit():
-                    return None, kill_and_reap(pid)
-                expected = len(head) + 1 + int(parts[1])
-                if expected > MAX_FRAME:
+            if expected is None:
+                try:
+                    expected = frame_length(buffer)
+                except ValueError:
+                    return CORRUPTED, kill_and_reap(pid)
+                if expected is not None and expected > MAX_FRAME:
                     return b"too_large", kill_and_reap(pid)
             if expected is not None and len(buffer) >= expected:
                 _, status = os.waitpid(pid, 0)
-                return bytes(buffer[:expected]), status
+                # Whatever the child wrote before exiting is in the pipe by now.
+                if open_pipe:
+                    drain(result_r, buffer, expected)
+                if len(buffer) > expected:
+                    return CORRUPTED, status
+                return bytes(buffer), status
         if pidfd in ready:
             _, status = os.waitpid(pid, 0)
-            # Whatever the child wrote before exiting is already in the pipe.
-            while open_pipe:
-                ready, _, _ = select.select([result_r], [], [], 0)
-                if not ready:
-                    break
-                chunk = os.read(result_r, 1 << 20)
-                if not chunk:
-                    break
-                buffer += chunk
-            if expected is None and b"\n" in buffer:
-                head = bytes(buffer[: buffer.index(b"\n")])
-                parts = head.split(b" ")
-                if len(parts) == 2 and parts[1].isdigit():
-                    expected = len(head) + 1 + int(parts[1])
-            if expected is not None and len(buffer) >= expected:
-                return bytes(buffer[:expected]), status
-            return None, status
+            if open_pipe:
+                drain(result_r, buffer, MAX_FRAME if expected is None else expected)
+            try:
+                expected = frame_length(buffer)
+            except ValueError:
+                return CORRUPTED, status
+            if expected is None or len(buffer) < expected:
+                # Nothing, or a frame cut short: the child ended before reporting.
+                return None, status
+            if len(buffer) > expected:
+                return CORRUPTED, status
+            return bytes(buffer), status
 
 
 def kill_and_reap(pid):
@@ -287,9 +325,15 @@ def main():
     write_all(RESULT_FD, b"ready\n")
     fields, script = read_request()
 
+    import signal
+
     result_r, result_w = os.pipe()
+    # As PID 1 the runner only gets signals it handles, and Python handles SIGINT: ignored
+    # here, a SIGINT the script sends to PID 1 cannot end the runner before it reports.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     pid = os.fork()
     if pid == 0:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         os.close(RESULT_FD)
         os.close(result_r)
         child(fields, script, result_w, dumps)
@@ -298,6 +342,9 @@ def main():
     reply, status = wait_child(pid, result_r)
     if reply == b"too_large":
         reply = error_frame(dumps, "result_too_large", "the result is over the size limit")
+    elif reply == CORRUPTED:
+        reply = error_frame(dumps, "result_not_json",
+                            "the script wrote to the runner's private result channel: no result can be trusted")
     elif reply is None:
         if os.WIFSIGNALED(status):
             info = {"signal": os.WTERMSIG(status)}

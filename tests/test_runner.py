@@ -108,5 +108,48 @@ class RunScript(unittest.TestCase):
         self.assertEqual((tag, payload), ("ok", b"[1]"))
 
 
+class ResultPipe(unittest.TestCase):
+    """The runner's side of the child's private result pipe, which the script can write to."""
+
+    def child_writes(self, *chunks, code=0):
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(r)
+            try:
+                for chunk in chunks:
+                    os.write(w, chunk)
+            finally:
+                os._exit(code)
+        os.close(w)
+        try:
+            return runner.wait_child(pid, r)
+        finally:
+            os.close(r)
+
+    def test_one_frame_is_taken(self):
+        frame, status = self.child_writes(b"ok 2\n42")
+        self.assertEqual((frame, os.waitstatus_to_exitcode(status)), (b"ok 2\n42", 0))
+
+    def test_a_forged_frame_before_the_real_one_is_corruption(self):
+        self.assertEqual(self.child_writes(b"ok 2\n42", b"ok 1\n1")[0], runner.CORRUPTED)
+
+    def test_anything_but_a_frame_is_corruption(self):
+        for junk in (b"garbage!!\n", b"exited 2\n{}", b"ok two\n12", b"x" * (1 << 20)):
+            self.assertEqual(self.child_writes(junk)[0], runner.CORRUPTED, junk[:20])
+
+    def test_nothing_or_a_cut_frame_means_the_child_ended_first(self):
+        for chunks in ((), (b"ok 10\n12",), (b"ok 1",)):
+            frame, status = self.child_writes(*chunks, code=3)
+            self.assertEqual((frame, os.waitstatus_to_exitcode(status)), (None, 3), chunks)
+
+    def test_describe_survives_any_exception_str(self):
+        class E(BaseException):
+            def __str__(self):
+                raise SystemExit(3)
+
+        self.assertEqual(runner.describe(E())[1], "<exception message unavailable>")
+
+
 if __name__ == "__main__":
     unittest.main()

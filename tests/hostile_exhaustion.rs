@@ -1,0 +1,286 @@
+//! Hostile scripts, family 3: exhaustion. Processes, threads, memory, disk, inodes, CPU,
+//! output, result size and file descriptors are each bounded per execution; the attack ends
+//! in a clear answer, other clients are served meanwhile, and nothing is left behind.
+
+mod common;
+#[path = "common/hostile.rs"]
+mod hostile;
+
+use common::{assert_serving, Server};
+use hostile::{assert_error, during, HostSnapshot};
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+/// Times an execution; a limit of `limit` seconds must be answered within `limit + 5`.
+fn timed(server: &Server, script: &str, limit: f64) -> common::Response {
+    let started = Instant::now();
+    let r = server.execute(script);
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs_f64(limit + 5.0), "a {limit} s limit answered after {took:?}: {}", r.text());
+    r
+}
+
+#[test]
+fn fork_bombs_hit_the_process_limit() {
+    let server = Server::start_with(&[("TIMEOUT_SECONDS", "3")]);
+    let snapshot = HostSnapshot::take(&server);
+    during(&server, || {
+        // Children that stay alive until fork fails: the pids cgroup says no.
+        let r = server.execute(
+            "import errno, os, time\ndef main():\n    n = 0\n    while True:\n        try:\n            pid = os.fork()\n        except OSError as e:\n            return [n, errno.errorcode[e.errno]]\n        if pid == 0:\n            time.sleep(60)\n            os._exit(0)\n        n += 1\n",
+        );
+        let v = r.result();
+        assert_eq!(v[1], "EAGAIN", "{v}");
+        assert!(v[0].as_u64().unwrap() < 64, "more processes than MAX_PROCESSES: {v}");
+        // The same with programs.
+        let r = server.execute(
+            "import subprocess\ndef main():\n    procs = []\n    try:\n        while True:\n            procs.append(subprocess.Popen(['/bin/sleep', '60']))\n    except OSError as e:\n        return [len(procs), type(e).__name__]\n",
+        );
+        let v = r.result();
+        assert!(v[0].as_u64().unwrap() < 64, "{v}");
+        // The classic: forks forever, everyone. It runs into the wall clock.
+        let r = timed(&server, "import os\ndef main():\n    while True:\n        try:\n            os.fork()\n        except OSError:\n            pass\n", 3.0);
+        let body = assert_error(&r, 400, "timeout");
+        assert_eq!(body["limit_seconds"], 3.0);
+    });
+    assert_serving(&server);
+    snapshot.assert_restored();
+}
+
+#[test]
+fn thread_bombs_hit_the_process_limit() {
+    let server = Server::start();
+    let snapshot = HostSnapshot::take(&server);
+    during(&server, || {
+        let r = server.execute(
+            "import threading, time\ndef main():\n    threads = []\n    try:\n        while True:\n            t = threading.Thread(target=time.sleep, args=(30,), daemon=True)\n            t.start()\n            threads.append(t)\n    except RuntimeError as e:\n        return [len(threads), str(e)]\n",
+        );
+        let v = r.result();
+        let count = v[0].as_u64().unwrap();
+        assert_eq!(v[1], "can't start new thread", "{v}");
+        // The pids cgroup (64, threads included) is the bound, not address space per thread.
+        assert!((30..64).contains(&count), "{count} threads: {v}");
+    });
+    assert_serving(&server);
+    snapshot.assert_restored();
+}
+
+#[test]
+fn memory_bombs_end_in_memory_limit() {
+    let server = Server::start_with(&[("MEMORY_LIMIT_MB", "256"), ("TIMEOUT_SECONDS", "5")]);
+    let snapshot = HostSnapshot::take(&server);
+    during(&server, || {
+        let bombs = [
+            ("one allocation", "def main():\n    x = bytearray(2 * 1024 ** 3)\n    return len(x)\n"),
+            (
+                "slow creep",
+                "import time\ndef main():\n    chunks = []\n    while True:\n        chunks.append(bytearray(4 * 1024 * 1024))\n        time.sleep(0.005)\n",
+            ),
+            (
+                "many processes, each under the limit",
+                "import os, time\ndef main():\n    kids = []\n    for i in range(6):\n        pid = os.fork()\n        if pid == 0:\n            b = bytearray(80 * 1024 * 1024)\n            for j in range(0, len(b), 4096):\n                b[j] = 1\n            time.sleep(60)\n            os._exit(0)\n        kids.append(pid)\n    for pid in kids:\n        os.waitpid(pid, 0)\n    return 'all done'\n",
+            ),
+            ("numpy", "import numpy as np\ndef main():\n    return float(np.ones((40000, 1000)).sum())\n"),
+            (
+                "memory in /tmp and /dev/shm plus the heap",
+                "def main():\n    for path in ('/tmp/a', '/dev/shm/a'):\n        try:\n            with open(path, 'wb') as f:\n                while True:\n                    f.write(b'x' * (1 << 20))\n        except OSError:\n            pass\n    keep = []\n    while True:\n        keep.append(bytearray(8 * 1024 * 1024))\n",
+            ),
+        ];
+        for (what, script) in bombs {
+            let r = timed(&server, script, 5.0);
+            let body = assert_error(&r, 400, "memory_limit");
+            assert_eq!(body["limit_mb"], 256, "{what}: {body}");
+        }
+        // A request may lower the limit for itself.
+        let r = server.post_json(
+            "/execute",
+            &json!({"script": "def main():\n    return len(bytearray(100 * 1024 * 1024))\n", "memory_mb": 64}),
+        );
+        let body = assert_error(&r, 400, "memory_limit");
+        assert_eq!(body["limit_mb"], 64);
+    });
+    assert_serving(&server);
+    snapshot.assert_restored();
+}
+
+#[test]
+fn disk_inodes_and_shared_memory_are_capped() {
+    let server = Server::start();
+    let snapshot = HostSnapshot::take(&server);
+    during(&server, || {
+        let r = server.execute(
+            r#"
+import errno, os
+def fill(path):
+    written = 0
+    try:
+        with open(path, "wb") as f:
+            while True:
+                f.write(b"x" * (1 << 20))
+                f.flush()
+                written += 1 << 20
+    except OSError as e:
+        size = os.path.getsize(path)
+        os.unlink(path)
+        return [errno.errorcode[e.errno], size]
+
+def main():
+    out = {"tmp": fill("/tmp/big"), "shm": fill("/dev/shm/big")}
+    n = 0
+    try:
+        while True:
+            open("/tmp/f%d" % n, "w").close()
+            n += 1
+    except OSError as e:
+        out["inodes"] = [errno.errorcode[e.errno], n]
+    for i in range(n):
+        os.unlink("/tmp/f%d" % i)
+    n = 0
+    try:
+        while True:
+            os.mkdir("/tmp/d%d" % n)
+            n += 1
+    except OSError as e:
+        out["dirs"] = [errno.errorcode[e.errno], n]
+    return out
+"#,
+        );
+        let v = r.result();
+        let mib = 1024 * 1024;
+        // A file is capped by RLIMIT_FSIZE (EFBIG) or the 64 MiB tmpfs (ENOSPC), whichever first.
+        assert!(["EFBIG", "ENOSPC"].contains(&v["tmp"][0].as_str().unwrap()), "{v}");
+        assert!(v["tmp"][1].as_u64().unwrap() <= 64 * mib, "{v}");
+        assert_eq!(v["shm"][0], "ENOSPC", "{v}");
+        assert!(v["shm"][1].as_u64().unwrap() <= 16 * mib, "{v}");
+        assert_eq!(v["inodes"][0], "ENOSPC", "{v}");
+        assert!(v["inodes"][1].as_u64().unwrap() <= 4096, "{v}");
+        assert_eq!(v["dirs"][0], "ENOSPC", "{v}");
+        // Left full on purpose: the next execution still gets a fresh, empty /tmp.
+        let r = server.execute(
+            "import os\ndef main():\n    for i in range(5000):\n        try:\n            open('/tmp/g%d' % i, 'w').close()\n        except OSError:\n            break\n    with open('/dev/shm/x', 'wb') as f:\n        f.write(b'y' * (15 << 20))\n    return 'filled'\n",
+        );
+        assert_eq!(r.result(), "filled");
+        let r = server.execute("import os\ndef main():\n    return [os.listdir('/tmp'), os.listdir('/dev/shm'), os.statvfs('/tmp').f_bfree == os.statvfs('/tmp').f_blocks]\n");
+        assert_eq!(r.result(), json!([[], [], true]));
+    });
+    assert_serving(&server);
+    snapshot.assert_restored();
+}
+
+#[test]
+fn cpu_burn_in_many_processes_times_out() {
+    let server = Server::start_with(&[("TIMEOUT_SECONDS", "3")]);
+    let snapshot = HostSnapshot::take(&server);
+    during(&server, || {
+        let r = timed(
+            &server,
+            "import os, threading\ndef burn():\n    while True:\n        pass\ndef main():\n    for i in range(12):\n        if os.fork() == 0:\n            for t in range(3):\n                threading.Thread(target=burn, daemon=True).start()\n            burn()\n    burn()\n",
+            3.0,
+        );
+        assert_error(&r, 400, "timeout");
+        // Burning in C (no bytecode boundary to interrupt) ends the same way.
+        let r = timed(&server, "def main():\n    return sum(range(10 ** 12))\n", 3.0);
+        assert_error(&r, 400, "timeout");
+    });
+    assert_serving(&server);
+    snapshot.assert_restored();
+}
+
+#[test]
+fn output_floods_are_capped_and_flagged() {
+    let cap = 65536;
+    let server = Server::start_with(&[("MAX_OUTPUT_BYTES", "65536"), ("TIMEOUT_SECONDS", "3")]);
+    let snapshot = HostSnapshot::take(&server);
+    during(&server, || {
+        // stdout: 50 MB, then an answer.
+        let r = server.execute("import os\ndef main():\n    for i in range(800):\n        os.write(1, b'o' * 65536)\n    return 'still here'\n");
+        let body = r.json();
+        assert_eq!(body["result"], "still here", "{}", &r.text()[..200.min(r.text().len())]);
+        assert_eq!(body["stdout_truncated"], true);
+        assert_eq!(body["stdout"].as_str().unwrap().len(), cap);
+
+        // stderr: a flood, then an exception; both capped on the error.
+        let r = server.execute("import os, sys\ndef main():\n    for i in range(800):\n        os.write(2, b'e' * 65536)\n        os.write(1, b'o' * 65536)\n    raise ValueError('after the flood')\n");
+        let body = assert_error(&r, 400, "runtime_error");
+        assert_eq!((body["stdout_truncated"].clone(), body["stderr_truncated"].clone()), (json!(true), json!(true)));
+        assert_eq!(body["stdout"].as_str().unwrap().len(), cap);
+        assert_eq!(body["stderr"].as_str().unwrap().len(), cap);
+
+        // From child processes, with bytes that are not UTF-8.
+        let r = server.execute("import subprocess, sys\ndef main():\n    code = 'import os\\nfor i in range(300): os.write(1, bytes([255]) * 65536); os.write(2, bytes([254]) * 65536)'\n    subprocess.run([sys.executable, '-c', code], check=True)\n    return 'children flooded'\n");
+        let body = r.json();
+        assert_eq!(body["result"], "children flooded");
+        assert_eq!(body["stdout_truncated"], true);
+        assert!(body["stdout"].as_str().unwrap().chars().all(|c| c == '\u{fffd}'));
+
+        // A flood that never ends: the time limit ends it, with what was kept.
+        let r = timed(&server, "import os\ndef main():\n    while True:\n        os.write(1, b'x' * 65536)\n", 3.0);
+        let body = assert_error(&r, 400, "timeout");
+        assert_eq!(body["stdout_truncated"], true);
+        assert_eq!(body["stdout"].as_str().unwrap().len(), cap);
+    });
+    assert_serving(&server);
+    snapshot.assert_restored();
+}
+
+#[test]
+fn huge_results_are_refused() {
+    let server = Server::start_with(&[("MAX_RESULT_BYTES", "1048576")]);
+    let snapshot = HostSnapshot::take(&server);
+    during(&server, || {
+        for script in [
+            "def main():\n    return 'x' * (50 * 1024 * 1024)\n",
+            "def main():\n    return list(range(2_000_000))\n",
+            "def main():\n    return {str(i): [i] * 10 for i in range(100_000)}\n",
+        ] {
+            let r = server.execute(script);
+            let body = assert_error(&r, 400, "result_too_large");
+            assert_eq!(body["limit_bytes"], 1048576, "{body}");
+        }
+        // Just under the cap is fine.
+        let r = server.execute("def main():\n    return 'y' * (1024 * 1024 - 10)\n");
+        assert_eq!(r.result().as_str().unwrap().len(), 1024 * 1024 - 10);
+    });
+    assert_serving(&server);
+    snapshot.assert_restored();
+}
+
+#[test]
+fn file_descriptor_exhaustion_stays_inside() {
+    let server = Server::start();
+    let snapshot = HostSnapshot::take(&server);
+    during(&server, || {
+        let r = server.execute(
+            r#"
+import errno, os, socket
+def exhaust(make):
+    held = []
+    try:
+        while True:
+            held.append(make())
+    except OSError as e:
+        outcome = [errno.errorcode[e.errno], len(held)]
+    for h in held:
+        for one in (h if isinstance(h, tuple) else [h]):
+            one.close() if hasattr(one, "close") else os.close(one)
+    return outcome
+def main():
+    return {
+        "files": exhaust(lambda: os.open("/dev/null", os.O_RDONLY)),
+        "sockets": exhaust(lambda: socket.socket()),
+        "pipes": exhaust(os.pipe),
+        "after": len(os.listdir("/proc/self/fd")),
+    }
+"#,
+        );
+        let v = r.result();
+        for key in ["files", "sockets", "pipes"] {
+            assert_eq!(v[key][0], "EMFILE", "{key}: {v}");
+            assert!(v[key][1].as_u64().unwrap() <= 256, "{key}: {v}");
+        }
+        // Everything could be closed again: back to the few the script started with.
+        assert!(v["after"].as_u64().unwrap() < 10, "{v}");
+    });
+    assert_serving(&server);
+    snapshot.assert_restored();
+}
