@@ -80,7 +80,11 @@ pub fn descendants(all: &[Proc], root: u32) -> Vec<(Proc, usize)> {
 /// The server's own cgroup parents (`python-executor-<pid>`), in every hierarchy where they
 /// exist: found from the server's /proc/<pid>/cgroup, so only its own directories are read.
 pub fn service_cgroup_parents(server_pid: u32) -> Vec<PathBuf> {
-    let name = format!("python-executor-{server_pid}");
+    // `python-executor-<pid namespace inode>-<pid>`: the service's own namespace, as it sees it.
+    let ns = std::fs::read_link(format!("/proc/{server_pid}/ns/pid"))
+        .map(|l| l.to_string_lossy().chars().filter(char::is_ascii_digit).collect::<String>())
+        .unwrap_or_default();
+    let name = format!("python-executor-{ns}-{server_pid}");
     let text = std::fs::read_to_string(format!("/proc/{server_pid}/cgroup")).unwrap_or_default();
     let root = Path::new("/sys/fs/cgroup");
     let mut found = BTreeSet::new();
@@ -152,6 +156,11 @@ impl HostSnapshot {
     pub fn take(server: &Server) -> HostSnapshot {
         let server_pid = server.pid();
         let cgroup_parents = service_cgroup_parents(server_pid);
+        // With cgroups in force, the checks below must have directories to look at.
+        let health = server.get("/health").json();
+        if !health["isolation"]["cgroup"].is_null() {
+            assert!(!cgroup_parents.is_empty(), "cannot find the server's cgroups: {health}");
+        }
         HostSnapshot { server_pid, mounts: mounts(), tmp: suspicious_tmp(), cgroup_parents }
     }
 
@@ -172,9 +181,9 @@ impl HostSnapshot {
             }
         }
         // Escaped the process tree but still in one of this server's cgroups.
-        let marker = format!("/python-executor-{}/", self.server_pid);
+        let marker = format!("-{}/", self.server_pid);
         for p in &all {
-            if p.cgroups.contains(&marker) && !idle_jail.contains(&p.pid) {
+            if p.cgroups.contains("/python-executor-") && p.cgroups.contains(&marker) && !idle_jail.contains(&p.pid) {
                 problems.push(format!("process {} ({}) uid {} in the server's jail cgroups", p.pid, p.name, p.uid));
             }
         }
