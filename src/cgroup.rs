@@ -60,8 +60,22 @@ const PERIOD_US: u64 = 100_000;
 
 struct Mount {
     fstype: String,
+    /// The path of the hierarchy that is mounted here (not `/` in a container on a v1 host).
+    root: String,
     point: PathBuf,
     super_options: String,
+}
+
+impl Mount {
+    /// Where a cgroup path (as /proc/self/cgroup gives it) is under this mount.
+    fn locate(&self, cgroup_path: &str) -> Result<PathBuf, String> {
+        let root = self.root.trim_end_matches('/');
+        let relative = cgroup_path
+            .strip_prefix(root)
+            .filter(|rest| rest.is_empty() || rest.starts_with('/'))
+            .ok_or_else(|| format!("cgroup {cgroup_path} is outside the mounted {}", self.root))?;
+        Ok(join(&self.point, relative))
+    }
 }
 
 fn mounts() -> io::Result<Vec<Mount>> {
@@ -70,12 +84,14 @@ fn mounts() -> io::Result<Vec<Mount>> {
         .lines()
         .filter_map(|line| {
             let (left, right) = line.split_once(" - ")?;
-            let point = left.split(' ').nth(4)?;
+            let mut left = left.split(' ');
+            let root = unescape_mount_path(left.nth(3)?);
+            let point = left.next()?;
             let mut right = right.split(' ');
             let fstype = right.next()?.to_string();
             let _source = right.next();
             let super_options = right.next().unwrap_or("").to_string();
-            Some(Mount { fstype, point: PathBuf::from(unescape_mount_path(point)), super_options })
+            Some(Mount { fstype, root, point: PathBuf::from(unescape_mount_path(point)), super_options })
         })
         .collect())
 }
@@ -119,7 +135,7 @@ impl Cgroups {
             .find(|m| m.fstype == "cgroup2")
             .ok_or("no cgroup2 filesystem is mounted")?;
         let own = own_path(None).map_err(|e| format!("cannot find this process's cgroup v2: {e}"))?;
-        let base = join(&mount.point, &own);
+        let base = mount.locate(&own)?;
         let available = fs::read_to_string(base.join("cgroup.controllers")).map_err(|e| format!("{}: {e}", base.display()))?;
         let available: Vec<&str> = available.split_whitespace().collect();
         for needed in ["memory", "pids"] {
@@ -128,24 +144,22 @@ impl Cgroups {
             }
         }
         let has_cpu = available.contains(&"cpu");
-        let enable = if has_cpu { "+memory +pids +cpu" } else { "+memory +pids" };
-        // Move every process of our cgroup (normally just us) into a leaf, unless the
-        // controllers are already enabled here (set up by an earlier start in this cgroup).
+        let wanted: &[&str] = if has_cpu { &["memory", "pids", "cpu"] } else { &["memory", "pids"] };
+        let enable = wanted.iter().map(|c| format!("+{c}")).collect::<Vec<_>>().join(" ");
         let subtree = fs::read_to_string(base.join("cgroup.subtree_control")).unwrap_or_default();
-        if !subtree.split_whitespace().any(|c| c == "memory") {
-            let leaf = base.join("service");
-            create_dir(&leaf)?;
-            let procs = fs::read_to_string(base.join("cgroup.procs")).map_err(|e| e.to_string())?;
-            for pid in procs.split_whitespace() {
-                // A process may exit meanwhile; a kernel thread cannot move: neither matters.
-                let _ = write(&leaf.join("cgroup.procs"), pid);
+        let missing: Vec<&str> = wanted.iter().copied().filter(|c| !subtree.split_whitespace().any(|e| e == *c)).collect();
+        if !missing.is_empty() {
+            // Controllers can only be enabled for children of a cgroup with no processes of its
+            // own, except at the root (which has no cgroup.type).
+            if base.join("cgroup.type").exists() {
+                move_into_leaf(&base)?;
             }
-            write(&base.join("cgroup.subtree_control"), enable).map_err(|e| format!("cannot enable controllers: {e}"))?;
+            write(&base.join("cgroup.subtree_control"), &enable).map_err(|e| format!("cannot enable controllers: {e}"))?;
         }
-        let parent = base.join(format!("{PARENT_PREFIX}{}", std::process::id()));
         remove_stale_parents(&base);
+        let parent = base.join(parent_name());
         create_dir(&parent)?;
-        write(&parent.join("cgroup.subtree_control"), enable).map_err(|e| format!("cannot enable controllers: {e}"))?;
+        write(&parent.join("cgroup.subtree_control"), &enable).map_err(|e| format!("cannot enable controllers: {e}"))?;
         Ok(Cgroups { version: Version::V2, parents: vec![parent], has_cpu, next: AtomicU64::new(0) })
     }
 
@@ -154,10 +168,7 @@ impl Cgroups {
     pub fn setup_v1() -> Result<Cgroups, String> {
         let mounts = mounts().map_err(|e| format!("cannot read mountinfo: {e}"))?;
         let find = |controller: &str| {
-            mounts
-                .iter()
-                .find(|m| m.fstype == "cgroup" && m.super_options.split(',').any(|o| o == controller))
-                .map(|m| m.point.clone())
+            mounts.iter().find(|m| m.fstype == "cgroup" && m.super_options.split(',').any(|o| o == controller))
         };
         let mut parents = Vec::new();
         let mut has_cpu = false;
@@ -169,9 +180,9 @@ impl Cgroups {
                 return Err(format!("no cgroup v1 {controller} hierarchy is mounted"));
             };
             let own = own_path(Some(controller)).unwrap_or_else(|_| "/".into());
-            let base = join(&point, &own);
+            let base = point.locate(&own)?;
             remove_stale_parents(&base);
-            let parent = base.join(format!("{PARENT_PREFIX}{}", std::process::id()));
+            let parent = base.join(parent_name());
             create_dir(&parent)?;
             if controller == "cpu" {
                 has_cpu = true;
@@ -214,6 +225,27 @@ impl Cgroups {
     }
 }
 
+/// The lowest memory limit on this process's cgroup and its ancestors (v2 or v1), if any.
+pub fn own_memory_limit() -> Option<u64> {
+    let mounts = mounts().ok()?;
+    let (mount, own, file) = if let Some(m) = mounts.iter().find(|m| m.fstype == "cgroup2" && own_path(None).is_ok()) {
+        (m, own_path(None).ok()?, "memory.max")
+    } else {
+        let m = mounts.iter().find(|m| m.fstype == "cgroup" && m.super_options.split(',').any(|o| o == "memory"))?;
+        (m, own_path(Some("memory")).ok()?, "memory.limit_in_bytes")
+    };
+    let mut dir = mount.locate(&own).ok()?;
+    let mut lowest: Option<u64> = None;
+    loop {
+        if let Some(limit) = fs::read_to_string(dir.join(file)).ok().and_then(|s| s.trim().parse::<u64>().ok()) {
+            lowest = Some(lowest.map_or(limit, |l| l.min(limit)));
+        }
+        if dir == mount.point || !dir.pop() {
+            return lowest;
+        }
+    }
+}
+
 fn create_dir(path: &Path) -> Result<(), String> {
     match fs::create_dir(path) {
         Ok(()) => Ok(()),
@@ -222,16 +254,55 @@ fn create_dir(path: &Path) -> Result<(), String> {
     }
 }
 
-/// Parents left by an earlier service process that died without cleaning up.
+/// The PID namespace we live in, so that parents of services in other namespaces (other
+/// containers sharing the hierarchy) are never taken for stale ones.
+fn pid_namespace() -> String {
+    fs::read_link("/proc/self/ns/pid")
+        .ok()
+        .and_then(|l| l.to_str().map(|s| s.chars().filter(char::is_ascii_digit).collect()))
+        .unwrap_or_else(|| "0".into())
+}
+
+/// `python-executor-<pid namespace>-<pid>`: unique per service process on the machine.
+fn parent_name() -> String {
+    format!("{PARENT_PREFIX}{}-{}", pid_namespace(), std::process::id())
+}
+
+/// Parents left by an earlier service process of this PID namespace that died without
+/// cleaning up.
 fn remove_stale_parents(base: &Path) {
     let Ok(entries) = fs::read_dir(base) else { return };
+    let namespace = pid_namespace();
     for entry in entries.flatten() {
         let name = entry.file_name();
-        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix(PARENT_PREFIX)) else { continue };
-        if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
+        let Some((ns, pid)) = name.to_str().and_then(|n| n.strip_prefix(PARENT_PREFIX)).and_then(|n| n.split_once('-'))
+        else {
+            continue;
+        };
+        if ns == namespace && pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
             remove_parent(&entry.path());
         }
     }
+}
+
+/// Moves this process (and an init process such as tini that started it) into `base/service`.
+/// Anything else in `base` means the cgroup is shared, and v2 is not used.
+fn move_into_leaf(base: &Path) -> Result<(), String> {
+    let leaf = base.join("service");
+    create_dir(&leaf)?;
+    let me = std::process::id();
+    let parent = std::os::unix::process::parent_id();
+    let procs = fs::read_to_string(base.join("cgroup.procs")).map_err(|e| e.to_string())?;
+    for pid in procs.split_whitespace().filter_map(|p| p.parse::<u32>().ok()) {
+        if pid == me || (pid == parent && parent == 1) {
+            write(&leaf.join("cgroup.procs"), &pid.to_string()).map_err(|e| format!("cannot move process {pid}: {e}"))?;
+        }
+    }
+    let left = fs::read_to_string(base.join("cgroup.procs")).unwrap_or_default();
+    if !left.trim().is_empty() {
+        return Err(format!("{} has other processes; cgroup v2 needs one of its own", base.display()));
+    }
+    Ok(())
 }
 
 fn remove_parent(parent: &Path) {
@@ -310,25 +381,6 @@ impl JailCgroup {
         Ok(())
     }
 
-    /// Lowers the memory limit (a request asked for less). Fails if the jail already uses more.
-    pub fn set_memory_limit(&self, bytes: u64) -> io::Result<()> {
-        match self.version {
-            Version::V2 => write(&self.dirs[0].join("memory.max"), &bytes.to_string()),
-            Version::V1 => {
-                let dir = self.dirs.iter().find(|d| d.join("memory.limit_in_bytes").exists());
-                match dir {
-                    Some(dir) => {
-                        // memsw must stay >= the memory limit: lower it second.
-                        write(&dir.join("memory.limit_in_bytes"), &bytes.to_string())?;
-                        let _ = write(&dir.join("memory.memsw.limit_in_bytes"), &bytes.to_string());
-                        Ok(())
-                    }
-                    None => Ok(()),
-                }
-            }
-        }
-    }
-
     /// The files the child writes "0" to, between fork and exec, to join this cgroup.
     pub fn join_files(&self) -> &[CString] {
         &self.join_files
@@ -362,5 +414,35 @@ impl JailCgroup {
         for dir in &self.dirs {
             remove_jail_dir(dir);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mount(root: &str, point: &str) -> Mount {
+        Mount { fstype: "cgroup2".into(), root: root.into(), point: point.into(), super_options: String::new() }
+    }
+
+    #[test]
+    fn cgroup_paths_are_found_under_the_mounted_root() {
+        // A host mount of the whole hierarchy.
+        assert_eq!(mount("/", "/sys/fs/cgroup").locate("/a/b").unwrap(), PathBuf::from("/sys/fs/cgroup/a/b"));
+        // A container on a v1 host: its own cgroup is what is mounted.
+        let container = mount("/docker/abc", "/sys/fs/cgroup/memory");
+        assert_eq!(container.locate("/docker/abc").unwrap(), PathBuf::from("/sys/fs/cgroup/memory"));
+        assert_eq!(container.locate("/docker/abc/x").unwrap(), PathBuf::from("/sys/fs/cgroup/memory/x"));
+        assert!(container.locate("/docker/abcd").is_err());
+        assert!(container.locate("/other").is_err());
+    }
+
+    #[test]
+    fn parent_names_carry_the_pid_namespace_and_pid() {
+        let name = parent_name();
+        let rest = name.strip_prefix(PARENT_PREFIX).unwrap();
+        let (ns, pid) = rest.split_once('-').unwrap();
+        assert!(!ns.is_empty() && ns.chars().all(|c| c.is_ascii_digit()), "{name}");
+        assert_eq!(pid, std::process::id().to_string());
     }
 }

@@ -51,11 +51,15 @@ impl Executor {
     }
 
     /// A jail of this flavour, ready for its script: from the pool if one is waiting, else cold.
-    async fn jail(&self, flavour: Flavour, timeout: Duration) -> Result<Jail, ApiError> {
-        if let Some(jail) = self.pool.as_ref().and_then(|pool| pool.take(flavour)) {
-            return Ok(jail);
+    /// A request that lowers the memory limit gets a cold jail created with that limit, so the
+    /// limit holds the same way on every host (a pooled jail's is the service's).
+    async fn jail(&self, flavour: Flavour, timeout: Duration, memory_bytes: u64) -> Result<Jail, ApiError> {
+        if memory_bytes >= self.sandbox.limits.memory_bytes {
+            if let Some(jail) = self.pool.as_ref().and_then(|pool| pool.take(flavour)) {
+                return Ok(jail);
+            }
         }
-        let mut jail = self.sandbox.spawn(flavour, START_TIMEOUT + timeout, false).map_err(|e| {
+        let mut jail = self.sandbox.spawn(flavour, START_TIMEOUT + timeout, false, memory_bytes).map_err(|e| {
             crate::logging::error("cannot start a jail", crate::fields! {"reason" => e.message});
             ApiError::new(ErrorKind::Unavailable, "the sandbox cannot start; retry later")
         })?;
@@ -76,7 +80,7 @@ impl Executor {
 
         let started = Instant::now();
         let flavour = if job.info.imports_data_libraries { Flavour::Data } else { Flavour::Plain };
-        let jail = self.jail(flavour, job.timeout).await?;
+        let jail = self.jail(flavour, job.timeout, job.memory_bytes).await?;
         let limits = &self.sandbox.limits;
         let request = RunRequest {
             script: &job.script,

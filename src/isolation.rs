@@ -87,7 +87,7 @@ fn name(choice: CgroupChoice) -> &'static str {
 
 /// Runs the probe script; returns the sandbox Python's version.
 async fn try_sandbox(sandbox: &Sandbox) -> Result<String, String> {
-    let mut jail = sandbox.spawn(Flavour::Plain, Duration::from_secs(20), false).map_err(|e| e.message)?;
+    let mut jail = sandbox.spawn(Flavour::Plain, Duration::from_secs(20), false, sandbox.limits.memory_bytes).map_err(|e| e.message)?;
     jail.wait_ready(Duration::from_secs(15))
         .await
         .map_err(|e| format!("{}: {}", e.message, e.nsjail_log.trim()))?;

@@ -7,7 +7,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Severity {
-    Debug,
     Info,
     Warning,
     Error,
@@ -17,7 +16,6 @@ pub enum Severity {
 impl Severity {
     fn as_str(self) -> &'static str {
         match self {
-            Severity::Debug => "DEBUG",
             Severity::Info => "INFO",
             Severity::Warning => "WARNING",
             Severity::Error => "ERROR",

@@ -165,10 +165,10 @@ fn default_slots(memory_per_jail: u64) -> usize {
     (2 * cpus).min(by_memory).max(1)
 }
 
-/// The container's memory limit if it has one, else the machine's memory.
+/// The memory limit of the service's own cgroup (a container's, say) if it has one, else the
+/// machine's memory.
 fn available_memory() -> Option<u64> {
-    let read = |path: &str| std::fs::read_to_string(path).ok().and_then(|s| s.trim().parse::<u64>().ok());
-    let cgroup_limit = read("/sys/fs/cgroup/memory.max").or_else(|| read("/sys/fs/cgroup/memory/memory.limit_in_bytes"));
+    let cgroup_limit = cgroup::own_memory_limit();
     let total = std::fs::read_to_string("/proc/meminfo").ok().and_then(|text| {
         let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
         line.split_whitespace().nth(1)?.parse::<u64>().ok().map(|kb| kb * 1024)

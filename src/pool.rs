@@ -131,7 +131,7 @@ impl Pool {
     }
 
     async fn start(&self, flavour: Flavour) -> Option<Jail> {
-        let mut jail = match self.sandbox.spawn(flavour, self.lifetime, true) {
+        let mut jail = match self.sandbox.spawn(flavour, self.lifetime, true, self.sandbox.limits.memory_bytes) {
             Ok(jail) => jail,
             Err(e) => {
                 crate::logging::error("pool: cannot start a jail", crate::fields! {"reason" => e.message});

@@ -142,8 +142,6 @@ pub struct Execution {
     pub ending: Ending,
     pub stdout: Captured,
     pub stderr: Captured,
-    /// Time from handing over the script to the end.
-    pub run_time: Duration,
 }
 
 impl Sandbox {
@@ -186,7 +184,7 @@ impl Sandbox {
     }
 
     /// nsjail's arguments for one jail (everything but the fds, which `spawn` sets up).
-    fn arguments(&self, flavour: Flavour, lifetime: Duration, warm: bool) -> Vec<String> {
+    fn arguments(&self, flavour: Flavour, lifetime: Duration, warm: bool, memory_bytes: u64) -> Vec<String> {
         let mut args: Vec<String> = vec!["--config".into(), self.config.display().to_string()];
         args.extend(["--log_fd".into(), LOG_FD.to_string(), "--pass_fd".into(), RESULT_FD.to_string()]);
         if self.isolation.user_namespace {
@@ -197,7 +195,7 @@ impl Sandbox {
         if let Some(mount) = &self.venv_mount {
             args.extend(["--bindmount_ro".into(), mount.clone()]);
         }
-        let memory_mb = (self.limits.memory_bytes / (1024 * 1024)).max(1);
+        let memory_mb = (memory_bytes / (1024 * 1024)).max(1);
         // Backstops behind the service's own wall clock and cgroups.
         let cpu_seconds = lifetime.as_secs() + 2;
         args.extend([
@@ -222,12 +220,13 @@ impl Sandbox {
     /// Starts a jail whose runner loads `flavour` and waits for a script. `lifetime` bounds
     /// how long the jail may exist at all (waiting in a pool included). A `warm` jail (for the
     /// pool) also loads everything the runner may need, to be quick once the script comes.
-    pub fn spawn(&self, flavour: Flavour, lifetime: Duration, warm: bool) -> Result<Jail, SandboxError> {
+    /// `memory_bytes` is the jail's memory limit: the service's, or lower for one request.
+    pub fn spawn(&self, flavour: Flavour, lifetime: Duration, warm: bool, memory_bytes: u64) -> Result<Jail, SandboxError> {
         let cgroup = match &self.isolation.cgroups {
             Some(cgroups) => Some(
                 cgroups
                     .create(&CgroupLimits {
-                        memory_bytes: self.limits.memory_bytes,
+                        memory_bytes,
                         max_processes: self.limits.max_processes,
                         cpus: self.limits.jail_cpus,
                     })
@@ -245,7 +244,7 @@ impl Sandbox {
         let (stderr_r, stderr_w) = make_pipe().map_err(|e| SandboxError::new(format!("pipe: {e}")))?;
         let mut command = std::process::Command::new(&self.nsjail);
         command
-            .args(self.arguments(flavour, lifetime, warm))
+            .args(self.arguments(flavour, lifetime, warm, memory_bytes))
             .env_clear()
             .stdin(Stdio::piped())
             .stdout(Stdio::from(stdout_w))
@@ -302,9 +301,7 @@ impl Sandbox {
             log_reader,
             cgroup: guard.0.take(),
             output_cap: self.limits.max_output_bytes,
-            flavour,
             started: Instant::now(),
-            lifetime,
         })
     }
 }
@@ -344,7 +341,7 @@ fn make_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
 async fn read_output(pipe: pipe::Receiver, cap: usize, mut finished: watch::Receiver<bool>) -> Captured {
     let mut captured = Captured::default();
     let mut buffer = vec![0u8; 64 * 1024];
-    let mut keep = |captured: &mut Captured, chunk: &[u8]| {
+    let keep = |captured: &mut Captured, chunk: &[u8]| {
         let room = cap.saturating_sub(captured.bytes.len());
         if chunk.len() > room {
             captured.truncated = true;
@@ -409,9 +406,7 @@ pub struct Jail {
     log_reader: JoinHandle<Captured>,
     cgroup: Option<JailCgroup>,
     output_cap: usize,
-    pub flavour: Flavour,
     pub started: Instant,
-    pub lifetime: Duration,
 }
 
 impl Jail {
@@ -462,10 +457,6 @@ impl Jail {
     /// Hands over the script and waits for the end: a report, the time limit, or the jail dying.
     /// Consumes the jail: it is destroyed afterwards, whatever happened.
     pub async fn execute(mut self, request: RunRequest<'_>, timeout: Duration) -> Execution {
-        if let (Some(bytes), Some(cgroup)) = (request.memory_bytes, &self.cgroup) {
-            // Best effort: the runner lowers RLIMIT_AS for the script too.
-            let _ = cgroup.set_memory_limit(bytes);
-        }
         let cap = self.output_cap;
         let (finished, finished_rx) = watch::channel(false);
         let (Some(stdout), Some(stderr)) = (self.stdout.take(), self.stderr.take()) else {
@@ -473,7 +464,6 @@ impl Jail {
                 ending: Ending::Vanished { exit_code: None, signal: None },
                 stdout: Captured::default(),
                 stderr: Captured::default(),
-                run_time: Duration::ZERO,
             };
         };
         let stdout = tokio::spawn(read_output(stdout, cap, finished_rx.clone()));
@@ -516,7 +506,6 @@ impl Jail {
             }
         })
         .await;
-        let run_time = started.elapsed();
 
         let ending = match outcome {
             Err(_) => Ending::TimedOut,
@@ -555,7 +544,7 @@ impl Jail {
         let grace = Duration::from_secs(2);
         let (stdout, stderr) = tokio::join!(collect(stdout, grace), collect(stderr, grace));
         drop(self);
-        Execution { ending, stdout, stderr, run_time }
+        Execution { ending, stdout, stderr }
     }
 
     fn oom_killed(&self) -> bool {

@@ -350,9 +350,9 @@ pub fn any_descends_from(pids: &[u32], ancestor: u32) -> bool {
     })
 }
 
-/// The service's cgroup directories (`python-executor-<pid>`) that exist under any hierarchy.
+/// The service's cgroup directories (`python-executor-<pid namespace>-<pid>`) under any hierarchy.
 pub fn service_cgroups(pid: u32) -> Vec<PathBuf> {
-    let name = format!("python-executor-{pid}");
+    let suffix = format!("-{pid}");
     let mut found = Vec::new();
     let mut stack = vec![PathBuf::from("/sys/fs/cgroup")];
     while let Some(dir) = stack.pop() {
@@ -361,7 +361,8 @@ pub fn service_cgroups(pid: u32) -> Vec<PathBuf> {
             if !entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
                 continue;
             }
-            if entry.file_name().to_string_lossy() == name {
+            let name = entry.file_name().to_string_lossy().to_string();
+            if name.starts_with("python-executor-") && name.ends_with(&suffix) {
                 found.push(path);
             } else if path.components().count() < 12 {
                 stack.push(path);
