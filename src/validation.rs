@@ -88,36 +88,54 @@ fn line_column(script: &str, offset: usize) -> (usize, usize) {
     (line, before[line_start..].chars().count() + 1)
 }
 
+fn handler_bodies(handlers: &[ast::ExceptHandler]) -> Vec<&[Stmt]> {
+    handlers
+        .iter()
+        .map(|h| {
+            let ast::ExceptHandler::ExceptHandler(h) = h;
+            &h.body[..]
+        })
+        .collect()
+}
+
+/// The blocks of statements nested directly in a compound statement, with `in_scope` telling
+/// whether they run in the enclosing scope (if/try/with/loops) or a new one (def, class).
+fn blocks(stmt: &Stmt) -> (Vec<&[Stmt]>, bool) {
+    match stmt {
+        Stmt::FunctionDef(s) => (vec![&s.body[..]], false),
+        Stmt::AsyncFunctionDef(s) => (vec![&s.body[..]], false),
+        Stmt::ClassDef(s) => (vec![&s.body[..]], false),
+        Stmt::If(s) => (vec![&s.body[..], &s.orelse[..]], true),
+        Stmt::For(s) => (vec![&s.body[..], &s.orelse[..]], true),
+        Stmt::AsyncFor(s) => (vec![&s.body[..], &s.orelse[..]], true),
+        Stmt::While(s) => (vec![&s.body[..], &s.orelse[..]], true),
+        Stmt::With(s) => (vec![&s.body[..]], true),
+        Stmt::AsyncWith(s) => (vec![&s.body[..]], true),
+        Stmt::Try(s) => {
+            let mut all = vec![&s.body[..], &s.orelse[..], &s.finalbody[..]];
+            all.extend(handler_bodies(&s.handlers));
+            (all, true)
+        }
+        Stmt::TryStar(s) => {
+            let mut all = vec![&s.body[..], &s.orelse[..], &s.finalbody[..]];
+            all.extend(handler_bodies(&s.handlers));
+            (all, true)
+        }
+        Stmt::Match(s) => (s.cases.iter().map(|c| &c.body[..]).collect(), true),
+        _ => (Vec::new(), true),
+    }
+}
+
 /// `def main` / `async def main` in module scope: at top level or inside top-level `if`,
-/// `try`, `with`, `for` or `while` blocks, which Python also runs in module scope.
+/// `try`, `with`, `for`, `while` or `match` blocks, which Python also runs in module scope.
 fn defines_main(body: &[Stmt]) -> bool {
     body.iter().any(|stmt| match stmt {
         Stmt::FunctionDef(def) => def.name.as_str() == "main",
         Stmt::AsyncFunctionDef(def) => def.name.as_str() == "main",
-        Stmt::If(s) => defines_main(&s.body) || defines_main(&s.orelse),
-        Stmt::Try(s) => {
-            defines_main(&s.body)
-                || defines_main(&s.orelse)
-                || defines_main(&s.finalbody)
-                || s.handlers.iter().any(|h| {
-                    let ast::ExceptHandler::ExceptHandler(h) = h;
-                    defines_main(&h.body)
-                })
-        }
-        Stmt::TryStar(s) => {
-            defines_main(&s.body)
-                || defines_main(&s.orelse)
-                || defines_main(&s.finalbody)
-                || s.handlers.iter().any(|h| {
-                    let ast::ExceptHandler::ExceptHandler(h) = h;
-                    defines_main(&h.body)
-                })
-        }
-        Stmt::With(s) => defines_main(&s.body),
-        Stmt::AsyncWith(s) => defines_main(&s.body),
-        Stmt::For(s) => defines_main(&s.body) || defines_main(&s.orelse),
-        Stmt::While(s) => defines_main(&s.body) || defines_main(&s.orelse),
-        _ => false,
+        other => match blocks(other) {
+            (nested, true) => nested.into_iter().any(defines_main),
+            (_, false) => false,
+        },
     })
 }
 
@@ -142,49 +160,11 @@ fn note_imports(body: &[Stmt], info: &mut ScriptInfo) {
                     info.imports_data_libraries = true;
                 }
             }
-            Stmt::FunctionDef(s) => note_imports(&s.body, info),
-            Stmt::AsyncFunctionDef(s) => note_imports(&s.body, info),
-            Stmt::ClassDef(s) => note_imports(&s.body, info),
-            Stmt::If(s) => {
-                note_imports(&s.body, info);
-                note_imports(&s.orelse, info);
-            }
-            Stmt::For(s) => {
-                note_imports(&s.body, info);
-                note_imports(&s.orelse, info);
-            }
-            Stmt::AsyncFor(s) => {
-                note_imports(&s.body, info);
-                note_imports(&s.orelse, info);
-            }
-            Stmt::While(s) => {
-                note_imports(&s.body, info);
-                note_imports(&s.orelse, info);
-            }
-            Stmt::With(s) => note_imports(&s.body, info),
-            Stmt::AsyncWith(s) => note_imports(&s.body, info),
-            Stmt::Try(s) => {
-                note_imports(&s.body, info);
-                note_imports(&s.orelse, info);
-                note_imports(&s.finalbody, info);
-                for ast::ExceptHandler::ExceptHandler(h) in &s.handlers {
-                    note_imports(&h.body, info);
+            other => {
+                for nested in blocks(other).0 {
+                    note_imports(nested, info);
                 }
             }
-            Stmt::TryStar(s) => {
-                note_imports(&s.body, info);
-                note_imports(&s.orelse, info);
-                note_imports(&s.finalbody, info);
-                for ast::ExceptHandler::ExceptHandler(h) in &s.handlers {
-                    note_imports(&h.body, info);
-                }
-            }
-            Stmt::Match(s) => {
-                for case in &s.cases {
-                    note_imports(&case.body, info);
-                }
-            }
-            _ => {}
         }
     }
 }

@@ -423,21 +423,9 @@ fn every_corpus_script_runs_end_to_end() {
 #[test]
 fn overloaded_when_every_slot_is_busy_and_the_queue_is_full() {
     let server = Server::start_with(&[("MAX_CONCURRENT", "1"), ("QUEUE_LIMIT", "1"), ("POOL_SIZE", "0")]);
-    let port = server.port;
     let slow = || {
-        std::thread::spawn(move || {
-            let body = json!({"script": "import time\ndef main():\n    time.sleep(2)\n    return 'slow'\n"}).to_string();
-            let raw = format!(
-                "POST /execute HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-                body.len()
-            );
-            use std::io::{Read, Write};
-            let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-            stream.write_all(raw.as_bytes()).unwrap();
-            let mut answer = Vec::new();
-            stream.read_to_end(&mut answer).unwrap();
-            common::Response::parse(&answer)
-        })
+        let body = json!({"script": "import time\ndef main():\n    time.sleep(2)\n    return 'slow'\n"});
+        common::post_in_background(server.port, body)
     };
     let running = slow();
     std::thread::sleep(std::time::Duration::from_millis(400));
@@ -455,19 +443,8 @@ fn overloaded_when_every_slot_is_busy_and_the_queue_is_full() {
 #[test]
 fn overloaded_when_the_queue_wait_runs_out() {
     let server = Server::start_with(&[("MAX_CONCURRENT", "1"), ("QUEUE_TIMEOUT_SECONDS", "0.5"), ("POOL_SIZE", "0")]);
-    let port = server.port;
-    let running = std::thread::spawn(move || {
-        let body = json!({"script": "import time\ndef main():\n    time.sleep(2)\n    return 'slow'\n"}).to_string();
-        let raw = format!(
-            "POST /execute HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        use std::io::{Read, Write};
-        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-        stream.write_all(raw.as_bytes()).unwrap();
-        let mut answer = Vec::new();
-        stream.read_to_end(&mut answer).unwrap();
-    });
+    let body = json!({"script": "import time\ndef main():\n    time.sleep(2)\n    return 'slow'\n"});
+    let running = common::post_in_background(server.port, body);
     std::thread::sleep(std::time::Duration::from_millis(400));
     let r = server.execute("def main():\n    return 1\n");
     assert_eq!((r.status, r.kind().as_str()), (429, "overloaded"));

@@ -80,19 +80,7 @@ fn each_fallback_configuration_works_when_forced() {
 fn sigterm_lets_running_executions_finish_then_exits_zero() {
     let server = Server::start();
     let port = server.port;
-    let slow = std::thread::spawn(move || {
-        let body = json!({"script": "import time\ndef main():\n    time.sleep(2)\n    return 'finished'\n"}).to_string();
-        let raw = format!(
-            "POST /execute HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        use std::io::{Read, Write};
-        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-        stream.write_all(raw.as_bytes()).unwrap();
-        let mut answer = Vec::new();
-        stream.read_to_end(&mut answer).unwrap();
-        common::Response::parse(&answer)
-    });
+    let slow = common::post_in_background(port, json!({"script": "import time\ndef main():\n    time.sleep(2)\n    return 'finished'\n"}));
     std::thread::sleep(Duration::from_millis(700));
     let pid = server.pid();
     let started = Instant::now();
@@ -108,19 +96,8 @@ fn sigterm_lets_running_executions_finish_then_exits_zero() {
 #[test]
 fn shutdown_does_not_wait_past_its_grace_period() {
     let server = Server::start_with(&[("SHUTDOWN_GRACE_SECONDS", "1"), ("TIMEOUT_SECONDS", "30")]);
-    let port = server.port;
-    std::thread::spawn(move || {
-        let body = json!({"script": "import time\ndef main():\n    time.sleep(25)\n"}).to_string();
-        let raw = format!(
-            "POST /execute HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        use std::io::{Read, Write};
-        if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) {
-            let _ = stream.write_all(raw.as_bytes());
-            let _ = stream.read_to_end(&mut Vec::new());
-        }
-    });
+    // Its answer never comes: the service stops first.
+    let _abandoned = common::post_in_background(server.port, json!({"script": "import time\ndef main():\n    time.sleep(25)\n"}));
     std::thread::sleep(Duration::from_millis(700));
     let pid = server.pid();
     let started = Instant::now();

@@ -89,24 +89,11 @@ fn a_dry_pool_falls_back_to_cold_jails() {
     wait_for_ready(&server, "plain", 1);
     let handles: Vec<_> = (0..6)
         .map(|i| {
-            let port = server.port;
-            std::thread::spawn(move || {
-                let body = json!({"script": format!("import time\ndef main():\n    time.sleep(0.5)\n    return {i}\n")});
-                let raw = format!(
-                    "POST /execute HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{}",
-                    body.to_string().len(),
-                    body
-                );
-                use std::io::{Read, Write};
-                let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-                stream.write_all(raw.as_bytes()).unwrap();
-                let mut answer = Vec::new();
-                stream.read_to_end(&mut answer).unwrap();
-                common::Response::parse(&answer).result()
-            })
+            let script = format!("import time\ndef main():\n    time.sleep(0.5)\n    return {i}\n");
+            common::post_in_background(server.port, json!({"script": script}))
         })
         .collect();
-    let mut results: Vec<i64> = handles.into_iter().map(|h| h.join().unwrap().as_i64().unwrap()).collect();
+    let mut results: Vec<i64> = handles.into_iter().map(|h| h.join().unwrap().result().as_i64().unwrap()).collect();
     results.sort();
     assert_eq!(results, vec![0, 1, 2, 3, 4, 5]);
     assert_serving(&server);

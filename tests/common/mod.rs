@@ -371,3 +371,20 @@ pub fn service_cgroups(pid: u32) -> Vec<PathBuf> {
     }
     found
 }
+
+/// POSTs `body` to /execute from another thread (for requests that must overlap); the handle
+/// yields the response.
+pub fn post_in_background(port: u16, body: Value) -> std::thread::JoinHandle<Response> {
+    std::thread::spawn(move || {
+        let body = body.to_string();
+        let raw = format!(
+            "POST /execute HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to the service");
+        stream.write_all(raw.as_bytes()).expect("send the request");
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+        Response::parse(&answer)
+    })
+}
