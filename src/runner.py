@@ -25,12 +25,16 @@ MAX_FRAME = 64 * 1024 * 1024
 MAX_TRACEBACK = 64 * 1024
 SCRIPT_NAME = "<script>"
 RUNNER_GLOBALS = globals()
+# What the child needs once the script has run, bound before the script can replace os.*.
+_write, _exit, _getpid = os.write, os._exit, os.getpid
+# Where the child keeps its end of the result pipe: clear of the low fds scripts poke at.
+HIGH_FD = 255
 
 
 def write_all(fd, data):
     view = memoryview(data)
     while view:
-        written = os.write(fd, view)
+        written = _write(fd, view)
         view = view[written:]
 
 
@@ -185,26 +189,32 @@ def error_frame(dumps, kind, message, **fields):
 
 def child(fields, script, result_w, dumps):
     os.setsid()
+    try:
+        os.dup2(result_w, HIGH_FD, inheritable=False)
+        os.close(result_w)
+        result_w = HIGH_FD
+    except OSError:
+        pass
     memory = fields.get("memory_bytes")
     if memory:
         import resource
 
         resource.setrlimit(resource.RLIMIT_AS, (int(memory), int(memory)))
-    me = os.getpid()
+    me = _getpid()
     try:
         reply = run_script(fields, script, dumps)
     except SystemExit:
         flush_std()
         raise
-    if os.getpid() != me:
+    if _getpid() != me:
         # A process the script forked returned through the runner: it has nothing to report.
-        os._exit(0)
+        _exit(0)
     flush_std()
     try:
         write_all(result_w, reply)
     except OSError:
-        os._exit(70)
-    os._exit(0)
+        _exit(CLOSED_EXIT)
+    _exit(0)
 
 
 def flush_std():
@@ -215,8 +225,11 @@ def flush_std():
             pass
 
 
-# What wait_child returns instead of a frame when the pipe held something else.
+# What wait_child returns instead of a frame when the pipe held something else, or when the
+# script closed the child's end of it (the child then exits with CLOSED_EXIT).
 CORRUPTED = b"corrupted"
+CLOSED = b"closed"
+CLOSED_EXIT = 70
 MAX_HEAD = 64
 
 
@@ -261,6 +274,7 @@ def wait_child(pid, result_r):
     buffer = bytearray()
     expected = None
     open_pipe = True
+    closed_early = False
     while True:
         waiting = [pidfd] + ([result_r] if open_pipe else [])
         ready, _, _ = select.select(waiting, [], [])
@@ -268,6 +282,7 @@ def wait_child(pid, result_r):
             chunk = os.read(result_r, 1 << 20)
             if not chunk:
                 open_pipe = False
+                closed_early = pidfd not in ready
             buffer += chunk
             if expected is None:
                 try:
@@ -292,6 +307,8 @@ def wait_child(pid, result_r):
                 expected = frame_length(buffer)
             except ValueError:
                 return CORRUPTED, status
+            if not buffer and closed_early and os.WIFEXITED(status) and os.WEXITSTATUS(status) == CLOSED_EXIT:
+                return CLOSED, status
             if expected is None or len(buffer) < expected:
                 # Nothing, or a frame cut short: the child ended before reporting.
                 return None, status
@@ -345,6 +362,9 @@ def main():
     elif reply == CORRUPTED:
         reply = error_frame(dumps, "result_not_json",
                             "the script wrote to the runner's private result channel: no result can be trusted")
+    elif reply == CLOSED:
+        reply = error_frame(dumps, "result_not_json",
+                            "the script closed the runner's private result channel: its result could not be sent")
     elif reply is None:
         if os.WIFSIGNALED(status):
             info = {"signal": os.WTERMSIG(status)}

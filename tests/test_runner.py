@@ -143,6 +143,21 @@ class ResultPipe(unittest.TestCase):
             frame, status = self.child_writes(*chunks, code=3)
             self.assertEqual((frame, os.waitstatus_to_exitcode(status)), (None, 3), chunks)
 
+    def test_a_pipe_closed_by_the_script_is_told_apart(self):
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(r)
+            os.close(w)
+            import time
+            time.sleep(0.2)
+            os._exit(runner.CLOSED_EXIT)
+        os.close(w)
+        try:
+            self.assertEqual(runner.wait_child(pid, r)[0], runner.CLOSED)
+        finally:
+            os.close(r)
+
     def test_describe_survives_any_exception_str(self):
         class E(BaseException):
             def __str__(self):
