@@ -124,7 +124,11 @@ def run_script(fields, script, dumps):
         )
     except (ValueError, MemoryError, RecursionError) as exc:
         name, message = describe(exc)
-        return error_frame(dumps, "syntax_error", "SyntaxError: %s" % (message or name), line=1, column=1)
+        message = message or name
+        if isinstance(exc, (MemoryError, RecursionError)):
+            # CPython's parser and compiler give up on very deep nesting this way.
+            message = "the script is nested too deeply to compile (%s)" % message
+        return error_frame(dumps, "syntax_error", "SyntaxError: %s" % message, line=1, column=1)
 
     module = types.ModuleType("__script__")
     module.__file__ = SCRIPT_NAME

@@ -1,0 +1,255 @@
+//! Hostile clients, family 6: bad HTTP. Malformed, nested, oversized and mistyped bodies get
+//! clear JSON errors; slow and idle connections are cut off without holding anyone else up;
+//! scripts built to choke the validator get a clear answer. Other clients are served
+//! meanwhile, and the host is left as it was.
+
+mod common;
+#[path = "common/hostile.rs"]
+mod hostile;
+
+use common::{assert_serving, Response, Server};
+use hostile::{assert_error, assert_error_of, during, HostSnapshot};
+use serde_json::json;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+fn post(server: &Server, content_type: Option<&str>, body: &[u8]) -> Response {
+    let headers: Vec<(&str, &str)> = content_type.map(|ct| ("Content-Type", ct)).into_iter().collect();
+    server.request("POST", "/execute", &headers, body)
+}
+
+/// Waits until the server closes `stream` (EOF or reset), for at most `limit`. Returns how
+/// long that took and what the server said before closing.
+fn until_closed(mut stream: TcpStream, limit: Duration) -> (Option<Duration>, Vec<u8>) {
+    let started = Instant::now();
+    stream.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    let mut said = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while started.elapsed() < limit {
+        match stream.read(&mut buffer) {
+            Ok(0) => return (Some(started.elapsed()), said),
+            Ok(n) => said.extend_from_slice(&buffer[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(_) => return (Some(started.elapsed()), said),
+        }
+    }
+    (None, said)
+}
+
+#[test]
+fn malformed_and_oversized_bodies_get_clear_json_errors() {
+    let server = Server::start();
+    let snapshot = HostSnapshot::take(&server);
+    during(&server, || {
+        let deep_arrays = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        let deep_objects = format!("{}1{}", "{\"a\":".repeat(100_000), "}".repeat(100_000));
+        let deep_extra = format!("{{\"script\": \"def main():\\n    return 1\\n\", \"extra\": {}1{}}}", "[".repeat(50_000), "]".repeat(50_000));
+        let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+            ("truncated", br#"{"script": "def main():\n    ret"#.to_vec(), "invalid_json"),
+            ("cut after a key", br#"{"script""#.to_vec(), "invalid_json"),
+            ("invalid UTF-8", b"{\"script\": \"def main():\\n    return '\xc3\x28'\\n\"}".to_vec(), "invalid_json"),
+            ("overlong UTF-8", b"{\"script\": \"\xc0\xaf\"}".to_vec(), "invalid_json"),
+            ("a byte order mark", b"\xef\xbb\xbf{\"script\": \"def main():\\n    return 1\\n\"}".to_vec(), "invalid_json"),
+            ("a lone surrogate", br#"{"script": "def main():\n    return '\ud800'\n"}"#.to_vec(), "invalid_json"),
+            ("100k nested arrays", deep_arrays.into_bytes(), "invalid_json"),
+            ("100k nested objects", deep_objects.into_bytes(), "invalid_json"),
+            ("deep nesting in an ignored field", deep_extra.into_bytes(), "invalid_json"),
+            ("a number beyond f64", br#"{"script": "def main():\n    return 1\n", "timeout_seconds": 1e999}"#.to_vec(), "invalid_json"),
+            ("NUL bytes in the script", b"{\"script\": \"def main():\\n    return 1\\u0000\\n\"}".to_vec(), "syntax_error"),
+            ("script is an object", br#"{"script": {"def main": 1}}"#.to_vec(), "invalid_request"),
+            ("top level is a string", br#""def main():\n    return 1\n""#.to_vec(), "invalid_request"),
+            ("negative timeout", br#"{"script": "def main():\n    return 1\n", "timeout_seconds": -1}"#.to_vec(), "invalid_request"),
+            ("absurd memory", br#"{"script": "def main():\n    return 1\n", "memory_mb": 18446744073709551615}"#.to_vec(), "invalid_request"),
+        ];
+        for (what, body, kind) in cases {
+            let r = post(&server, Some("application/json"), &body);
+            let body = assert_error_of(&r, &[kind]);
+            assert_eq!(r.status, 400, "{what}: {body}");
+        }
+        // Wrong content types.
+        let good = br#"{"script": "def main():\n    return 1\n"}"#;
+        for ct in ["text/plain", "application/xml", "application/json-seq", "multipart/form-data; boundary=x", "application/x-www-form-urlencoded", "json"] {
+            let r = post(&server, Some(ct), good);
+            assert_error(&r, 415, "unsupported_media_type");
+        }
+        // Sizes: declared too big (refused unread), actually too big, and too big in chunks.
+        let r = Response::parse(&server.send_raw(
+            b"POST /execute HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 99999999999\r\nConnection: close\r\n\r\n{",
+            Duration::from_secs(10),
+        ));
+        assert_error(&r, 413, "payload_too_large");
+        let huge = format!("{{\"script\": \"def main():\\n    return 1\\n#{}\"}}", "x".repeat(3 << 20));
+        let r = post(&server, Some("application/json"), huge.as_bytes());
+        assert_error(&r, 413, "payload_too_large");
+        let mut chunked = b"POST /execute HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n".to_vec();
+        for _ in 0..48 {
+            chunked.extend_from_slice(format!("{:x}\r\n{}\r\n", 65536, "y".repeat(65536)).as_bytes());
+        }
+        chunked.extend_from_slice(b"0\r\n\r\n");
+        let r = Response::parse(&server.send_raw(&chunked, Duration::from_secs(10)));
+        assert_error(&r, 413, "payload_too_large");
+        // Broken HTTP framing: hyper answers 4xx itself (no JSON body), and the service goes on.
+        for raw in [
+            b"GARBAGE\r\n\r\n".to_vec(),
+            b"POST /execute HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n".to_vec(),
+            b"POST /execute HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\nzz\r\n".to_vec(),
+            [b"POST /execute HTTP/1.1\r\nHost: x\r\n".to_vec(), (0..5000).flat_map(|i| format!("X-{i}: a\r\n").into_bytes()).collect(), b"\r\n".to_vec()].concat(),
+        ] {
+            let answer = server.send_raw(&raw, Duration::from_secs(10));
+            let r = Response::parse(&answer);
+            assert!((400..500).contains(&r.status), "{}", String::from_utf8_lossy(&answer));
+        }
+        // Both Content-Length and chunked: no second request smuggled behind the first.
+        let smuggle = b"POST /execute HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /nope HTTP/1.1\r\nHost: x\r\n\r\n";
+        let answer = String::from_utf8_lossy(&server.send_raw(smuggle, Duration::from_secs(5))).to_string();
+        assert!(!answer.contains("not_found"), "a smuggled request was served: {answer}");
+    });
+    assert_serving(&server);
+    snapshot.assert_restored();
+}
+
+#[test]
+fn slow_clients_are_cut_off_without_blocking_others() {
+    let server = Server::start_with(&[("HEADER_READ_TIMEOUT_SECONDS", "2"), ("BODY_READ_TIMEOUT_SECONDS", "2")]);
+    let snapshot = HostSnapshot::take(&server);
+    let header = b"POST /execute HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+    during(&server, || {
+        std::thread::scope(|scope| {
+            // Slowloris: twenty connections sending their headers one byte a second.
+            let slow: Vec<_> = (0..20)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut stream = server.connect();
+                        stream.set_read_timeout(Some(Duration::from_millis(1000))).unwrap();
+                        let started = Instant::now();
+                        let mut buffer = [0u8; 1024];
+                        for byte in header.iter() {
+                            if stream.write_all(&[*byte]).is_err() {
+                                return started.elapsed();
+                            }
+                            match stream.read(&mut buffer) {
+                                Ok(_) => return started.elapsed(), // EOF or an answer: cut off
+                                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {}
+                                Err(_) => return started.elapsed(),
+                            }
+                            if started.elapsed() > Duration::from_secs(20) {
+                                break;
+                            }
+                        }
+                        panic!("a slowloris connection was never cut off");
+                    })
+                })
+                .collect();
+            // A slow body: complete headers, then a byte a second.
+            let slow_body = scope.spawn(|| {
+                let body = br#"{"script": "def main():\n    return 1\n"}"#;
+                let mut stream = server.connect();
+                stream
+                    .write_all(format!("POST /execute HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes())
+                    .unwrap();
+                stream.set_read_timeout(Some(Duration::from_millis(1000))).unwrap();
+                let mut answer = Vec::new();
+                let mut buffer = [0u8; 4096];
+                for byte in body.iter() {
+                    let _ = stream.write_all(&[*byte]);
+                    match stream.read(&mut buffer) {
+                        Ok(0) => break,
+                        Ok(n) => {
+                            answer.extend_from_slice(&buffer[..n]);
+                            break;
+                        }
+                        Err(_) => {}
+                    }
+                }
+                answer
+            });
+            // Meanwhile, others are answered promptly.
+            std::thread::sleep(Duration::from_millis(500));
+            for _ in 0..3 {
+                let started = Instant::now();
+                assert_serving(&server);
+                assert!(started.elapsed() < Duration::from_secs(5), "a request waited behind slow clients");
+            }
+            for handle in slow {
+                let took = handle.join().unwrap();
+                assert!(took < Duration::from_secs(2 + 5), "cut off only after {took:?}");
+            }
+            let answer = slow_body.join().unwrap();
+            let r = Response::parse(&answer);
+            let body = assert_error(&r, 400, "invalid_request");
+            assert!(body["error"].as_str().unwrap().contains("in time"), "{body}");
+        });
+    });
+    assert_serving(&server);
+    snapshot.assert_restored();
+}
+
+#[test]
+fn hundreds_of_idle_connections_do_not_block_a_request() {
+    let server = Server::start_with(&[("HEADER_READ_TIMEOUT_SECONDS", "2")]);
+    let snapshot = HostSnapshot::take(&server);
+    during(&server, || {
+        let idle: Vec<TcpStream> = (0..300).map(|_| server.connect()).collect();
+        // Half of them also start a request and stop.
+        let mut partial: Vec<TcpStream> = (0..150).map(|_| server.connect()).collect();
+        for s in &mut partial {
+            s.write_all(b"POST /execute HTTP/1.1\r\nHost: x\r\nContent-Le").unwrap();
+        }
+        let started = Instant::now();
+        assert_serving(&server);
+        let health = server.get("/health");
+        assert_eq!(health.status, 200);
+        assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+        // The server closes what sends no request within the header timeout.
+        for stream in idle.into_iter().step_by(30).chain(partial.into_iter().step_by(30)) {
+            let (closed, _) = until_closed(stream, Duration::from_secs(10));
+            assert!(closed.is_some(), "an idle connection was kept open");
+        }
+    });
+    assert_serving(&server);
+    snapshot.assert_restored();
+}
+
+#[test]
+fn scripts_built_to_choke_the_validator_get_clear_answers() {
+    let server = Server::start();
+    let snapshot = HostSnapshot::take(&server);
+    during(&server, || {
+        let budget = 1024 * 1024 - 64;
+        let plus_terms = (budget - 40) / 2;
+        let cases: Vec<(&str, String)> = vec![
+            ("10k nested parentheses", format!("def main():\n    return {}1{}\n", "(".repeat(10_000), ")".repeat(10_000))),
+            ("1 MiB of 1+1+...", format!("def main():\n    return {}1\n", "1+".repeat(plus_terms))),
+            ("100k nested list literal", format!("x = {}{}\ndef main():\n    return 1\n", "[".repeat(100_000), "]".repeat(100_000))),
+            ("500k unary minus", format!("def main():\n    return {}1\n", "-".repeat(500_000))),
+            ("200 nested blocks", format!("def main():\n{}{}return 1\n", (1..200).map(|i| format!("{}if 1:\n", " ".repeat(i))).collect::<String>(), " ".repeat(200))),
+            ("10k nested lambdas", format!("def main():\n    return {}1\n", "lambda: ".repeat(10_000))),
+            ("100k chained method calls", format!("def main():\n    return 'x'{}\n", ".strip()".repeat(100_000))),
+            ("nested f-strings reusing their quotes", format!("def main():\n    return {}\n", "f'{".repeat(5) + "1" + &"}'".repeat(5))),
+        ];
+        for (what, script) in cases {
+            assert!(script.len() <= 1024 * 1024, "{what}: {} bytes", script.len());
+            let started = Instant::now();
+            let r = server.execute(&script);
+            if r.status == 200 {
+                assert!(r.json()["result"].is_number() || r.json()["result"].is_string(), "{what}: {}", r.text());
+            } else {
+                let body = assert_error_of(&r, &["syntax_error", "runtime_error", "memory_limit"]);
+                let message = body["error"].as_str().unwrap();
+                assert!(
+                    ["nested", "parenthes", "indentation", "invalid syntax", "too"].iter().any(|w| message.contains(w)),
+                    "{what}: an error that says what is wrong: {body}"
+                );
+            }
+            assert!(started.elapsed() < Duration::from_secs(15), "{what} took {:?}", started.elapsed());
+        }
+        // The right answer where Python can give one.
+        let r = server.execute(&format!("def main():\n    return {}1\n", "1+".repeat(500)));
+        assert_eq!(r.result(), json!(501));
+        let r = server.execute(&format!("x = '{}'\n{}def main():\n    return len(x)\n", "z".repeat(900_000), "y = 1\n".repeat(10_000)));
+        assert_eq!(r.result(), json!(900_000));
+    });
+    assert_serving(&server);
+    snapshot.assert_restored();
+}
