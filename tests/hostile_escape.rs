@@ -27,7 +27,8 @@ NR = {"ptrace": 101, "mount": 165, "umount2": 166, "unshare": 272, "setns": 308,
       "sethostname": 170, "setdomainname": 171, "settimeofday": 164, "clock_settime": 227,
       "iopl": 172, "ioperm": 173, "personality": 135, "fanotify_init": 300, "kcmp": 312,
       "pidfd_getfd": 438, "setuid": 105, "setgid": 106, "setresuid": 117, "setgroups": 116,
-      "capset": 126, "quotactl": 179, "vhangup": 153, "lookup_dcookie": 212}
+      "capset": 126, "quotactl": 179, "vhangup": 153, "lookup_dcookie": 212, "inotify_init": 253,
+      "inotify_init1": 294}
 
 def sc(name, *args):
     ctypes.set_errno(0)
@@ -157,6 +158,8 @@ def main():
     out["ioperm"] = sc("ioperm", 0, 1024, 1)
     out["personality"] = sc("personality", 0x0040000)
     out["fanotify_init"] = sc("fanotify_init", 0, 0)
+    out["inotify_init"] = sc("inotify_init")
+    out["inotify_init1"] = sc("inotify_init1", 0)
     out["open_by_handle_at"] = sc("open_by_handle_at", 0, 0, 0)
     out["name_to_handle_at"] = sc("name_to_handle_at", 0, 0, 0, 0, 0)
     out["clone(NEWUSER)"] = sc("clone", CLONE_NEWUSER | SIGCHLD, 0, 0, 0, 0)

@@ -284,3 +284,28 @@ def main():
     assert_serving(&server);
     snapshot.assert_restored();
 }
+
+#[test]
+fn per_user_kernel_counters_cannot_be_drained_from_a_jail() {
+    // inotify instances are counted per user up the user-namespace chain, up to the root that
+    // created the jail: a jail must not be able to use up the host root's 128.
+    let server = Server::start();
+    let snapshot = HostSnapshot::take(&server);
+    during(&server, || {
+        std::thread::scope(|scope| {
+            let hog = scope.spawn(|| {
+                server.execute(
+                    "import ctypes, errno, time\nlibc = ctypes.CDLL(None, use_errno=True)\ndef main():\n    held, err = [], None\n    end = time.time() + 2\n    while time.time() < end and len(held) < 1000:\n        fd = libc.inotify_init1(0) if len(held) % 2 else libc.inotify_init()\n        if fd < 0:\n            err = errno.errorcode[ctypes.get_errno()]\n            time.sleep(0.01)\n        else:\n            held.append(fd)\n    return [len(held), err]\n",
+                )
+            });
+            std::thread::sleep(Duration::from_millis(1000));
+            // SAFETY: plain syscalls on fds this test owns.
+            let fd = unsafe { libc::inotify_init1(libc::IN_CLOEXEC) };
+            assert!(fd >= 0, "the host's root lost inotify to a jail: {}", std::io::Error::last_os_error());
+            unsafe { libc::close(fd) };
+            assert_eq!(hog.join().unwrap().result(), json!([0, "EPERM"]));
+        });
+    });
+    assert_serving(&server);
+    snapshot.assert_restored();
+}
