@@ -489,3 +489,47 @@ def main():
     assert_serving(&server);
     snapshot.assert_restored();
 }
+
+/// Machine code run through ctypes: a syscall by another ABI than x86-64's, which a filter that
+/// only knows x86-64 numbers would let through under the wrong name.
+const FOREIGN_ABI_HELPER: &str = r#"
+import ctypes, errno, mmap, struct
+def run(code):
+    buf = mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
+    buf.write(code)
+    f = ctypes.CFUNCTYPE(ctypes.c_int)(ctypes.addressof(ctypes.c_char.from_buffer(buf)))
+    r = f()
+    return "OK %d" % r if r >= 0 else errno.errorcode.get(-r, str(r))
+def int80(nr, ebx=0, ecx=0, edx=0):
+    # i386 ABI: push rbx; mov eax/ebx/ecx/edx; int 0x80; pop rbx; ret
+    return run(b"\x53\xb8" + struct.pack("<i", nr) + b"\xbb" + struct.pack("<i", ebx) + b"\xb9"
+               + struct.pack("<i", ecx) + b"\xba" + struct.pack("<i", edx) + b"\xcd\x80\x5b\xc3")
+def x32(nr, a=0, b=0):
+    # x32 ABI: mov eax, nr | __X32_SYSCALL_BIT; mov edi/esi; syscall; ret
+    return run(b"\xb8" + struct.pack("<I", nr | 0x40000000) + b"\xbf" + struct.pack("<i", a) + b"\xbe"
+               + struct.pack("<i", b) + b"\x0f\x05\xc3")
+"#;
+
+#[test]
+fn foreign_syscall_abis_cannot_get_around_the_filter() {
+    let server = Server::start();
+    let snapshot = HostSnapshot::take(&server);
+    during(&server, || {
+        // i386 keyctl is 288, which is accept4 on x86-64; i386 setns is 346, unused on x86-64.
+        // Any i386 call at all kills the process: the filter checks the architecture.
+        for call in ["int80(20)", "int80(288, 0, -3, 0)", "int80(346, -1, 0)", "int80(310, 0x10000000)"] {
+            let r = server.execute(&format!("{FOREIGN_ABI_HELPER}\ndef main():\n    return {call}\n"));
+            let body = assert_error(&r, 400, "exited");
+            assert_eq!(body["signal"], 31, "{call} (SIGSYS expected): {body}");
+        }
+        // x32 calls never reach setns or keyctl (ENOSYS: no x32 here, or refused by the filter).
+        let r = server.execute(&format!(
+            "{FOREIGN_ABI_HELPER}\ndef main():\n    return [x32(39), x32(308, -1, 0), x32(250, 0, -3)]\n"
+        ));
+        for outcome in r.result().as_array().unwrap() {
+            assert!(["ENOSYS", "EPERM"].contains(&outcome.as_str().unwrap()), "{}", r.text());
+        }
+    });
+    assert_serving(&server);
+    snapshot.assert_restored();
+}
