@@ -34,7 +34,15 @@ pub struct CgroupLimits {
     pub max_processes: u64,
     /// CPU bandwidth in CPUs (1.0 = one full core).
     pub cpus: f64,
+    /// A jail prepared ahead of demand (the pool's): it gets CPU only when requests leave
+    /// some over, until `JailCgroup::to_foreground`.
+    pub background: bool,
 }
+
+/// CPU weights: the kernel's default for a jail serving a request, the minimum for one
+/// being prepared in the background (v2 cpu.weight, v1 cpu.shares).
+const WEIGHT_V2: (&str, &str) = ("100", "1");
+const SHARES_V1: (&str, &str) = ("1024", "2");
 
 /// The service's parent cgroups, under which every jail gets its own.
 #[derive(Debug)]
@@ -91,13 +99,21 @@ fn mounts() -> io::Result<Vec<Mount>> {
             let fstype = right.next()?.to_string();
             let _source = right.next();
             let super_options = right.next().unwrap_or("").to_string();
-            Some(Mount { fstype, root, point: PathBuf::from(unescape_mount_path(point)), super_options })
+            Some(Mount {
+                fstype,
+                root,
+                point: PathBuf::from(unescape_mount_path(point)),
+                super_options,
+            })
         })
         .collect())
 }
 
 fn unescape_mount_path(path: &str) -> String {
-    path.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
+    path.replace("\\040", " ")
+        .replace("\\011", "\t")
+        .replace("\\012", "\n")
+        .replace("\\134", "\\")
 }
 
 /// This process's cgroup path in a hierarchy: the v2 one (`0::`) or the v1 one with `controller`.
@@ -136,7 +152,8 @@ impl Cgroups {
             .ok_or("no cgroup2 filesystem is mounted")?;
         let own = own_path(None).map_err(|e| format!("cannot find this process's cgroup v2: {e}"))?;
         let base = mount.locate(&own)?;
-        let available = fs::read_to_string(base.join("cgroup.controllers")).map_err(|e| format!("{}: {e}", base.display()))?;
+        let available =
+            fs::read_to_string(base.join("cgroup.controllers")).map_err(|e| format!("{}: {e}", base.display()))?;
         let available: Vec<&str> = available.split_whitespace().collect();
         for needed in ["memory", "pids"] {
             if !available.contains(&needed) {
@@ -144,23 +161,38 @@ impl Cgroups {
             }
         }
         let has_cpu = available.contains(&"cpu");
-        let wanted: &[&str] = if has_cpu { &["memory", "pids", "cpu"] } else { &["memory", "pids"] };
+        let wanted: &[&str] = if has_cpu {
+            &["memory", "pids", "cpu"]
+        } else {
+            &["memory", "pids"]
+        };
         let enable = wanted.iter().map(|c| format!("+{c}")).collect::<Vec<_>>().join(" ");
         let subtree = fs::read_to_string(base.join("cgroup.subtree_control")).unwrap_or_default();
-        let missing: Vec<&str> = wanted.iter().copied().filter(|c| !subtree.split_whitespace().any(|e| e == *c)).collect();
+        let missing: Vec<&str> = wanted
+            .iter()
+            .copied()
+            .filter(|c| !subtree.split_whitespace().any(|e| e == *c))
+            .collect();
         if !missing.is_empty() {
             // Controllers can only be enabled for children of a cgroup with no processes of its
             // own, except at the root (which has no cgroup.type).
             if base.join("cgroup.type").exists() {
                 move_into_leaf(&base)?;
             }
-            write(&base.join("cgroup.subtree_control"), &enable).map_err(|e| format!("cannot enable controllers: {e}"))?;
+            write(&base.join("cgroup.subtree_control"), &enable)
+                .map_err(|e| format!("cannot enable controllers: {e}"))?;
         }
         remove_stale_parents(&base);
         let parent = base.join(parent_name());
         create_dir(&parent)?;
-        write(&parent.join("cgroup.subtree_control"), &enable).map_err(|e| format!("cannot enable controllers: {e}"))?;
-        Ok(Cgroups { version: Version::V2, parents: vec![parent], has_cpu, next: AtomicU64::new(0) })
+        write(&parent.join("cgroup.subtree_control"), &enable)
+            .map_err(|e| format!("cannot enable controllers: {e}"))?;
+        Ok(Cgroups {
+            version: Version::V2,
+            parents: vec![parent],
+            has_cpu,
+            next: AtomicU64::new(0),
+        })
     }
 
     /// Sets up cgroup v1: a parent for jails under this process's cgroup in the memory, pids
@@ -168,7 +200,9 @@ impl Cgroups {
     pub fn setup_v1() -> Result<Cgroups, String> {
         let mounts = mounts().map_err(|e| format!("cannot read mountinfo: {e}"))?;
         let find = |controller: &str| {
-            mounts.iter().find(|m| m.fstype == "cgroup" && m.super_options.split(',').any(|o| o == controller))
+            mounts
+                .iter()
+                .find(|m| m.fstype == "cgroup" && m.super_options.split(',').any(|o| o == controller))
         };
         let mut parents = Vec::new();
         let mut has_cpu = false;
@@ -189,7 +223,12 @@ impl Cgroups {
             }
             parents.push(parent);
         }
-        Ok(Cgroups { version: Version::V1, parents, has_cpu, next: AtomicU64::new(0) })
+        Ok(Cgroups {
+            version: Version::V1,
+            parents,
+            has_cpu,
+            next: AtomicU64::new(0),
+        })
     }
 
     pub fn version(&self) -> Version {
@@ -203,7 +242,11 @@ impl Cgroups {
     /// Creates the cgroup of one jail with its limits.
     pub fn create(&self, limits: &CgroupLimits) -> io::Result<JailCgroup> {
         let name = format!("jail-{}", self.next.fetch_add(1, Ordering::Relaxed));
-        let mut cgroup = JailCgroup { version: self.version, dirs: Vec::new(), join_files: Vec::new() };
+        let mut cgroup = JailCgroup {
+            version: self.version,
+            dirs: Vec::new(),
+            join_files: Vec::new(),
+        };
         for parent in &self.parents {
             let dir = parent.join(&name);
             fs::create_dir(&dir)?;
@@ -231,13 +274,18 @@ pub fn own_memory_limit() -> Option<u64> {
     let (mount, own, file) = if let Some(m) = mounts.iter().find(|m| m.fstype == "cgroup2" && own_path(None).is_ok()) {
         (m, own_path(None).ok()?, "memory.max")
     } else {
-        let m = mounts.iter().find(|m| m.fstype == "cgroup" && m.super_options.split(',').any(|o| o == "memory"))?;
+        let m = mounts
+            .iter()
+            .find(|m| m.fstype == "cgroup" && m.super_options.split(',').any(|o| o == "memory"))?;
         (m, own_path(Some("memory")).ok()?, "memory.limit_in_bytes")
     };
     let mut dir = mount.locate(&own).ok()?;
     let mut lowest: Option<u64> = None;
     loop {
-        if let Some(limit) = fs::read_to_string(dir.join(file)).ok().and_then(|s| s.trim().parse::<u64>().ok()) {
+        if let Some(limit) = fs::read_to_string(dir.join(file))
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+        {
             lowest = Some(lowest.map_or(limit, |l| l.min(limit)));
         }
         if dir == mount.point || !dir.pop() {
@@ -275,7 +323,10 @@ fn remove_stale_parents(base: &Path) {
     let namespace = pid_namespace();
     for entry in entries.flatten() {
         let name = entry.file_name();
-        let Some((ns, pid)) = name.to_str().and_then(|n| n.strip_prefix(PARENT_PREFIX)).and_then(|n| n.split_once('-'))
+        let Some((ns, pid)) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(PARENT_PREFIX))
+            .and_then(|n| n.split_once('-'))
         else {
             continue;
         };
@@ -295,12 +346,16 @@ fn move_into_leaf(base: &Path) -> Result<(), String> {
     let procs = fs::read_to_string(base.join("cgroup.procs")).map_err(|e| e.to_string())?;
     for pid in procs.split_whitespace().filter_map(|p| p.parse::<u32>().ok()) {
         if pid == me || (pid == parent && parent == 1) {
-            write(&leaf.join("cgroup.procs"), &pid.to_string()).map_err(|e| format!("cannot move process {pid}: {e}"))?;
+            write(&leaf.join("cgroup.procs"), &pid.to_string())
+                .map_err(|e| format!("cannot move process {pid}: {e}"))?;
         }
     }
     let left = fs::read_to_string(base.join("cgroup.procs")).unwrap_or_default();
     if !left.trim().is_empty() {
-        return Err(format!("{} has other processes; cgroup v2 needs one of its own", base.display()));
+        return Err(format!(
+            "{} has other processes; cgroup v2 needs one of its own",
+            base.display()
+        ));
     }
     Ok(())
 }
@@ -335,7 +390,9 @@ fn kill_all_in(dir: &Path) {
         return;
     }
     for _ in 0..100 {
-        let Ok(procs) = fs::read_to_string(dir.join("cgroup.procs")) else { return };
+        let Ok(procs) = fs::read_to_string(dir.join("cgroup.procs")) else {
+            return;
+        };
         let pids: Vec<i32> = procs.split_whitespace().filter_map(|p| p.parse().ok()).collect();
         if pids.is_empty() {
             return;
@@ -362,23 +419,43 @@ impl JailCgroup {
                 write(&dir.join("pids.max"), &limits.max_processes.to_string())?;
                 if has_cpu {
                     write(&dir.join("cpu.max"), &format!("{quota} {PERIOD_US}"))?;
+                    let weight = if limits.background { WEIGHT_V2.1 } else { WEIGHT_V2.0 };
+                    write(&dir.join("cpu.weight"), weight)?;
                 }
             }
             Version::V1 => {
                 for dir in &self.dirs {
                     if dir.join("memory.limit_in_bytes").exists() {
                         write(&dir.join("memory.limit_in_bytes"), &limits.memory_bytes.to_string())?;
-                        let _ = write(&dir.join("memory.memsw.limit_in_bytes"), &limits.memory_bytes.to_string());
+                        let _ = write(
+                            &dir.join("memory.memsw.limit_in_bytes"),
+                            &limits.memory_bytes.to_string(),
+                        );
                     } else if dir.join("pids.max").exists() {
                         write(&dir.join("pids.max"), &limits.max_processes.to_string())?;
                     } else if dir.join("cpu.cfs_quota_us").exists() {
                         write(&dir.join("cpu.cfs_period_us"), &PERIOD_US.to_string())?;
                         write(&dir.join("cpu.cfs_quota_us"), &quota.to_string())?;
+                        let shares = if limits.background { SHARES_V1.1 } else { SHARES_V1.0 };
+                        write(&dir.join("cpu.shares"), shares)?;
                     }
                 }
             }
         }
         Ok(())
+    }
+
+    /// Gives a background jail the normal CPU weight: it is about to serve a request.
+    pub fn to_foreground(&self) {
+        for dir in &self.dirs {
+            let (file, value) = match self.version {
+                Version::V2 => ("cpu.weight", WEIGHT_V2.0),
+                Version::V1 => ("cpu.shares", SHARES_V1.0),
+            };
+            if dir.join(file).exists() {
+                let _ = write(&dir.join(file), value);
+            }
+        }
     }
 
     /// The files the child writes "0" to, between fork and exec, to join this cgroup.
@@ -395,7 +472,9 @@ impl JailCgroup {
                 None => return false,
             },
         };
-        let Ok(text) = fs::read_to_string(file) else { return false };
+        let Ok(text) = fs::read_to_string(file) else {
+            return false;
+        };
         text.lines().any(|line| {
             let mut parts = line.split_whitespace();
             parts.next() == Some(key) && parts.next().and_then(|n| n.parse::<u64>().ok()).unwrap_or(0) > 0
@@ -422,17 +501,31 @@ mod tests {
     use super::*;
 
     fn mount(root: &str, point: &str) -> Mount {
-        Mount { fstype: "cgroup2".into(), root: root.into(), point: point.into(), super_options: String::new() }
+        Mount {
+            fstype: "cgroup2".into(),
+            root: root.into(),
+            point: point.into(),
+            super_options: String::new(),
+        }
     }
 
     #[test]
     fn cgroup_paths_are_found_under_the_mounted_root() {
         // A host mount of the whole hierarchy.
-        assert_eq!(mount("/", "/sys/fs/cgroup").locate("/a/b").unwrap(), PathBuf::from("/sys/fs/cgroup/a/b"));
+        assert_eq!(
+            mount("/", "/sys/fs/cgroup").locate("/a/b").unwrap(),
+            PathBuf::from("/sys/fs/cgroup/a/b")
+        );
         // A container on a v1 host: its own cgroup is what is mounted.
         let container = mount("/docker/abc", "/sys/fs/cgroup/memory");
-        assert_eq!(container.locate("/docker/abc").unwrap(), PathBuf::from("/sys/fs/cgroup/memory"));
-        assert_eq!(container.locate("/docker/abc/x").unwrap(), PathBuf::from("/sys/fs/cgroup/memory/x"));
+        assert_eq!(
+            container.locate("/docker/abc").unwrap(),
+            PathBuf::from("/sys/fs/cgroup/memory")
+        );
+        assert_eq!(
+            container.locate("/docker/abc/x").unwrap(),
+            PathBuf::from("/sys/fs/cgroup/memory/x")
+        );
         assert!(container.locate("/docker/abcd").is_err());
         assert!(container.locate("/other").is_err());
     }

@@ -134,14 +134,18 @@ impl Settings {
             if value.is_finite() && value >= min && value <= max {
                 Ok(Duration::from_secs_f64(value))
             } else {
-                Err(format!("invalid configuration: {name} must be between {min} and {max} seconds, got {value}"))
+                Err(format!(
+                    "invalid configuration: {name} must be between {min} and {max} seconds, got {value}"
+                ))
             }
         };
         let range = |name: &str, value: u64, min: u64, max: u64| -> Result<u64, String> {
             if (min..=max).contains(&value) {
                 Ok(value)
             } else {
-                Err(format!("invalid configuration: {name} must be between {min} and {max}, got {value}"))
+                Err(format!(
+                    "invalid configuration: {name} must be between {min} and {max}, got {value}"
+                ))
             }
         };
         if !(raw.jail_cpus.is_finite() && raw.jail_cpus >= 0.05 && raw.jail_cpus <= 64.0) {
@@ -154,7 +158,11 @@ impl Settings {
             "auto" => UsernsChoice::Auto,
             "on" | "true" | "1" => UsernsChoice::On,
             "off" | "false" | "0" => UsernsChoice::Off,
-            other => return Err(format!("invalid configuration: SANDBOX_USERNS must be auto, on or off, got {other:?}")),
+            other => {
+                return Err(format!(
+                    "invalid configuration: SANDBOX_USERNS must be auto, on or off, got {other:?}"
+                ))
+            }
         };
         let cgroup = match raw.sandbox_cgroup.to_ascii_lowercase().as_str() {
             "auto" => CgroupChoice::Auto,
@@ -162,7 +170,9 @@ impl Settings {
             "v1" => CgroupChoice::V1,
             "none" => CgroupChoice::None,
             other => {
-                return Err(format!("invalid configuration: SANDBOX_CGROUP must be auto, v2, v1 or none, got {other:?}"))
+                return Err(format!(
+                    "invalid configuration: SANDBOX_CGROUP must be auto, v2, v1 or none, got {other:?}"
+                ))
             }
         };
         if let Some(0) = raw.max_concurrent {
@@ -185,7 +195,12 @@ impl Settings {
             max_concurrent: raw.max_concurrent,
             queue_limit: raw.queue_limit,
             queue_timeout: seconds("QUEUE_TIMEOUT_SECONDS", raw.queue_timeout_seconds, 0.0, 3600.0)?,
-            header_read_timeout: seconds("HEADER_READ_TIMEOUT_SECONDS", raw.header_read_timeout_seconds, 0.1, 3600.0)?,
+            header_read_timeout: seconds(
+                "HEADER_READ_TIMEOUT_SECONDS",
+                raw.header_read_timeout_seconds,
+                0.1,
+                3600.0,
+            )?,
             body_read_timeout: seconds("BODY_READ_TIMEOUT_SECONDS", raw.body_read_timeout_seconds, 0.1, 3600.0)?,
             shutdown_grace: seconds("SHUTDOWN_GRACE_SECONDS", raw.shutdown_grace_seconds, 0.0, 3600.0)?,
             pool_size: raw.pool_size,
@@ -223,7 +238,12 @@ mod tests {
 
     #[test]
     fn reads_port_and_limits() {
-        let s = Settings::from_iter(vars(&[("PORT", "9000"), ("TIMEOUT_SECONDS", "2.5"), ("MEMORY_LIMIT_MB", "256")])).unwrap();
+        let s = Settings::from_iter(vars(&[
+            ("PORT", "9000"),
+            ("TIMEOUT_SECONDS", "2.5"),
+            ("MEMORY_LIMIT_MB", "256"),
+        ]))
+        .unwrap();
         assert_eq!(s.port, 9000);
         assert_eq!(s.limits.timeout, Duration::from_millis(2500));
         assert_eq!(s.limits.memory_bytes, 256 * MIB);

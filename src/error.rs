@@ -104,7 +104,13 @@ impl ApiError {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> ApiError {
         // The message is one line, whatever it was built from.
         let message: String = message.into().replace(['\r', '\n'], " ");
-        ApiError { kind, message, fields: Map::new(), retry_after: None, allow: None }
+        ApiError {
+            kind,
+            message,
+            fields: Map::new(),
+            retry_after: None,
+            allow: None,
+        }
     }
 
     pub fn with(mut self, key: &str, value: impl Into<Value>) -> ApiError {
@@ -123,7 +129,10 @@ impl ApiError {
     }
 
     pub fn method_not_allowed(allow: &'static str) -> ApiError {
-        let mut e = ApiError::new(ErrorKind::MethodNotAllowed, format!("method not allowed; allowed: {allow}"));
+        let mut e = ApiError::new(
+            ErrorKind::MethodNotAllowed,
+            format!("method not allowed; allowed: {allow}"),
+        );
         e.allow = Some(allow);
         e
     }
@@ -172,7 +181,9 @@ mod tests {
 
     #[test]
     fn body_has_error_kind_and_fields_on_one_line() {
-        let e = ApiError::new(ErrorKind::SyntaxError, "bad\nthing").with("line", 3).with("column", 7);
+        let e = ApiError::new(ErrorKind::SyntaxError, "bad\nthing")
+            .with("line", 3)
+            .with("column", 7);
         let body = e.body();
         assert_eq!(body["error"], "bad thing");
         assert_eq!(body["kind"], "syntax_error");

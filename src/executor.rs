@@ -3,8 +3,8 @@
 
 use crate::admission::Admission;
 use crate::error::{ApiError, ErrorKind};
-use crate::runner::{Report, RunRequest};
 use crate::pool::Pool;
+use crate::runner::{Report, RunRequest};
 use crate::sandbox::{Captured, Ending, Execution, Flavour, Jail, Sandbox};
 use crate::validation::ScriptInfo;
 use serde_json::value::RawValue;
@@ -47,7 +47,11 @@ pub struct Executor {
 
 impl Executor {
     pub fn new(sandbox: Arc<Sandbox>, admission: Arc<Admission>, pool: Option<Arc<Pool>>) -> Executor {
-        Executor { sandbox, admission, pool }
+        Executor {
+            sandbox,
+            admission,
+            pool,
+        }
     }
 
     /// A jail of this flavour, ready for its script: from the pool if one is waiting, else cold.
@@ -59,16 +63,22 @@ impl Executor {
                 return Ok(jail);
             }
         }
-        let mut jail = self.sandbox.spawn(flavour, START_TIMEOUT + timeout, false, memory_bytes).map_err(|e| {
-            crate::logging::error("cannot start a jail", crate::fields! {"reason" => e.message});
-            ApiError::new(ErrorKind::Unavailable, "the sandbox cannot start; retry later")
-        })?;
+        let mut jail = self
+            .sandbox
+            .spawn(flavour, START_TIMEOUT + timeout, false, memory_bytes)
+            .map_err(|e| {
+                crate::logging::error("cannot start a jail", crate::fields! {"reason" => e.message});
+                ApiError::new(ErrorKind::Unavailable, "the sandbox cannot start; retry later")
+            })?;
         if let Err(e) = jail.wait_ready(START_TIMEOUT).await {
             crate::logging::error(
                 "a jail failed to start",
                 crate::fields! {"reason" => e.message, "nsjail_log" => e.nsjail_log},
             );
-            return Err(ApiError::new(ErrorKind::Unavailable, "the sandbox cannot start; retry later"));
+            return Err(ApiError::new(
+                ErrorKind::Unavailable,
+                "the sandbox cannot start; retry later",
+            ));
         }
         Ok(jail)
     }
@@ -79,13 +89,22 @@ impl Executor {
         timings.queue = queued.elapsed();
 
         let started = Instant::now();
-        let flavour = if job.info.imports_data_libraries { Flavour::Data } else { Flavour::Plain };
+        let lowered_memory = job.memory_bytes < self.sandbox.limits.memory_bytes;
+        // A lowered memory limit may be too small to import numpy and pandas ahead of the
+        // script: its jail imports nothing, and the script meets the limit itself (an honest
+        // memory_limit rather than a jail that cannot start).
+        let flavour = if job.info.imports_data_libraries && !lowered_memory {
+            Flavour::Data
+        } else {
+            Flavour::Plain
+        };
         let jail = self.jail(flavour, job.timeout, job.memory_bytes).await?;
         let limits = &self.sandbox.limits;
         let request = RunRequest {
             script: &job.script,
             result_limit_bytes: limits.max_result_bytes,
-            memory_bytes: (job.memory_bytes < limits.memory_bytes).then_some(job.memory_bytes),
+            // The jail was created with the job's memory limit already.
+            memory_bytes: None,
         };
         let execution = jail.execute(request, job.timeout).await;
         timings.sandbox = started.elapsed();
@@ -95,7 +114,9 @@ impl Executor {
 
 /// Maps how an execution ended to the API's answer.
 pub fn interpret(execution: Execution, job: &Job, result_limit: usize) -> Result<Success, ApiError> {
-    let Execution { ending, stdout, stderr, .. } = execution;
+    let Execution {
+        ending, stdout, stderr, ..
+    } = execution;
     let limit_mb = job.memory_bytes / (1024 * 1024);
     let error = match ending {
         Ending::Reported(Report::Value(result)) => return Ok(Success { result, stdout }),
@@ -132,13 +153,19 @@ fn with_output(mut error: ApiError, stdout: &Captured, stderr: &Captured) -> Api
 
 fn timeout(limit: Duration) -> ApiError {
     let seconds = limit.as_secs_f64();
-    ApiError::new(ErrorKind::Timeout, format!("the script ran longer than the {seconds} s time limit"))
-        .with("limit_seconds", seconds)
+    ApiError::new(
+        ErrorKind::Timeout,
+        format!("the script ran longer than the {seconds} s time limit"),
+    )
+    .with("limit_seconds", seconds)
 }
 
 fn memory_limit(limit_mb: u64) -> ApiError {
-    ApiError::new(ErrorKind::MemoryLimit, format!("the script exceeded the {limit_mb} MiB memory limit"))
-        .with("limit_mb", limit_mb)
+    ApiError::new(
+        ErrorKind::MemoryLimit,
+        format!("the script exceeded the {limit_mb} MiB memory limit"),
+    )
+    .with("limit_mb", limit_mb)
 }
 
 fn exited(exit_code: Option<i64>, signal: Option<i64>, job: &Job) -> ApiError {
@@ -147,13 +174,17 @@ fn exited(exit_code: Option<i64>, signal: Option<i64>, job: &Job) -> ApiError {
         (_, Some(sig)) if sig == i64::from(libc::SIGXCPU) => timeout(job.timeout),
         (_, Some(sig)) => ApiError::new(
             ErrorKind::Exited,
-            format!("the script's process was killed by signal {sig} ({}) before main() returned", signal_name(sig)),
+            format!(
+                "the script's process was killed by signal {sig} ({}) before main() returned",
+                signal_name(sig)
+            ),
         )
         .with("signal", sig),
-        (Some(code), None) => {
-            ApiError::new(ErrorKind::Exited, format!("the script exited with code {code} before main() returned"))
-                .with("exit_code", code)
-        }
+        (Some(code), None) => ApiError::new(
+            ErrorKind::Exited,
+            format!("the script exited with code {code} before main() returned"),
+        )
+        .with("exit_code", code),
         (None, None) => ApiError::new(ErrorKind::Exited, "the script's process ended before main() returned"),
     }
 }
@@ -182,9 +213,16 @@ fn signal_name(sig: i64) -> &'static str {
 /// An error the runner classified. Only the fields each kind documents are passed on, with
 /// the types the contract gives them.
 fn runner_error(kind: &str, fields: Map<String, Value>, limit_mb: u64, result_limit: usize) -> ApiError {
-    let message = fields.get("message").and_then(Value::as_str).unwrap_or("the script failed").to_string();
+    let message = fields
+        .get("message")
+        .and_then(Value::as_str)
+        .unwrap_or("the script failed")
+        .to_string();
     let Some(kind) = ErrorKind::from_runner(kind) else {
-        return ApiError::new(ErrorKind::ResultNotJson, "the script corrupted the result channel (unknown error kind)");
+        return ApiError::new(
+            ErrorKind::ResultNotJson,
+            "the script corrupted the result channel (unknown error kind)",
+        );
     };
     let mut error = ApiError::new(kind, message);
     match kind {
@@ -195,7 +233,10 @@ fn runner_error(kind: &str, fields: Map<String, Value>, limit_mb: u64, result_li
         ErrorKind::RuntimeError => {
             if let Some(Value::Object(exception)) = fields.get("exception") {
                 let text = |key: &str| exception.get(key).and_then(Value::as_str).unwrap_or("").to_string();
-                error = error.with("exception", serde_json::json!({"type": text("type"), "message": text("message")}));
+                error = error.with(
+                    "exception",
+                    serde_json::json!({"type": text("type"), "message": text("message")}),
+                );
             }
             if let Some(Value::String(traceback)) = fields.get("traceback") {
                 error = error.with("traceback", traceback.clone());

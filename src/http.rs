@@ -30,7 +30,12 @@ impl App {
     pub fn new(settings: Settings, executor: Executor, health: Map<String, Value>) -> App {
         use std::hash::{BuildHasher, Hasher};
         let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-        hasher.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
+        hasher.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos(),
+        );
         App {
             settings,
             executor,
@@ -44,7 +49,10 @@ impl App {
     fn request_id(&self, headers: &HeaderMap) -> String {
         // A caller's own id is kept when it is short and plain, so logs line up across services.
         if let Some(id) = headers.get("x-request-id").and_then(|v| v.to_str().ok()) {
-            if !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b)) {
+            if !id.is_empty()
+                && id.len() <= 128
+                && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+            {
                 return id.to_string();
             }
         }
@@ -72,7 +80,10 @@ pub async fn handle(app: std::sync::Arc<App>, request: Request<Incoming>) -> Res
         Ok(response) => (response, None),
         Err(error) => {
             if error.kind == ErrorKind::Internal {
-                logging::error("internal error", fields! {"request_id" => request_id, "detail" => error.message});
+                logging::error(
+                    "internal error",
+                    fields! {"request_id" => request_id, "detail" => error.message},
+                );
             }
             let kind = error.kind;
             (error_response(public(error)), Some(kind))
@@ -109,7 +120,11 @@ pub async fn handle(app: std::sync::Arc<App>, request: Request<Incoming>) -> Res
     if let Some((key, value)) = trace {
         line.insert(key.into(), value.into());
     }
-    let severity = if status >= 500 { logging::Severity::Error } else { logging::Severity::Info };
+    let severity = if status >= 500 {
+        logging::Severity::Error
+    } else {
+        logging::Severity::Info
+    };
     logging::log(severity, "request", line);
     Ok(response)
 }
@@ -136,10 +151,16 @@ fn trace_field(settings: &Settings, headers: &HeaderMap) -> Option<(&'static str
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split('/').next())
         .or_else(|| {
-            headers.get("traceparent").and_then(|v| v.to_str().ok()).and_then(|v| v.split('-').nth(1))
+            headers
+                .get("traceparent")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split('-').nth(1))
         })
         .filter(|id| !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_hexdigit()))?;
-    Some(("logging.googleapis.com/trace", format!("projects/{project}/traces/{trace_id}")))
+    Some((
+        "logging.googleapis.com/trace",
+        format!("projects/{project}/traces/{trace_id}"),
+    ))
 }
 
 async fn route(
@@ -160,7 +181,10 @@ async fn route(
             Method::GET | Method::HEAD => Ok(json_response(StatusCode::OK, OPENAPI_JSON.to_string())),
             _ => Err(ApiError::method_not_allowed("GET, HEAD")),
         },
-        _ => Err(ApiError::new(ErrorKind::NotFound, "no such endpoint; try POST /execute")),
+        _ => Err(ApiError::new(
+            ErrorKind::NotFound,
+            "no such endpoint; try POST /execute",
+        )),
     }
 }
 
@@ -178,9 +202,14 @@ fn health(app: &App) -> Result<Response<Body>, ApiError> {
     );
     if let Some(pool) = &app.executor.pool {
         use crate::sandbox::Flavour;
-        let ready: Map<String, Value> =
-            [Flavour::Plain, Flavour::Data].iter().map(|f| (f.as_str().to_string(), pool.ready(*f).into())).collect();
-        body.insert("pool".into(), serde_json::json!({"size_per_flavour": pool.size(), "ready": ready}));
+        let ready: Map<String, Value> = [Flavour::Plain, Flavour::Data]
+            .iter()
+            .map(|f| (f.as_str().to_string(), pool.ready(*f).into()))
+            .collect();
+        body.insert(
+            "pool".into(),
+            serde_json::json!({"size_per_flavour": pool.size(), "ready": ready}),
+        );
     }
     Ok(json_response(StatusCode::OK, Value::Object(body).to_string()))
 }
@@ -214,7 +243,12 @@ async fn execute(
     let (script, timeout, memory_bytes, info) = validated?;
 
     let mut execution_timings = Timings::default();
-    let job = Job { script, info, timeout, memory_bytes };
+    let job = Job {
+        script,
+        info,
+        timeout,
+        memory_bytes,
+    };
     let outcome = app.executor.run(job, &mut execution_timings).await;
     *timings = Some((validate_took, execution_timings));
     let Success { result, stdout } = outcome?;
@@ -234,7 +268,9 @@ async fn execute(
 }
 
 fn authorize(settings: &Settings, headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(token) = &settings.api_token else { return Ok(()) };
+    let Some(token) = &settings.api_token else {
+        return Ok(());
+    };
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -258,20 +294,35 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(value) = headers.get(header::CONTENT_TYPE) else { return Ok(()) };
-    let essence = value.to_str().unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let essence = value
+        .to_str()
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     if essence == "application/json" {
         Ok(())
     } else {
-        Err(ApiError::new(ErrorKind::UnsupportedMediaType, "Content-Type must be application/json"))
+        Err(ApiError::new(
+            ErrorKind::UnsupportedMediaType,
+            "Content-Type must be application/json",
+        ))
     }
 }
 
 async fn read_body(settings: &Settings, request: Request<Incoming>) -> Result<Bytes, ApiError> {
     let limit = settings.max_body_bytes;
     let too_large = || {
-        ApiError::new(ErrorKind::PayloadTooLarge, format!("the request body is over the {limit}-byte limit"))
-            .with("limit_bytes", limit)
+        ApiError::new(
+            ErrorKind::PayloadTooLarge,
+            format!("the request body is over the {limit}-byte limit"),
+        )
+        .with("limit_bytes", limit)
     };
     let declared = request
         .headers()
@@ -283,10 +334,16 @@ async fn read_body(settings: &Settings, request: Request<Incoming>) -> Result<By
     }
     let reading = Limited::new(request.into_body(), limit).collect();
     match tokio::time::timeout(settings.body_read_timeout, reading).await {
-        Err(_) => Err(ApiError::new(ErrorKind::InvalidRequest, "the request body did not arrive in time")),
+        Err(_) => Err(ApiError::new(
+            ErrorKind::InvalidRequest,
+            "the request body did not arrive in time",
+        )),
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
         Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(too_large()),
-        Ok(Err(_)) => Err(ApiError::new(ErrorKind::InvalidRequest, "the request body could not be read")),
+        Ok(Err(_)) => Err(ApiError::new(
+            ErrorKind::InvalidRequest,
+            "the request body could not be read",
+        )),
     }
 }
 
@@ -295,7 +352,10 @@ fn parse_job(settings: &Settings, body: &[u8]) -> Result<(String, Duration, u64)
     let value: Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::new(ErrorKind::InvalidJson, format!("the body is not valid JSON: {e}")))?;
     let Value::Object(mut object) = value else {
-        return Err(ApiError::new(ErrorKind::InvalidRequest, "the body must be a JSON object"));
+        return Err(ApiError::new(
+            ErrorKind::InvalidRequest,
+            "the body must be a JSON object",
+        ));
     };
     let script = match object.remove("script") {
         Some(Value::String(s)) if s.is_empty() => {
@@ -308,7 +368,11 @@ fn parse_job(settings: &Settings, body: &[u8]) -> Result<(String, Duration, u64)
     if script.len() > settings.max_script_bytes {
         return Err(ApiError::new(
             ErrorKind::InvalidRequest,
-            format!("\"script\" is {} bytes, over the {}-byte limit", script.len(), settings.max_script_bytes),
+            format!(
+                "\"script\" is {} bytes, over the {}-byte limit",
+                script.len(),
+                settings.max_script_bytes
+            ),
         ));
     }
     let limits = &settings.limits;
@@ -355,21 +419,31 @@ fn parse_job(settings: &Settings, body: &[u8]) -> Result<(String, Duration, u64)
 fn json_response(status: StatusCode, body: String) -> Response<Body> {
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
 
 pub fn error_response(error: ApiError) -> Response<Body> {
     let mut response = json_response(error.kind.status(), error.body().to_string());
     if let Some(after) = error.retry_after {
-        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(after.as_secs().max(1)));
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(after.as_secs().max(1)));
     }
     if let Some(allow) = error.allow {
-        response.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static(allow));
     }
     if error.kind == ErrorKind::Unauthorized {
-        response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     }
     response
 }
@@ -396,9 +470,18 @@ mod tests {
         assert_eq!(kind("{\"script\": 3}"), Err("invalid_request"));
         assert_eq!(kind("{\"script\": \"\"}"), Err("invalid_request"));
         assert_eq!(kind("{\"script\": null}"), Err("invalid_request"));
-        assert_eq!(kind("{\"script\": \"x\", \"timeout_seconds\": 11}"), Err("invalid_request"));
-        assert_eq!(kind("{\"script\": \"x\", \"timeout_seconds\": 0}"), Err("invalid_request"));
-        assert_eq!(kind("{\"script\": \"x\", \"timeout_seconds\": \"5\"}"), Err("invalid_request"));
+        assert_eq!(
+            kind("{\"script\": \"x\", \"timeout_seconds\": 11}"),
+            Err("invalid_request")
+        );
+        assert_eq!(
+            kind("{\"script\": \"x\", \"timeout_seconds\": 0}"),
+            Err("invalid_request")
+        );
+        assert_eq!(
+            kind("{\"script\": \"x\", \"timeout_seconds\": \"5\"}"),
+            Err("invalid_request")
+        );
         assert_eq!(kind("{\"script\": \"x\", \"timeout_seconds\": 2.5}"), Ok(()));
         assert_eq!(kind("{\"script\": \"x\", \"memory_mb\": 1024}"), Err("invalid_request"));
         assert_eq!(kind("{\"script\": \"x\", \"memory_mb\": 128}"), Ok(()));
@@ -415,8 +498,8 @@ mod tests {
 
     #[test]
     fn internal_errors_are_answered_500_without_their_detail() {
-        let error = ApiError::new(ErrorKind::Internal, "index out of bounds at /work/main/src/x.rs:3")
-            .with("detail", "secret");
+        let error =
+            ApiError::new(ErrorKind::Internal, "index out of bounds at /work/main/src/x.rs:3").with("detail", "secret");
         let response = error_response(public(error));
         assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
         let body = public(ApiError::new(ErrorKind::Internal, "boom at /root")).body();
@@ -437,13 +520,22 @@ mod tests {
         let mut s = settings();
         s.google_cloud_project = Some("proj".into());
         let mut headers = HeaderMap::new();
-        headers.insert("x-cloud-trace-context", HeaderValue::from_static("105445aa7843bc8bf206b12000100000/1;o=1"));
+        headers.insert(
+            "x-cloud-trace-context",
+            HeaderValue::from_static("105445aa7843bc8bf206b12000100000/1;o=1"),
+        );
         assert_eq!(
             trace_field(&s, &headers).unwrap().1,
             "projects/proj/traces/105445aa7843bc8bf206b12000100000"
         );
         let mut headers = HeaderMap::new();
-        headers.insert("traceparent", HeaderValue::from_static("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"));
-        assert_eq!(trace_field(&s, &headers).unwrap().1, "projects/proj/traces/0af7651916cd43dd8448eb211c80319c");
+        headers.insert(
+            "traceparent",
+            HeaderValue::from_static("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+        );
+        assert_eq!(
+            trace_field(&s, &headers).unwrap().1,
+            "projects/proj/traces/0af7651916cd43dd8448eb211c80319c"
+        );
     }
 }

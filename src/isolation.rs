@@ -8,11 +8,12 @@
 use crate::cgroup::Cgroups;
 use crate::config::{CgroupChoice, Settings, UsernsChoice};
 use crate::runner::{Report, RunRequest};
-use crate::sandbox::{Ending, Flavour, Isolation, Sandbox};
+use crate::sandbox::{Ending, Flavour, Isolation, Jail, Sandbox};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const PROBE_SCRIPT: &str = "import os, sys\n\ndef main():\n    return [sys.version.split()[0], os.getuid(), os.getgid()]\n";
+const PROBE_SCRIPT: &str =
+    "import os, sys\n\ndef main():\n    return [sys.version.split()[0], os.getuid(), os.getgid()]\n";
 
 /// What the probe found, for the logs and `/health`.
 #[derive(Debug, Clone)]
@@ -23,7 +24,13 @@ pub struct ProbeReport {
     pub skipped: Vec<String>,
 }
 
-pub async fn probe(settings: &Settings) -> Result<(Sandbox, ProbeReport), String> {
+/// What the probe found: the sandbox to use, a report, and (if `spare_lifetime` was given) a
+/// ready warm jail started beside the probe's, for the pool: the first request need not wait
+/// for a second jail to start. It is only handed out once the probe has proven its
+/// configuration, and no script reaches it before.
+pub type Probed = (Sandbox, ProbeReport, Option<Jail>);
+
+pub async fn probe(settings: &Settings, spare_lifetime: Option<Duration>) -> Result<Probed, String> {
     let started = Instant::now();
     let mut skipped = Vec::new();
     let userns_options: &[bool] = match settings.userns {
@@ -53,7 +60,10 @@ pub async fn probe(settings: &Settings) -> Result<(Sandbox, ProbeReport), String
             }
         };
         for &user_namespace in userns_options {
-            let isolation = Isolation { user_namespace, cgroups: cgroups.clone() };
+            let isolation = Isolation {
+                user_namespace,
+                cgroups: cgroups.clone(),
+            };
             let label = isolation.describe();
             let sandbox = Sandbox::new(
                 &settings.nsjail_path,
@@ -62,10 +72,18 @@ pub async fn probe(settings: &Settings) -> Result<(Sandbox, ProbeReport), String
                 isolation,
                 settings.limits,
             )?;
-            match try_sandbox(&sandbox).await {
-                Ok(python_version) => {
+            match try_sandbox(&sandbox, spare_lifetime).await {
+                Ok((python_version, spare)) => {
                     let took = started.elapsed();
-                    return Ok((sandbox, ProbeReport { python_version, took, skipped }));
+                    return Ok((
+                        sandbox,
+                        ProbeReport {
+                            python_version,
+                            took,
+                            skipped,
+                        },
+                        spare,
+                    ));
                 }
                 Err(why) => skipped.push(format!("{label}: {why}")),
             }
@@ -85,13 +103,36 @@ fn name(choice: CgroupChoice) -> &'static str {
     }
 }
 
-/// Runs the probe script; returns the sandbox Python's version.
-async fn try_sandbox(sandbox: &Sandbox) -> Result<String, String> {
-    let mut jail = sandbox.spawn(Flavour::Plain, Duration::from_secs(20), false, sandbox.limits.memory_bytes).map_err(|e| e.message)?;
+/// Runs the probe script; returns the sandbox Python's version and the spare jail, if asked.
+async fn try_sandbox(sandbox: &Sandbox, spare_lifetime: Option<Duration>) -> Result<(String, Option<Jail>), String> {
+    let memory = sandbox.limits.memory_bytes;
+    // Started first so that it loads while the probe runs; dropped (killed) if the probe fails.
+    let spare = spare_lifetime.and_then(|lifetime| sandbox.spawn(Flavour::Plain, lifetime, true, memory).ok());
+    let version = run_probe(sandbox).await?;
+    let spare = match spare {
+        Some(mut jail) => jail.wait_ready(Duration::from_secs(15)).await.ok().map(|()| jail),
+        None => None,
+    };
+    Ok((version, spare))
+}
+
+async fn run_probe(sandbox: &Sandbox) -> Result<String, String> {
+    let mut jail = sandbox
+        .spawn(
+            Flavour::Plain,
+            Duration::from_secs(20),
+            false,
+            sandbox.limits.memory_bytes,
+        )
+        .map_err(|e| e.message)?;
     jail.wait_ready(Duration::from_secs(15))
         .await
         .map_err(|e| format!("{}: {}", e.message, e.nsjail_log.trim()))?;
-    let request = RunRequest { script: PROBE_SCRIPT, result_limit_bytes: 4096, memory_bytes: None };
+    let request = RunRequest {
+        script: PROBE_SCRIPT,
+        result_limit_bytes: 4096,
+        memory_bytes: None,
+    };
     let execution = jail.execute(request, Duration::from_secs(15)).await;
     match execution.ending {
         Ending::Reported(Report::Value(raw)) => {

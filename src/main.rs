@@ -43,7 +43,8 @@ fn main() {
         .worker_threads(workers)
         .thread_stack_size(validation::RUNTIME_STACK_BYTES)
         .enable_all()
-        .build() {
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("python-executor: cannot start the async runtime: {e}");
@@ -56,16 +57,25 @@ fn main() {
 
 async fn serve(settings: Settings, started: Instant) -> i32 {
     // Fail closed: without a working sandbox the service does not start at all.
-    let (sandbox, probe) = match isolation::probe(&settings).await {
+    // With a pool, the probe also starts a spare warm jail for the first request.
+    let spare_lifetime = (settings.pool_size != Some(0))
+        .then(|| pool::Pool::lifetime_for(settings.pool_max_idle, settings.limits.timeout));
+    let (sandbox, probe, spare) = match isolation::probe(&settings, spare_lifetime).await {
         Ok(found) => found,
         Err(message) => {
-            logging::log(logging::Severity::Critical, "refusing to start: no working sandbox", fields! {"reason" => message});
+            logging::log(
+                logging::Severity::Critical,
+                "refusing to start: no working sandbox",
+                fields! {"reason" => message},
+            );
             eprintln!("python-executor: refusing to start: {message}");
             return 1;
         }
     };
     let sandbox = Arc::new(sandbox);
-    let slots = settings.max_concurrent.unwrap_or_else(|| default_slots(settings.limits.memory_bytes));
+    let slots = settings
+        .max_concurrent
+        .unwrap_or_else(|| default_slots(settings.limits.memory_bytes));
     let admission = Arc::new(Admission::new(slots, settings.queue_limit, settings.queue_timeout));
     // Warm jails per flavour: by default as many as can run at once.
     let pool_size = settings.pool_size.unwrap_or(slots);
@@ -87,7 +97,11 @@ async fn serve(settings: Settings, started: Instant) -> i32 {
     let listener = match TcpListener::bind(("0.0.0.0", settings.port)).await {
         Ok(listener) => listener,
         Err(e) => {
-            logging::log(logging::Severity::Critical, "cannot listen", fields! {"port" => settings.port, "error" => e.to_string()});
+            logging::log(
+                logging::Severity::Critical,
+                "cannot listen",
+                fields! {"port" => settings.port, "error" => e.to_string()},
+            );
             eprintln!("python-executor: cannot listen on port {}: {e}", settings.port);
             return 1;
         }
@@ -97,9 +111,16 @@ async fn serve(settings: Settings, started: Instant) -> i32 {
     let grace = settings.shutdown_grace;
     let cgroups = sandbox.isolation.cgroups.clone();
     if let Some(pool) = &pool {
+        if let Some(jail) = spare {
+            pool.offer(jail);
+        }
         tokio::spawn(pool.clone().refill(admission.clone()));
     }
-    let app = Arc::new(http::App::new(settings, Executor::new(sandbox, admission, pool.clone()), health));
+    let app = Arc::new(http::App::new(
+        settings,
+        Executor::new(sandbox, admission, pool.clone()),
+        health,
+    ));
     logging::info(
         "listening",
         fields! {"port" => port, "startup_ms" => started.elapsed().as_millis() as u64},
@@ -179,7 +200,12 @@ fn available_memory() -> Option<u64> {
     }
 }
 
-fn health_fields(settings: &Settings, sandbox: &sandbox::Sandbox, python: &str, slots: usize) -> serde_json::Map<String, serde_json::Value> {
+fn health_fields(
+    settings: &Settings,
+    sandbox: &sandbox::Sandbox,
+    python: &str,
+    slots: usize,
+) -> serde_json::Map<String, serde_json::Value> {
     let isolation = &sandbox.isolation;
     let limits = &settings.limits;
     let mut namespaces = vec!["mount", "pid", "network", "ipc", "uts", "cgroup"];
@@ -187,7 +213,14 @@ fn health_fields(settings: &Settings, sandbox: &sandbox::Sandbox, python: &str, 
         namespaces.push("user");
     }
     let (cgroup, resource_limits) = match &isolation.cgroups {
-        Some(c) => (serde_json::json!(c.version().as_str()), if c.has_cpu() { "cgroup memory, pids, cpu + rlimits" } else { "cgroup memory, pids + rlimits" }),
+        Some(c) => (
+            serde_json::json!(c.version().as_str()),
+            if c.has_cpu() {
+                "cgroup memory, pids, cpu + rlimits"
+            } else {
+                "cgroup memory, pids + rlimits"
+            },
+        ),
         None => (serde_json::Value::Null, "rlimits only"),
     };
     fields! {

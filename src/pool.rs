@@ -4,7 +4,8 @@
 //! like a cold one. Jails that waited longer than `max_idle` are retired unused.
 //!
 //! Refills run in the background, one jail at a time, only while an execution slot is free,
-//! and at the lowest CPU priority (nsjail's nice level), so they never take CPU from requests.
+//! and with the lowest CPU weight of their cgroup until taken, so they never take CPU from
+//! requests.
 //! When a flavour runs dry, executions start cold jails instead of waiting.
 
 use crate::admission::Admission;
@@ -48,8 +49,13 @@ fn index(flavour: Flavour) -> usize {
 
 impl Pool {
     pub fn new(sandbox: Arc<Sandbox>, size: usize, max_idle: Duration) -> Arc<Pool> {
-        let lifetime = max_idle + sandbox.limits.timeout + START_TIMEOUT;
-        let shelf = || Mutex::new(Shelf { ready: VecDeque::new(), demand: VecDeque::new() });
+        let lifetime = Pool::lifetime_for(max_idle, sandbox.limits.timeout);
+        let shelf = || {
+            Mutex::new(Shelf {
+                ready: VecDeque::new(),
+                demand: VecDeque::new(),
+            })
+        };
         Arc::new(Pool {
             sandbox,
             size,
@@ -65,10 +71,16 @@ impl Pool {
     pub fn take(&self, flavour: Flavour) -> Option<Jail> {
         let mut stale = Vec::new();
         let found = {
-            let Ok(mut shelf) = self.shelves[index(flavour)].lock() else { return None };
+            let Ok(mut shelf) = self.shelves[index(flavour)].lock() else {
+                return None;
+            };
             let now = Instant::now();
             shelf.demand.push_back(now);
-            while shelf.demand.front().is_some_and(|t| now.duration_since(*t) > DEMAND_WINDOW) {
+            while shelf
+                .demand
+                .front()
+                .is_some_and(|t| now.duration_since(*t) > DEMAND_WINDOW)
+            {
                 shelf.demand.pop_front();
             }
             let mut found = None;
@@ -83,14 +95,35 @@ impl Pool {
         };
         drop(stale);
         self.wake.notify_one();
+        if let Some(jail) = &found {
+            jail.to_foreground();
+        }
         found
+    }
+
+    /// Adds a ready jail made elsewhere (the start-up probe's spare).
+    pub fn offer(&self, jail: Jail) {
+        if let Ok(mut shelf) = self.shelves[index(Flavour::Plain)].lock() {
+            shelf.ready.push_back(jail);
+        }
+    }
+
+    /// How long a pooled jail may live at most: waiting, then its execution, then a margin.
+    pub fn lifetime_for(max_idle: Duration, timeout: Duration) -> Duration {
+        max_idle + timeout + START_TIMEOUT
     }
 
     /// How many ready jails a flavour should have: its recent demand, at least one, at most `size`.
     fn target(&self, flavour: Flavour) -> usize {
-        let Ok(shelf) = self.shelves[index(flavour)].lock() else { return 0 };
+        let Ok(shelf) = self.shelves[index(flavour)].lock() else {
+            return 0;
+        };
         let now = Instant::now();
-        let recent = shelf.demand.iter().filter(|t| now.duration_since(**t) <= DEMAND_WINDOW).count();
+        let recent = shelf
+            .demand
+            .iter()
+            .filter(|t| now.duration_since(**t) <= DEMAND_WINDOW)
+            .count();
         recent.clamp(1, self.size)
     }
 
@@ -131,7 +164,10 @@ impl Pool {
     }
 
     async fn start(&self, flavour: Flavour) -> Option<Jail> {
-        let mut jail = match self.sandbox.spawn(flavour, self.lifetime, true, self.sandbox.limits.memory_bytes) {
+        let mut jail = match self
+            .sandbox
+            .spawn(flavour, self.lifetime, true, self.sandbox.limits.memory_bytes)
+        {
             Ok(jail) => jail,
             Err(e) => {
                 crate::logging::error("pool: cannot start a jail", crate::fields! {"reason" => e.message});
@@ -170,7 +206,10 @@ impl Pool {
         self.stopped.store(true, Ordering::Release);
         self.wake.notify_one();
         for shelf in &self.shelves {
-            let drained: Vec<Jail> = shelf.lock().map(|mut s| s.ready.drain(..).collect()).unwrap_or_default();
+            let drained: Vec<Jail> = shelf
+                .lock()
+                .map(|mut s| s.ready.drain(..).collect())
+                .unwrap_or_default();
             drop(drained);
         }
     }

@@ -233,7 +233,8 @@ def flush_std():
 # script closed the child's end of it (the child then exits with CLOSED_EXIT).
 CORRUPTED = b"corrupted"
 CLOSED = b"closed"
-CLOSED_EXIT = 70
+# An exit status scripts are unlikely to choose themselves (70, EX_SOFTWARE, is common).
+CLOSED_EXIT = 213
 MAX_HEAD = 64
 
 
@@ -278,7 +279,6 @@ def wait_child(pid, result_r):
     buffer = bytearray()
     expected = None
     open_pipe = True
-    closed_early = False
     while True:
         waiting = [pidfd] + ([result_r] if open_pipe else [])
         ready, _, _ = select.select(waiting, [], [])
@@ -286,7 +286,6 @@ def wait_child(pid, result_r):
             chunk = os.read(result_r, 1 << 20)
             if not chunk:
                 open_pipe = False
-                closed_early = pidfd not in ready
             buffer += chunk
             if expected is None:
                 try:
@@ -311,7 +310,9 @@ def wait_child(pid, result_r):
                 expected = frame_length(buffer)
             except ValueError:
                 return CORRUPTED, status
-            if not buffer and closed_early and os.WIFEXITED(status) and os.WEXITSTATUS(status) == CLOSED_EXIT:
+            # The pipe's end and the child's exit may be seen at once (a loaded machine): the
+            # exit status says which it was.
+            if not buffer and os.WIFEXITED(status) and os.WEXITSTATUS(status) == CLOSED_EXIT:
                 return CLOSED, status
             if expected is None or len(buffer) < expected:
                 # Nothing, or a frame cut short: the child ended before reporting.

@@ -45,7 +45,10 @@ pub enum Report {
     /// The script failed in a way the runner classified.
     Error { kind: String, fields: Map<String, Value> },
     /// The script's process ended before `main()` returned.
-    Exited { exit_code: Option<i64>, signal: Option<i64> },
+    Exited {
+        exit_code: Option<i64>,
+        signal: Option<i64>,
+    },
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -61,9 +64,14 @@ pub fn parse_frame(bytes: &[u8]) -> Result<Report, FrameError> {
     if bytes.is_empty() {
         return Err(FrameError::Missing);
     }
-    let newline = bytes.iter().position(|&b| b == b'\n').ok_or(FrameError::Malformed("no frame header"))?;
+    let newline = bytes
+        .iter()
+        .position(|&b| b == b'\n')
+        .ok_or(FrameError::Malformed("no frame header"))?;
     let header = std::str::from_utf8(&bytes[..newline]).map_err(|_| FrameError::Malformed("header is not text"))?;
-    let (tag, length) = header.split_once(' ').ok_or(FrameError::Malformed("bad frame header"))?;
+    let (tag, length) = header
+        .split_once(' ')
+        .ok_or(FrameError::Malformed("bad frame header"))?;
     let length: usize = length.parse().map_err(|_| FrameError::Malformed("bad frame length"))?;
     let payload = &bytes[newline + 1..];
     if payload.len() != length {
@@ -72,7 +80,8 @@ pub fn parse_frame(bytes: &[u8]) -> Result<Report, FrameError> {
     let text = std::str::from_utf8(payload).map_err(|_| FrameError::Malformed("payload is not UTF-8"))?;
     match tag {
         "ok" => {
-            let raw: Box<RawValue> = serde_json::from_str(text).map_err(|_| FrameError::Malformed("result is not JSON"))?;
+            let raw: Box<RawValue> =
+                serde_json::from_str(text).map_err(|_| FrameError::Malformed("result is not JSON"))?;
             Ok(Report::Value(raw))
         }
         "error" => match serde_json::from_str::<Value>(text) {
@@ -99,7 +108,11 @@ mod tests {
 
     #[test]
     fn request_is_a_header_line_then_the_script() {
-        let req = RunRequest { script: "def main():\n  return 'é'\n", result_limit_bytes: 10, memory_bytes: Some(5) };
+        let req = RunRequest {
+            script: "def main():\n  return 'é'\n",
+            result_limit_bytes: 10,
+            memory_bytes: Some(5),
+        };
         let bytes = req.encode();
         let newline = bytes.iter().position(|&b| b == b'\n').unwrap();
         let header: Value = serde_json::from_slice(&bytes[..newline]).unwrap();

@@ -26,6 +26,8 @@ const RESULT_FD: RawFd = 3;
 const LOG_FD: RawFd = 4;
 /// The interpreter path inside the jail when the sandbox Python is a virtualenv.
 const JAIL_VENV: &str = "/opt/venv";
+/// Address space allowed above the memory limit when a cgroup enforces the latter.
+const ADDRESS_SPACE_HEADROOM_MB: u64 = 512;
 /// How much of nsjail's own log is kept for the service's diagnostics.
 const LOG_KEEP: usize = 16 * 1024;
 /// How often a running jail's cgroup is checked for an out-of-memory kill.
@@ -85,7 +87,10 @@ pub struct SandboxError {
 
 impl SandboxError {
     fn new(message: impl Into<String>) -> SandboxError {
-        SandboxError { message: message.into(), nsjail_log: String::new() }
+        SandboxError {
+            message: message.into(),
+            nsjail_log: String::new(),
+        }
     }
 }
 
@@ -134,7 +139,10 @@ pub enum Ending {
     /// The result channel carried something that is not the protocol: the script tampered.
     Corrupted(&'static str),
     /// The runner vanished without a report (and not for memory): exit status of the jail.
-    Vanished { exit_code: Option<i32>, signal: Option<i32> },
+    Vanished {
+        exit_code: Option<i32>,
+        signal: Option<i32>,
+    },
 }
 
 #[derive(Debug)]
@@ -152,7 +160,11 @@ impl Sandbox {
         isolation: Isolation,
         limits: Limits,
     ) -> Result<Sandbox, String> {
-        for (name, path) in [("NSJAIL_PATH", nsjail), ("NSJAIL_CONFIG", config), ("SANDBOX_PYTHON", python)] {
+        for (name, path) in [
+            ("NSJAIL_PATH", nsjail),
+            ("NSJAIL_CONFIG", config),
+            ("SANDBOX_PYTHON", python),
+        ] {
             if !path.exists() {
                 return Err(format!("{name}: {} does not exist", path.display()));
             }
@@ -163,7 +175,10 @@ impl Sandbox {
             Some(venv) if venv.join("pyvenv.cfg").exists() => {
                 let venv = venv.canonicalize().map_err(|e| format!("SANDBOX_PYTHON: {e}"))?;
                 let file = python.file_name().and_then(|f| f.to_str()).unwrap_or("python3");
-                (format!("{JAIL_VENV}/bin/{file}"), Some(format!("{}:{JAIL_VENV}", venv.display())))
+                (
+                    format!("{JAIL_VENV}/bin/{file}"),
+                    Some(format!("{}:{JAIL_VENV}", venv.display())),
+                )
             }
             _ if python.starts_with("/usr/") => (python.display().to_string(), None),
             _ => {
@@ -186,23 +201,47 @@ impl Sandbox {
     /// nsjail's arguments for one jail (everything but the fds, which `spawn` sets up).
     fn arguments(&self, flavour: Flavour, lifetime: Duration, warm: bool, memory_bytes: u64) -> Vec<String> {
         let mut args: Vec<String> = vec!["--config".into(), self.config.display().to_string()];
-        args.extend(["--log_fd".into(), LOG_FD.to_string(), "--pass_fd".into(), RESULT_FD.to_string()]);
+        args.extend([
+            "--log_fd".into(),
+            LOG_FD.to_string(),
+            "--pass_fd".into(),
+            RESULT_FD.to_string(),
+        ]);
         if self.isolation.user_namespace {
-            args.extend(["--user".into(), "65534:65534:1".into(), "--group".into(), "65534:65534:1".into()]);
+            args.extend([
+                "--user".into(),
+                "65534:65534:1".into(),
+                "--group".into(),
+                "65534:65534:1".into(),
+            ]);
         } else {
-            args.extend(["--disable_clone_newuser".into(), "--user".into(), "65534".into(), "--group".into(), "65534".into()]);
+            args.extend([
+                "--disable_clone_newuser".into(),
+                "--user".into(),
+                "65534".into(),
+                "--group".into(),
+                "65534".into(),
+            ]);
         }
         if let Some(mount) = &self.venv_mount {
             args.extend(["--bindmount_ro".into(), mount.clone()]);
         }
         let memory_mb = (memory_bytes / (1024 * 1024)).max(1);
+        // With a memory cgroup, that is the limit on memory actually used; the address-space
+        // limit leaves room above it for what libraries reserve without using (numpy and
+        // pandas reserve far more than they touch). Without one, RLIMIT_AS is the limit.
+        let address_space_mb = if self.isolation.cgroups.is_some() {
+            memory_mb + ADDRESS_SPACE_HEADROOM_MB
+        } else {
+            memory_mb
+        };
         // Backstops behind the service's own wall clock and cgroups.
         let cpu_seconds = lifetime.as_secs() + 2;
         args.extend([
             "--time_limit".into(),
             (lifetime.as_secs() + 5).to_string(),
             "--rlimit_as".into(),
-            memory_mb.to_string(),
+            address_space_mb.to_string(),
             "--rlimit_cpu".into(),
             cpu_seconds.to_string(),
         ]);
@@ -211,7 +250,13 @@ impl Sandbox {
             args.extend(["--rlimit_nproc".into(), self.limits.max_processes.to_string()]);
         }
         args.push("--".into());
-        args.extend([self.jail_python.clone(), "-I".into(), "-B".into(), "-c".into(), runner::RUNNER_SOURCE.into()]);
+        args.extend([
+            self.jail_python.clone(),
+            "-I".into(),
+            "-B".into(),
+            "-c".into(),
+            runner::RUNNER_SOURCE.into(),
+        ]);
         args.push(if warm { "warm" } else { "cold" }.into());
         args.extend(flavour.modules().iter().map(|m| m.to_string()));
         args
@@ -219,9 +264,16 @@ impl Sandbox {
 
     /// Starts a jail whose runner loads `flavour` and waits for a script. `lifetime` bounds
     /// how long the jail may exist at all (waiting in a pool included). A `warm` jail (for the
-    /// pool) also loads everything the runner may need, to be quick once the script comes.
+    /// pool) also loads everything the runner may need, to be quick once the script comes, and
+    /// gets CPU only when requests leave some over until `to_foreground`.
     /// `memory_bytes` is the jail's memory limit: the service's, or lower for one request.
-    pub fn spawn(&self, flavour: Flavour, lifetime: Duration, warm: bool, memory_bytes: u64) -> Result<Jail, SandboxError> {
+    pub fn spawn(
+        &self,
+        flavour: Flavour,
+        lifetime: Duration,
+        warm: bool,
+        memory_bytes: u64,
+    ) -> Result<Jail, SandboxError> {
         let cgroup = match &self.isolation.cgroups {
             Some(cgroups) => Some(
                 cgroups
@@ -229,6 +281,7 @@ impl Sandbox {
                         memory_bytes,
                         max_processes: self.limits.max_processes,
                         cpus: self.limits.jail_cpus,
+                        background: warm,
                     })
                     .map_err(|e| SandboxError::new(format!("cannot create the jail's cgroup: {e}")))?,
             ),
@@ -249,8 +302,7 @@ impl Sandbox {
             .stdin(Stdio::piped())
             .stdout(Stdio::from(stdout_w))
             .stderr(Stdio::from(stderr_w));
-        let join_files: Vec<std::ffi::CString> =
-            guard.0.as_ref().map(|c| c.join_files().to_vec()).unwrap_or_default();
+        let join_files: Vec<std::ffi::CString> = guard.0.as_ref().map(|c| c.join_files().to_vec()).unwrap_or_default();
         let (result_w_fd, log_w_fd) = (result_w.as_raw_fd(), log_w.as_raw_fd());
         // SAFETY: only async-signal-safe calls (open, write, close, fcntl, dup2, prctl) on
         // memory prepared before fork.
@@ -281,7 +333,9 @@ impl Sandbox {
         }
         let mut command = tokio::process::Command::from(command);
         command.kill_on_drop(true);
-        let mut child = command.spawn().map_err(|e| SandboxError::new(format!("cannot start nsjail: {e}")))?;
+        let mut child = command
+            .spawn()
+            .map_err(|e| SandboxError::new(format!("cannot start nsjail: {e}")))?;
         drop(result_w);
         drop(log_w);
         drop(command);
@@ -410,6 +464,13 @@ pub struct Jail {
 }
 
 impl Jail {
+    /// A pooled jail is about to serve a request: from now on it competes for CPU like any.
+    pub fn to_foreground(&self) {
+        if let Some(cgroup) = &self.cgroup {
+            cgroup.to_foreground();
+        }
+    }
+
     /// Whether the jail's nsjail is still running (a pooled jail may have been killed).
     pub fn is_alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
@@ -443,7 +504,10 @@ impl Jail {
             Ok(Ok(captured)) => captured.text(),
             _ => String::new(),
         };
-        SandboxError { message: message.to_string(), nsjail_log: log }
+        SandboxError {
+            message: message.to_string(),
+            nsjail_log: log,
+        }
     }
 
     fn kill(&mut self) {
@@ -461,7 +525,10 @@ impl Jail {
         let (finished, finished_rx) = watch::channel(false);
         let (Some(stdout), Some(stderr)) = (self.stdout.take(), self.stderr.take()) else {
             return Execution {
-                ending: Ending::Vanished { exit_code: None, signal: None },
+                ending: Ending::Vanished {
+                    exit_code: None,
+                    signal: None,
+                },
                 stdout: Captured::default(),
                 stderr: Captured::default(),
             };
@@ -510,9 +577,10 @@ impl Jail {
         let ending = match outcome {
             Err(_) => Ending::TimedOut,
             Ok(None) => Ending::OutOfMemory,
-            Ok(Some(frame)) if frame.len() > result_limit => {
-                Ending::Reported(Report::Error { kind: "result_too_large".into(), fields: Default::default() })
-            }
+            Ok(Some(frame)) if frame.len() > result_limit => Ending::Reported(Report::Error {
+                kind: "result_too_large".into(),
+                fields: Default::default(),
+            }),
             Ok(Some(frame)) => match runner::parse_frame(&frame) {
                 Ok(Report::Exited { signal: Some(9), .. }) if self.oom_killed() => Ending::OutOfMemory,
                 Ok(report) => Ending::Reported(report),
@@ -523,8 +591,14 @@ impl Jail {
                         Ending::OutOfMemory
                     } else {
                         match status {
-                            Ok(Ok(status)) => Ending::Vanished { exit_code: status.code(), signal: status.signal() },
-                            _ => Ending::Vanished { exit_code: None, signal: None },
+                            Ok(Ok(status)) => Ending::Vanished {
+                                exit_code: status.code(),
+                                signal: status.signal(),
+                            },
+                            _ => Ending::Vanished {
+                                exit_code: None,
+                                signal: None,
+                            },
                         }
                     }
                 }
@@ -550,7 +624,6 @@ impl Jail {
     fn oom_killed(&self) -> bool {
         self.cgroup.as_ref().is_some_and(JailCgroup::oom_killed)
     }
-
 }
 
 impl Drop for Jail {

@@ -42,7 +42,10 @@ pub async fn validate_off_thread(script: String) -> Result<ScriptInfo, ApiError>
             let _ = tx.send(validate(&script));
         });
     if spawned.is_err() {
-        return Err(ApiError::new(ErrorKind::Unavailable, "cannot start the validator; retry later"));
+        return Err(ApiError::new(
+            ErrorKind::Unavailable,
+            "cannot start the validator; retry later",
+        ));
     }
     rx.await.unwrap_or_else(|_| Err(ApiError::internal()))
 }
@@ -69,15 +72,20 @@ pub fn validate(script: &str) -> Result<ScriptInfo, ApiError> {
             "the script must define main() at module level (def main or async def main)",
         ));
     }
-    let mut info = ScriptInfo { imports_data_libraries: false };
+    let mut info = ScriptInfo {
+        imports_data_libraries: false,
+    };
     note_imports(&suite, &mut info);
     Ok(info)
 }
 
 fn syntax_error(message: &str, line: usize, column: usize) -> ApiError {
-    ApiError::new(ErrorKind::SyntaxError, format!("SyntaxError: {message} (line {line}, column {column})"))
-        .with("line", line)
-        .with("column", column)
+    ApiError::new(
+        ErrorKind::SyntaxError,
+        format!("SyntaxError: {message} (line {line}, column {column})"),
+    )
+    .with("line", line)
+    .with("column", column)
 }
 
 /// 1-based line and character column of a byte offset.
@@ -184,8 +192,14 @@ mod tests {
     fn accepts_main_in_its_forms() {
         assert_eq!(kind("def main():\n    return 1\n"), "ok");
         assert_eq!(kind("async def main():\n    return 1\n"), "ok");
-        assert_eq!(kind("import functools\n@functools.cache\ndef main():\n    return 1\n"), "ok");
-        assert_eq!(kind("try:\n    import x\nexcept ImportError:\n    pass\nif True:\n    def main(): pass\n"), "ok");
+        assert_eq!(
+            kind("import functools\n@functools.cache\ndef main():\n    return 1\n"),
+            "ok"
+        );
+        assert_eq!(
+            kind("try:\n    import x\nexcept ImportError:\n    pass\nif True:\n    def main(): pass\n"),
+            "ok"
+        );
     }
 
     #[test]
@@ -223,7 +237,9 @@ mod tests {
         let info = |s: &str| validate(s).unwrap().imports_data_libraries;
         assert!(info("import pandas as pd\ndef main(): pass\n"));
         assert!(info("def main():\n    import numpy.linalg\n"));
-        assert!(info("def main():\n    try:\n        from pandas import DataFrame\n    finally:\n        pass\n"));
+        assert!(info(
+            "def main():\n    try:\n        from pandas import DataFrame\n    finally:\n        pass\n"
+        ));
         assert!(!info("import json\ndef main(): pass\n"));
         assert!(!info("import numpyish\ndef main(): pass\n"));
         assert!(!info("from . import pandas\ndef main(): pass\n"));
@@ -258,7 +274,10 @@ mod corpus {
         // The ground truth: the corpus itself must be valid Python 3.11.
         for (path, _) in corpus() {
             let status = std::process::Command::new("/usr/bin/python3")
-                .args(["-c", "import sys; compile(open(sys.argv[1], encoding='utf-8').read(), sys.argv[1], 'exec')"])
+                .args([
+                    "-c",
+                    "import sys; compile(open(sys.argv[1], encoding='utf-8').read(), sys.argv[1], 'exec')",
+                ])
                 .arg(&path)
                 .status()
                 .expect("run /usr/bin/python3");

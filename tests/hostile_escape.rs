@@ -45,11 +45,16 @@ fn run(server: &Server, body: &str) -> common::Response {
 }
 
 fn assert_all(result: &Value, allowed: &[&str]) {
-    let map = result.as_object().unwrap_or_else(|| panic!("expected an object, got {result}"));
+    let map = result
+        .as_object()
+        .unwrap_or_else(|| panic!("expected an object, got {result}"));
     assert!(!map.is_empty());
     for (name, outcome) in map {
         let outcome = outcome.as_str().unwrap_or("");
-        assert!(allowed.contains(&outcome), "{name}: {outcome} (allowed: {allowed:?}); all: {result}");
+        assert!(
+            allowed.contains(&outcome),
+            "{name}: {outcome} (allowed: {allowed:?}); all: {result}"
+        );
     }
 }
 
@@ -85,14 +90,27 @@ def main():
         );
         assert_eq!(
             r.result(),
-            json!([65534, 65534, 65534, "0000000000000000", "0000000000000000", "0000000000000000", "0000000000000000", "1", "2"])
+            json!([
+                65534,
+                65534,
+                65534,
+                "0000000000000000",
+                "0000000000000000",
+                "0000000000000000",
+                "0000000000000000",
+                "1",
+                "2"
+            ])
         );
 
         // Uncaught, the refusal is the script's runtime error.
         let r = server.execute("import os\ndef main():\n    os.setuid(0)\n    return 'root'\n");
         let body = assert_error(&r, 400, "runtime_error");
         // EINVAL (uid 0 is not mapped in the jail's user namespace) or EPERM.
-        assert!(["PermissionError", "OSError"].contains(&body["exception"]["type"].as_str().unwrap_or("")), "{body}");
+        assert!(
+            ["PermissionError", "OSError"].contains(&body["exception"]["type"].as_str().unwrap_or("")),
+            "{body}"
+        );
     });
     assert_serving(&server);
     snapshot.assert_restored();
@@ -275,7 +293,10 @@ def main():
     });
     // Nothing reached the host's file system.
     for dir in ["/", "/usr", "/usr/bin", "/etc", "/opt", "/dev", "/tmp"] {
-        assert!(!std::path::Path::new(dir).join(&marker).exists(), "{dir}/{marker} exists on the host");
+        assert!(
+            !std::path::Path::new(dir).join(&marker).exists(),
+            "{dir}/{marker} exists on the host"
+        );
     }
     assert_serving(&server);
     snapshot.assert_restored();
@@ -313,13 +334,23 @@ def main():
 "#,
         );
         let result = r.result();
-        assert_eq!(result["dev"], json!(["null", "random", "shm", "urandom", "zero"]), "{result}");
+        assert_eq!(
+            result["dev"],
+            json!(["null", "random", "shm", "urandom", "zero"]),
+            "{result}"
+        );
         assert_eq!(result["sys"], false);
-        assert_eq!((result["zero"].as_u64(), result["urandom"].as_u64()), (Some(16), Some(16)));
+        assert_eq!(
+            (result["zero"].as_u64(), result["urandom"].as_u64()),
+            (Some(16), Some(16))
+        );
         for (key, value) in result.as_object().unwrap() {
             if key.starts_with('/') {
                 // /proc/kcore exists in a fresh procfs, but only root may open it.
-                assert!(["ENOENT", "EACCES", "EPERM"].contains(&value.as_str().unwrap()), "{key}: {value}");
+                assert!(
+                    ["ENOENT", "EACCES", "EPERM"].contains(&value.as_str().unwrap()),
+                    "{key}: {value}"
+                );
             }
             if key.starts_with("mknod") {
                 assert_eq!(value, "EPERM", "{key}");
@@ -366,7 +397,12 @@ def main():
         assert_eq!((v["me"].as_u64(), v["parent"].as_u64()), (Some(2), Some(1)), "{v}");
         assert_eq!(v["pids"], json!([1, 2]), "only the runner and the script: {v}");
         assert_eq!(v["secret"], false, "{v}");
-        let keys: Vec<&str> = v["environ_keys"].as_array().unwrap().iter().map(|k| k.as_str().unwrap()).collect();
+        let keys: Vec<&str> = v["environ_keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k.as_str().unwrap())
+            .collect();
         for key in &keys {
             assert!(
                 ["PATH", "HOME", "TMPDIR", "LANG", "MALLOC_ARENA_MAX"].contains(key)
@@ -376,7 +412,10 @@ def main():
                 "unexpected variable {key} in PID 1's environment: {v}"
             );
         }
-        assert!(!keys.contains(&"PE_SECRET") && !keys.contains(&"NSJAIL_PATH") && !keys.contains(&"PORT"), "{v}");
+        assert!(
+            !keys.contains(&"PE_SECRET") && !keys.contains(&"NSJAIL_PATH") && !keys.contains(&"PORT"),
+            "{v}"
+        );
     });
     assert_serving(&server);
     snapshot.assert_restored();
@@ -517,7 +556,12 @@ fn foreign_syscall_abis_cannot_get_around_the_filter() {
     during(&server, || {
         // i386 keyctl is 288, which is accept4 on x86-64; i386 setns is 346, unused on x86-64.
         // Any i386 call at all kills the process: the filter checks the architecture.
-        for call in ["int80(20)", "int80(288, 0, -3, 0)", "int80(346, -1, 0)", "int80(310, 0x10000000)"] {
+        for call in [
+            "int80(20)",
+            "int80(288, 0, -3, 0)",
+            "int80(346, -1, 0)",
+            "int80(310, 0x10000000)",
+        ] {
             let r = server.execute(&format!("{FOREIGN_ABI_HELPER}\ndef main():\n    return {call}\n"));
             let body = assert_error(&r, 400, "exited");
             assert_eq!(body["signal"], 31, "{call} (SIGSYS expected): {body}");

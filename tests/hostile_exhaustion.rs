@@ -16,7 +16,11 @@ fn timed(server: &Server, script: &str, limit: f64) -> common::Response {
     let started = Instant::now();
     let r = server.execute(script);
     let took = started.elapsed();
-    assert!(took < Duration::from_secs_f64(limit + 5.0), "a {limit} s limit answered after {took:?}: {}", r.text());
+    assert!(
+        took < Duration::from_secs_f64(limit + 5.0),
+        "a {limit} s limit answered after {took:?}: {}",
+        r.text()
+    );
     r
 }
 
@@ -202,7 +206,10 @@ fn output_floods_are_capped_and_flagged() {
         // stderr: a flood, then an exception; both capped on the error.
         let r = server.execute("import os, sys\ndef main():\n    for i in range(800):\n        os.write(2, b'e' * 65536)\n        os.write(1, b'o' * 65536)\n    raise ValueError('after the flood')\n");
         let body = assert_error(&r, 400, "runtime_error");
-        assert_eq!((body["stdout_truncated"].clone(), body["stderr_truncated"].clone()), (json!(true), json!(true)));
+        assert_eq!(
+            (body["stdout_truncated"].clone(), body["stderr_truncated"].clone()),
+            (json!(true), json!(true))
+        );
         assert_eq!(body["stdout"].as_str().unwrap().len(), cap);
         assert_eq!(body["stderr"].as_str().unwrap().len(), cap);
 
@@ -214,7 +221,11 @@ fn output_floods_are_capped_and_flagged() {
         assert!(body["stdout"].as_str().unwrap().chars().all(|c| c == '\u{fffd}'));
 
         // A flood that never ends: the time limit ends it, with what was kept.
-        let r = timed(&server, "import os\ndef main():\n    while True:\n        os.write(1, b'x' * 65536)\n", 3.0);
+        let r = timed(
+            &server,
+            "import os\ndef main():\n    while True:\n        os.write(1, b'x' * 65536)\n",
+            3.0,
+        );
         let body = assert_error(&r, 400, "timeout");
         assert_eq!(body["stdout_truncated"], true);
         assert_eq!(body["stdout"].as_str().unwrap().len(), cap);
@@ -301,7 +312,11 @@ fn per_user_kernel_counters_cannot_be_drained_from_a_jail() {
             std::thread::sleep(Duration::from_millis(1000));
             // SAFETY: plain syscalls on fds this test owns.
             let fd = unsafe { libc::inotify_init1(libc::IN_CLOEXEC) };
-            assert!(fd >= 0, "the host's root lost inotify to a jail: {}", std::io::Error::last_os_error());
+            assert!(
+                fd >= 0,
+                "the host's root lost inotify to a jail: {}",
+                std::io::Error::last_os_error()
+            );
             unsafe { libc::close(fd) };
             assert_eq!(hog.join().unwrap().result(), json!([0, "EPERM"]));
         });

@@ -44,23 +44,71 @@ fn malformed_and_oversized_bodies_get_clear_json_errors() {
     during(&server, || {
         let deep_arrays = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
         let deep_objects = format!("{}1{}", "{\"a\":".repeat(100_000), "}".repeat(100_000));
-        let deep_extra = format!("{{\"script\": \"def main():\\n    return 1\\n\", \"extra\": {}1{}}}", "[".repeat(50_000), "]".repeat(50_000));
+        let deep_extra = format!(
+            "{{\"script\": \"def main():\\n    return 1\\n\", \"extra\": {}1{}}}",
+            "[".repeat(50_000),
+            "]".repeat(50_000)
+        );
         let cases: Vec<(&str, Vec<u8>, &str)> = vec![
-            ("truncated", br#"{"script": "def main():\n    ret"#.to_vec(), "invalid_json"),
+            (
+                "truncated",
+                br#"{"script": "def main():\n    ret"#.to_vec(),
+                "invalid_json",
+            ),
             ("cut after a key", br#"{"script""#.to_vec(), "invalid_json"),
-            ("invalid UTF-8", b"{\"script\": \"def main():\\n    return '\xc3\x28'\\n\"}".to_vec(), "invalid_json"),
+            (
+                "invalid UTF-8",
+                b"{\"script\": \"def main():\\n    return '\xc3\x28'\\n\"}".to_vec(),
+                "invalid_json",
+            ),
             ("overlong UTF-8", b"{\"script\": \"\xc0\xaf\"}".to_vec(), "invalid_json"),
-            ("a byte order mark", b"\xef\xbb\xbf{\"script\": \"def main():\\n    return 1\\n\"}".to_vec(), "invalid_json"),
-            ("a lone surrogate", br#"{"script": "def main():\n    return '\ud800'\n"}"#.to_vec(), "invalid_json"),
+            (
+                "a byte order mark",
+                b"\xef\xbb\xbf{\"script\": \"def main():\\n    return 1\\n\"}".to_vec(),
+                "invalid_json",
+            ),
+            (
+                "a lone surrogate",
+                br#"{"script": "def main():\n    return '\ud800'\n"}"#.to_vec(),
+                "invalid_json",
+            ),
             ("100k nested arrays", deep_arrays.into_bytes(), "invalid_json"),
             ("100k nested objects", deep_objects.into_bytes(), "invalid_json"),
-            ("deep nesting in an ignored field", deep_extra.into_bytes(), "invalid_json"),
-            ("a number beyond f64", br#"{"script": "def main():\n    return 1\n", "timeout_seconds": 1e999}"#.to_vec(), "invalid_json"),
-            ("NUL bytes in the script", b"{\"script\": \"def main():\\n    return 1\\u0000\\n\"}".to_vec(), "syntax_error"),
-            ("script is an object", br#"{"script": {"def main": 1}}"#.to_vec(), "invalid_request"),
-            ("top level is a string", br#""def main():\n    return 1\n""#.to_vec(), "invalid_request"),
-            ("negative timeout", br#"{"script": "def main():\n    return 1\n", "timeout_seconds": -1}"#.to_vec(), "invalid_request"),
-            ("absurd memory", br#"{"script": "def main():\n    return 1\n", "memory_mb": 18446744073709551615}"#.to_vec(), "invalid_request"),
+            (
+                "deep nesting in an ignored field",
+                deep_extra.into_bytes(),
+                "invalid_json",
+            ),
+            (
+                "a number beyond f64",
+                br#"{"script": "def main():\n    return 1\n", "timeout_seconds": 1e999}"#.to_vec(),
+                "invalid_json",
+            ),
+            (
+                "NUL bytes in the script",
+                b"{\"script\": \"def main():\\n    return 1\\u0000\\n\"}".to_vec(),
+                "syntax_error",
+            ),
+            (
+                "script is an object",
+                br#"{"script": {"def main": 1}}"#.to_vec(),
+                "invalid_request",
+            ),
+            (
+                "top level is a string",
+                br#""def main():\n    return 1\n""#.to_vec(),
+                "invalid_request",
+            ),
+            (
+                "negative timeout",
+                br#"{"script": "def main():\n    return 1\n", "timeout_seconds": -1}"#.to_vec(),
+                "invalid_request",
+            ),
+            (
+                "absurd memory",
+                br#"{"script": "def main():\n    return 1\n", "memory_mb": 18446744073709551615}"#.to_vec(),
+                "invalid_request",
+            ),
         ];
         for (what, body, kind) in cases {
             let r = post(&server, Some("application/json"), &body);
@@ -69,7 +117,14 @@ fn malformed_and_oversized_bodies_get_clear_json_errors() {
         }
         // Wrong content types.
         let good = br#"{"script": "def main():\n    return 1\n"}"#;
-        for ct in ["text/plain", "application/xml", "application/json-seq", "multipart/form-data; boundary=x", "application/x-www-form-urlencoded", "json"] {
+        for ct in [
+            "text/plain",
+            "application/xml",
+            "application/json-seq",
+            "multipart/form-data; boundary=x",
+            "application/x-www-form-urlencoded",
+            "json",
+        ] {
             let r = post(&server, Some(ct), good);
             assert_error(&r, 415, "unsupported_media_type");
         }
@@ -79,7 +134,10 @@ fn malformed_and_oversized_bodies_get_clear_json_errors() {
             Duration::from_secs(10),
         ));
         assert_error(&r, 413, "payload_too_large");
-        let huge = format!("{{\"script\": \"def main():\\n    return 1\\n#{}\"}}", "x".repeat(3 << 20));
+        let huge = format!(
+            "{{\"script\": \"def main():\\n    return 1\\n#{}\"}}",
+            "x".repeat(3 << 20)
+        );
         let r = post(&server, Some("application/json"), huge.as_bytes());
         assert_error(&r, 413, "payload_too_large");
         let mut chunked = b"POST /execute HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n".to_vec();
@@ -93,8 +151,14 @@ fn malformed_and_oversized_bodies_get_clear_json_errors() {
         for raw in [
             b"GARBAGE\r\n\r\n".to_vec(),
             b"POST /execute HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n".to_vec(),
-            b"POST /execute HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\nzz\r\n".to_vec(),
-            [b"POST /execute HTTP/1.1\r\nHost: x\r\n".to_vec(), (0..5000).flat_map(|i| format!("X-{i}: a\r\n").into_bytes()).collect(), b"\r\n".to_vec()].concat(),
+            b"POST /execute HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\nzz\r\n"
+                .to_vec(),
+            [
+                b"POST /execute HTTP/1.1\r\nHost: x\r\n".to_vec(),
+                (0..5000).flat_map(|i| format!("X-{i}: a\r\n").into_bytes()).collect(),
+                b"\r\n".to_vec(),
+            ]
+            .concat(),
         ] {
             let answer = server.send_raw(&raw, Duration::from_secs(10));
             let r = Response::parse(&answer);
@@ -130,7 +194,9 @@ fn slow_clients_are_cut_off_without_blocking_others() {
                             }
                             match stream.read(&mut buffer) {
                                 Ok(_) => return started.elapsed(), // EOF or an answer: cut off
-                                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {}
+                                Err(e)
+                                    if e.kind() == std::io::ErrorKind::WouldBlock
+                                        || e.kind() == std::io::ErrorKind::TimedOut => {}
                                 Err(_) => return started.elapsed(),
                             }
                             if started.elapsed() > Duration::from_secs(20) {
@@ -169,7 +235,10 @@ fn slow_clients_are_cut_off_without_blocking_others() {
             for _ in 0..3 {
                 let started = Instant::now();
                 assert_serving(&server);
-                assert!(started.elapsed() < Duration::from_secs(5), "a request waited behind slow clients");
+                assert!(
+                    started.elapsed() < Duration::from_secs(5),
+                    "a request waited behind slow clients"
+                );
             }
             for handle in slow {
                 let took = handle.join().unwrap();
@@ -219,35 +288,87 @@ fn scripts_built_to_choke_the_validator_get_clear_answers() {
         let budget = 1024 * 1024 - 64;
         let plus_terms = (budget - 40) / 2;
         let cases: Vec<(&str, String)> = vec![
-            ("10k nested parentheses", format!("def main():\n    return {}1{}\n", "(".repeat(10_000), ")".repeat(10_000))),
-            ("1 MiB of 1+1+...", format!("def main():\n    return {}1\n", "1+".repeat(plus_terms))),
-            ("100k nested list literal", format!("x = {}{}\ndef main():\n    return 1\n", "[".repeat(100_000), "]".repeat(100_000))),
-            ("500k unary minus", format!("def main():\n    return {}1\n", "-".repeat(500_000))),
-            ("200 nested blocks", format!("def main():\n{}{}return 1\n", (1..200).map(|i| format!("{}if 1:\n", " ".repeat(i))).collect::<String>(), " ".repeat(200))),
-            ("10k nested lambdas", format!("def main():\n    return {}1\n", "lambda: ".repeat(10_000))),
-            ("100k chained method calls", format!("def main():\n    return 'x'{}\n", ".strip()".repeat(100_000))),
-            ("nested f-strings reusing their quotes", format!("def main():\n    return {}\n", "f'{".repeat(5) + "1" + &"}'".repeat(5))),
+            (
+                "10k nested parentheses",
+                format!(
+                    "def main():\n    return {}1{}\n",
+                    "(".repeat(10_000),
+                    ")".repeat(10_000)
+                ),
+            ),
+            (
+                "1 MiB of 1+1+...",
+                format!("def main():\n    return {}1\n", "1+".repeat(plus_terms)),
+            ),
+            (
+                "100k nested list literal",
+                format!(
+                    "x = {}{}\ndef main():\n    return 1\n",
+                    "[".repeat(100_000),
+                    "]".repeat(100_000)
+                ),
+            ),
+            (
+                "500k unary minus",
+                format!("def main():\n    return {}1\n", "-".repeat(500_000)),
+            ),
+            (
+                "200 nested blocks",
+                format!(
+                    "def main():\n{}{}return 1\n",
+                    (1..200)
+                        .map(|i| format!("{}if 1:\n", " ".repeat(i)))
+                        .collect::<String>(),
+                    " ".repeat(200)
+                ),
+            ),
+            (
+                "10k nested lambdas",
+                format!("def main():\n    return {}1\n", "lambda: ".repeat(10_000)),
+            ),
+            (
+                "100k chained method calls",
+                format!("def main():\n    return 'x'{}\n", ".strip()".repeat(100_000)),
+            ),
+            (
+                "nested f-strings reusing their quotes",
+                format!("def main():\n    return {}\n", "f'{".repeat(5) + "1" + &"}'".repeat(5)),
+            ),
         ];
         for (what, script) in cases {
             assert!(script.len() <= 1024 * 1024, "{what}: {} bytes", script.len());
             let started = Instant::now();
             let r = server.execute(&script);
             if r.status == 200 {
-                assert!(r.json()["result"].is_number() || r.json()["result"].is_string(), "{what}: {}", r.text());
+                assert!(
+                    r.json()["result"].is_number() || r.json()["result"].is_string(),
+                    "{what}: {}",
+                    r.text()
+                );
             } else {
                 let body = assert_error_of(&r, &["syntax_error", "runtime_error", "memory_limit"]);
                 let message = body["error"].as_str().unwrap();
                 assert!(
-                    ["nested", "parenthes", "indentation", "invalid syntax", "too"].iter().any(|w| message.contains(w)),
+                    ["nested", "parenthes", "indentation", "invalid syntax", "too"]
+                        .iter()
+                        .any(|w| message.contains(w)),
                     "{what}: an error that says what is wrong: {body}"
                 );
             }
-            assert!(started.elapsed() < Duration::from_secs(15), "{what} took {:?}", started.elapsed());
+            assert!(
+                started.elapsed() < Duration::from_secs(15),
+                "{what} took {:?}",
+                started.elapsed()
+            );
         }
         // The right answer where Python can give one.
         let r = server.execute(&format!("def main():\n    return {}1\n", "1+".repeat(500)));
         assert_eq!(r.result(), json!(501));
-        let r = server.execute(&format!("x = '{}'\n{}def main():\n    return len(x)\n", "z".repeat(900_000), "y = 1\n".repeat(10_000)));
+        let r = server.execute(&format!(
+            "x = '{}'\n{}def main():\n    return len(x)\n",
+            "z".repeat(900_000),
+            "y = 1\n".repeat(10_000)
+        ));
         assert_eq!(r.result(), json!(900_000));
     });
     assert_serving(&server);

@@ -167,11 +167,31 @@ fn results_built_to_break_serialisation() {
     during(&server, || {
         for (what, script, message) in [
             ("a generator", "def main():\n    yield 1\n", "generator"),
-            ("repr raises", "class X:\n    def __repr__(self):\n        raise ValueError('repr')\ndef main():\n    return X()\n", "X"),
-            ("a list containing itself", "def main():\n    a = []\n    a.append(a)\n    return a\n", "Circular"),
-            ("100k nested lists", "def main():\n    a = []\n    for i in range(100000):\n        a = [a]\n    return a\n", "deeply"),
-            ("100k nested dicts", "def main():\n    a = {}\n    for i in range(100000):\n        a = {'k': a}\n    return a\n", "deeply"),
-            ("items() exits", "class X(dict):\n    def items(self):\n        raise SystemExit(4)\ndef main():\n    return X(a=1)\n", "SystemExit"),
+            (
+                "repr raises",
+                "class X:\n    def __repr__(self):\n        raise ValueError('repr')\ndef main():\n    return X()\n",
+                "X",
+            ),
+            (
+                "a list containing itself",
+                "def main():\n    a = []\n    a.append(a)\n    return a\n",
+                "Circular",
+            ),
+            (
+                "100k nested lists",
+                "def main():\n    a = []\n    for i in range(100000):\n        a = [a]\n    return a\n",
+                "deeply",
+            ),
+            (
+                "100k nested dicts",
+                "def main():\n    a = {}\n    for i in range(100000):\n        a = {'k': a}\n    return a\n",
+                "deeply",
+            ),
+            (
+                "items() exits",
+                "class X(dict):\n    def items(self):\n        raise SystemExit(4)\ndef main():\n    return X(a=1)\n",
+                "SystemExit",
+            ),
             ("a 100000-digit int", "def main():\n    return 10 ** 100000\n", "digits"),
             ("NaN inside", "def main():\n    return {'x': [1, float('nan')]}\n", ""),
             ("a non-string key", "def main():\n    return {(1, 2): 3}\n", "keys"),
@@ -189,7 +209,10 @@ fn results_built_to_break_serialisation() {
                 "class E({base}):\n    def __str__(self):\n        raise SystemExit(3)\ndef main():\n    raise E()\n"
             ));
             let body = assert_error(&r, 400, "runtime_error");
-            assert_eq!(body["exception"]["message"], "<exception message unavailable>", "{base}: {body}");
+            assert_eq!(
+                body["exception"]["message"], "<exception message unavailable>",
+                "{base}: {body}"
+            );
         }
         // Deep but sane nesting is fine.
         let r = server.execute("def main():\n    a = 1\n    for i in range(500):\n        a = [a]\n    return a\n");

@@ -94,16 +94,31 @@ fn service_secrets_are_invisible_to_scripts() {
     let script = SEARCH.replace("@SECRETS@", &json!([reversed(&secret), reversed(&token)]).to_string());
     during_as(client, || {
         let control = client.execute(&script.replace("@PLANT@", "True")).result();
-        assert_eq!(control["found"], json!(["/tmp/hostile-planted"]), "the search works: {control}");
+        assert_eq!(
+            control["found"],
+            json!(["/tmp/hostile-planted"]),
+            "the search works: {control}"
+        );
         let r = client.execute(&script.replace("@PLANT@", "False"));
         assert!(!r.text().contains(&secret) && !r.text().contains(&token));
         let v = r.result();
         assert_eq!(v["found"], json!([]), "a script found a service secret: {v}");
-        assert!(v["scanned"].as_u64().unwrap() > 1000, "the search must have looked around: {v}");
+        assert!(
+            v["scanned"].as_u64().unwrap() > 1000,
+            "the search must have looked around: {v}"
+        );
         for name in v["env"].as_array().unwrap() {
             let name = name.as_str().unwrap();
             assert!(
-                !["PE_SECRET", "API_TOKEN", "PORT", "NSJAIL_PATH", "NSJAIL_CONFIG", "SANDBOX_PYTHON"].contains(&name),
+                ![
+                    "PE_SECRET",
+                    "API_TOKEN",
+                    "PORT",
+                    "NSJAIL_PATH",
+                    "NSJAIL_CONFIG",
+                    "SANDBOX_PYTHON"
+                ]
+                .contains(&name),
                 "the service's {name} reached the jail: {v}"
             );
         }
@@ -112,12 +127,19 @@ fn service_secrets_are_invisible_to_scripts() {
             "import os\ndef main():\n    raise RuntimeError(repr(dict(os.environ)) + open('/proc/1/environ').read() + open('/proc/self/mountinfo').read())\n",
         );
         hostile::assert_error(&r, 400, "runtime_error");
-        assert!(!r.text().contains(&secret) && !r.text().contains(&token), "{}", r.text());
+        assert!(
+            !r.text().contains(&secret) && !r.text().contains(&token),
+            "{}",
+            r.text()
+        );
         // Without the token, nothing runs at all.
         let r = server.execute("def main():\n    return 1\n");
         hostile::assert_error(&r, 401, "unauthorized");
     });
-    assert!(!server.raw_logs().contains(&secret) && !server.raw_logs().contains(&token), "secrets in the service's logs");
+    assert!(
+        !server.raw_logs().contains(&secret) && !server.raw_logs().contains(&token),
+        "secrets in the service's logs"
+    );
     client.assert_serving();
     snapshot.assert_restored();
 }
@@ -153,14 +175,23 @@ def main():
         .replace("@REPO@", repo);
         let v = server.execute(&script).result();
         for (path, outcome) in v["paths"].as_object().unwrap() {
-            assert!(["ENOENT", "EACCES"].contains(&outcome.as_str().unwrap()), "{path}: {outcome}; all: {v}");
+            assert!(
+                ["ENOENT", "EACCES"].contains(&outcome.as_str().unwrap()),
+                "{path}: {outcome}; all: {v}"
+            );
         }
         assert_eq!(v["etc"], json!(["group", "hosts", "ld.so.cache", "passwd"]), "{v}");
-        assert_eq!(v["root"], json!(["bin", "dev", "etc", "lib", "lib64", "opt", "proc", "tmp", "usr"]), "{v}");
+        assert_eq!(
+            v["root"],
+            json!(["bin", "dev", "etc", "lib", "lib64", "opt", "proc", "tmp", "usr"]),
+            "{v}"
+        );
         assert_eq!(v["hostname"], "sandbox");
         assert_eq!(v["tmp"], json!([]), "a fresh, empty /tmp");
         // The jail's /etc/passwd is its own two lines, not the host's.
-        let v = server.execute("def main():\n    return open('/etc/passwd').read().count('\\n')\n").result();
+        let v = server
+            .execute("def main():\n    return open('/etc/passwd').read().count('\\n')\n")
+            .result();
         assert_eq!(v, json!(2));
     });
     assert_serving(&server);
@@ -212,10 +243,17 @@ def main():
             let b = server.execute(&script).result();
             let a = a.join().unwrap().result();
             let when = b["when"].as_f64().unwrap();
-            assert!(a[0].as_f64().unwrap() < when && when < a[1].as_f64().unwrap(), "B looked while A ran: {a} {b}");
+            assert!(
+                a[0].as_f64().unwrap() < when && when < a[1].as_f64().unwrap(),
+                "B looked while A ran: {a} {b}"
+            );
             assert_eq!(b["pids"], json!([1, 2]), "only B's own runner and script: {b}");
             assert_eq!(b["marker"], false, "{b}");
-            assert_eq!(b["programs"], json!(["python3"]), "no nsjail, no service, no test binary: {b}");
+            assert_eq!(
+                b["programs"],
+                json!(["python3"]),
+                "no nsjail, no service, no test binary: {b}"
+            );
             for (key, value) in b["checks"].as_object().unwrap() {
                 if key.starts_with("kill") {
                     assert_eq!(value, "No such process", "{key}: {b}");
@@ -316,7 +354,14 @@ def main():
             }
             let (what, took) = (outcome[0].as_str().unwrap(), outcome[1].as_f64().unwrap());
             assert!(
-                ["ECONNREFUSED", "ENETUNREACH", "EHOSTUNREACH", "EADDRNOTAVAIL", "gaierror"].contains(&what),
+                [
+                    "ECONNREFUSED",
+                    "ENETUNREACH",
+                    "EHOSTUNREACH",
+                    "EADDRNOTAVAIL",
+                    "gaierror"
+                ]
+                .contains(&what),
                 "{label}: {what}; all: {v}"
             );
             assert!(took < 2.0, "{label} took {took} s to fail: it must fail fast; all: {v}");
@@ -400,10 +445,17 @@ def main():
             std::thread::sleep(Duration::from_millis(1500));
             let during_a = server.execute(&looker).result();
             let a = writer.join().unwrap().result();
-            assert_eq!((a["shm"].clone(), a["msg"].clone()), (json!(true), json!(true)), "A made its IPC objects: {a}");
+            assert_eq!(
+                (a["shm"].clone(), a["msg"].clone()),
+                (json!(true), json!(true)),
+                "A made its IPC objects: {a}"
+            );
             assert_eq!(a["files"], json!([marker.clone(), marker.clone()]), "{a}");
             let when = during_a["when"].as_f64().unwrap();
-            assert!(a["start"].as_f64().unwrap() < when && when < a["end"].as_f64().unwrap(), "looked while A ran: {a} {during_a}");
+            assert!(
+                a["start"].as_f64().unwrap() < when && when < a["end"].as_f64().unwrap(),
+                "looked while A ran: {a} {during_a}"
+            );
             check(&during_a);
         });
         // And once A is gone, nothing of it is left for the next execution.

@@ -25,7 +25,10 @@ fn times_out(server: &Server, script: &str) -> serde_json::Value {
     let took = started.elapsed();
     let body = assert_error(&r, 400, "timeout");
     assert_eq!(body["limit_seconds"], LIMIT, "{body}");
-    assert!(took < Duration::from_secs_f64(LIMIT + 5.0), "a {LIMIT} s limit answered after {took:?}");
+    assert!(
+        took < Duration::from_secs_f64(LIMIT + 5.0),
+        "a {LIMIT} s limit answered after {took:?}"
+    );
     body
 }
 
@@ -40,13 +43,21 @@ fn the_host_snapshot_sees_a_script_that_is_still_running() {
         let deadline = Instant::now() + Duration::from_secs(10);
         let seen = loop {
             let problems = snapshot.differences();
-            if problems.iter().any(|p| p.contains("leftover process")) && problems.iter().any(|p| p.contains("jail cgroup")) {
+            if problems.iter().any(|p| p.contains("leftover process"))
+                && problems.iter().any(|p| p.contains("jail cgroup"))
+            {
                 break problems;
             }
-            assert!(Instant::now() < deadline, "the snapshot never saw the running script: {problems:?}");
+            assert!(
+                Instant::now() < deadline,
+                "the snapshot never saw the running script: {problems:?}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         };
-        assert!(seen.iter().all(|p| !p.contains("mount") && !p.contains("/tmp")), "{seen:?}");
+        assert!(
+            seen.iter().all(|p| !p.contains("mount") && !p.contains("/tmp")),
+            "{seen:?}"
+        );
         assert_error(&sleeper.join().unwrap(), 400, "timeout");
     });
     snapshot.assert_restored();
@@ -72,7 +83,10 @@ fn scripts_that_never_end_time_out() {
         }
         // A shorter limit asked for by the request is kept too.
         let started = Instant::now();
-        let r = server.post_json("/execute", &json!({"script": "def main():\n    while True:\n        pass\n", "timeout_seconds": 0.5}));
+        let r = server.post_json(
+            "/execute",
+            &json!({"script": "def main():\n    while True:\n        pass\n", "timeout_seconds": 0.5}),
+        );
         let body = assert_error(&r, 400, "timeout");
         assert_eq!(body["limit_seconds"], 0.5);
         assert!(started.elapsed() < Duration::from_secs(5));
@@ -111,16 +125,24 @@ fn stopping_itself_or_its_runner_does_not_hang_the_service() {
     during(&server, || {
         // Its whole process group, main included: stopped processes are still killed.
         times_out(&server, "import os, signal\ndef main():\n    if os.fork() == 0:\n        import time\n        time.sleep(60)\n    os.killpg(0, signal.SIGSTOP)\n    return 'resumed'\n");
-        times_out(&server, "import os, signal\ndef main():\n    os.kill(os.getpid(), signal.SIGSTOP)\n    return 'resumed'\n");
+        times_out(
+            &server,
+            "import os, signal\ndef main():\n    os.kill(os.getpid(), signal.SIGSTOP)\n    return 'resumed'\n",
+        );
         // SIGTSTP is discarded: the script's session is an orphaned process group.
-        let r = server.execute("import os, signal\ndef main():\n    os.kill(os.getpid(), signal.SIGTSTP)\n    return 'not stopped'\n");
+        let r = server.execute(
+            "import os, signal\ndef main():\n    os.kill(os.getpid(), signal.SIGTSTP)\n    return 'not stopped'\n",
+        );
         assert_eq!(r.result(), "not stopped");
         // PID 1 (the runner) ignores every signal it does not handle, SIGSTOP and SIGKILL too,
         // and ignores SIGINT: the script's answer still comes back.
         let r = server.execute(
             "import os, signal, time\ndef main():\n    sent = []\n    for s in (signal.SIGSTOP, signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGKILL):\n        os.kill(1, s)\n        sent.append(signal.Signals(s).name)\n    time.sleep(0.3)\n    return sent\n",
         );
-        assert_eq!(r.result(), json!(["SIGSTOP", "SIGTERM", "SIGINT", "SIGHUP", "SIGUSR1", "SIGKILL"]));
+        assert_eq!(
+            r.result(),
+            json!(["SIGSTOP", "SIGTERM", "SIGINT", "SIGHUP", "SIGUSR1", "SIGKILL"])
+        );
         // A stopped child left behind does not hold up the answer.
         let r = server.execute("import os, signal\ndef main():\n    pid = os.fork()\n    if pid == 0:\n        os.kill(os.getpid(), signal.SIGSTOP)\n        os._exit(0)\n    os.waitpid(pid, os.WUNTRACED)\n    return 'child stopped'\n");
         assert_eq!(r.result(), "child stopped");

@@ -15,7 +15,9 @@ fn a_bad_setting_stops_start_up_naming_the_variable() {
         ("SANDBOX_CGROUP", "v9"),
         ("POOL_SIZE", "-3"),
     ] {
-        let err = Server::try_start(&[(var, value)]).err().unwrap_or_else(|| panic!("{var}={value} started"));
+        let err = Server::try_start(&[(var, value)])
+            .err()
+            .unwrap_or_else(|| panic!("{var}={value} started"));
         assert!(err.contains("exited with exit status: 2"), "{var}: {err}");
         assert!(err.contains(var), "the message should name {var}: {err}");
     }
@@ -24,14 +26,21 @@ fn a_bad_setting_stops_start_up_naming_the_variable() {
 #[test]
 fn no_working_sandbox_means_no_service() {
     // nsjail missing.
-    let err = Server::try_start(&[("NSJAIL_PATH", "/nonexistent/nsjail")]).err().expect("started without nsjail");
-    assert!(err.contains("refusing to start") || err.contains("NSJAIL_PATH"), "{err}");
+    let err = Server::try_start(&[("NSJAIL_PATH", "/nonexistent/nsjail")])
+        .err()
+        .expect("started without nsjail");
+    assert!(
+        err.contains("refusing to start") || err.contains("NSJAIL_PATH"),
+        "{err}"
+    );
     // A config nsjail rejects: the probe fails, and the service does not fall back to running
     // anything without it.
     let dir = tempfile::tempdir().unwrap();
     let broken = dir.path().join("nsjail.cfg");
     std::fs::write(&broken, "this is not a valid nsjail config {").unwrap();
-    let err = Server::try_start(&[("NSJAIL_CONFIG", broken.to_str().unwrap())]).err().expect("started with a broken config");
+    let err = Server::try_start(&[("NSJAIL_CONFIG", broken.to_str().unwrap())])
+        .err()
+        .expect("started with a broken config");
     assert!(err.contains("refusing to start"), "{err}");
     assert!(err.contains("exited with exit status: 1"), "{err}");
 }
@@ -39,7 +48,9 @@ fn no_working_sandbox_means_no_service() {
 #[test]
 fn a_forced_isolation_that_does_not_work_is_not_replaced_by_a_weaker_one() {
     // This machine has no cgroup v2 controllers: forcing v2 must fail, not fall back to v1.
-    let err = Server::try_start(&[("SANDBOX_CGROUP", "v2")]).err().expect("started with v2 forced on a v1 host");
+    let err = Server::try_start(&[("SANDBOX_CGROUP", "v2")])
+        .err()
+        .expect("started with v2 forced on a v1 host");
     assert!(err.contains("refusing to start") && err.contains("cgroup v2"), "{err}");
 }
 
@@ -55,14 +66,23 @@ fn each_fallback_configuration_works_when_forced() {
         ]);
         let label = format!("userns={userns} cgroup={cgroup}");
         let health = server.get("/health").json();
-        assert_eq!(health["isolation"]["user_namespace"], userns == "on", "{label}: {health}");
+        assert_eq!(
+            health["isolation"]["user_namespace"],
+            userns == "on",
+            "{label}: {health}"
+        );
         let expected_cgroup = if cgroup == "none" { json!(null) } else { json!(cgroup) };
         assert_eq!(health["isolation"]["cgroup"], expected_cgroup, "{label}: {health}");
 
         let r = server.execute("import os, socket\ndef main():\n    try:\n        socket.create_connection(('1.1.1.1', 53), timeout=1)\n        net = True\n    except OSError:\n        net = False\n    return [os.getuid(), os.getgid(), net, sorted(os.listdir('/'))]\n");
         assert_eq!(
             r.result(),
-            json!([65534, 65534, false, ["bin", "dev", "etc", "lib", "lib64", "opt", "proc", "tmp", "usr"]]),
+            json!([
+                65534,
+                65534,
+                false,
+                ["bin", "dev", "etc", "lib", "lib64", "opt", "proc", "tmp", "usr"]
+            ]),
             "{label}"
         );
         let r = server.execute("def main():\n    return len(bytearray(300 * 1024 * 1024))\n");
@@ -80,7 +100,10 @@ fn each_fallback_configuration_works_when_forced() {
 fn sigterm_lets_running_executions_finish_then_exits_zero() {
     let server = Server::start();
     let port = server.port;
-    let slow = common::post_in_background(port, json!({"script": "import time\ndef main():\n    time.sleep(2)\n    return 'finished'\n"}));
+    let slow = common::post_in_background(
+        port,
+        json!({"script": "import time\ndef main():\n    time.sleep(2)\n    return 'finished'\n"}),
+    );
     std::thread::sleep(Duration::from_millis(700));
     let pid = server.pid();
     let started = Instant::now();
@@ -88,8 +111,15 @@ fn sigterm_lets_running_executions_finish_then_exits_zero() {
     assert!(status.success(), "exit status {status}");
     let response = slow.join().unwrap();
     assert_eq!(response.result(), json!("finished"));
-    assert!(started.elapsed() < Duration::from_secs(9), "shutdown took {:?}", started.elapsed());
-    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err(), "still accepting after shutdown");
+    assert!(
+        started.elapsed() < Duration::from_secs(9),
+        "shutdown took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "still accepting after shutdown"
+    );
     assert!(common::service_cgroups(pid).is_empty());
 }
 
@@ -97,24 +127,38 @@ fn sigterm_lets_running_executions_finish_then_exits_zero() {
 fn shutdown_does_not_wait_past_its_grace_period() {
     let server = Server::start_with(&[("SHUTDOWN_GRACE_SECONDS", "1"), ("TIMEOUT_SECONDS", "30")]);
     // Its answer never comes: the service stops first.
-    let _abandoned = common::post_in_background(server.port, json!({"script": "import time\ndef main():\n    time.sleep(25)\n"}));
+    let _abandoned = common::post_in_background(
+        server.port,
+        json!({"script": "import time\ndef main():\n    time.sleep(25)\n"}),
+    );
     std::thread::sleep(Duration::from_millis(700));
     let pid = server.pid();
     let started = Instant::now();
     let status = server.terminate();
     assert!(status.success(), "{status}");
-    assert!(started.elapsed() < Duration::from_secs(6), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "took {:?}",
+        started.elapsed()
+    );
     std::thread::sleep(Duration::from_millis(300));
     let leftover = common::processes_of_uid(65534);
     assert!(!common::any_descends_from(&leftover, pid), "{leftover:?}");
-    assert!(common::service_cgroups(pid).is_empty(), "{:?}", common::service_cgroups(pid));
+    assert!(
+        common::service_cgroups(pid).is_empty(),
+        "{:?}",
+        common::service_cgroups(pid)
+    );
 }
 
 #[test]
 fn start_up_logs_the_isolation_in_force() {
     let server = Server::start();
     let lines = server.log_lines();
-    let ready = lines.iter().find(|l| l["message"] == "sandbox ready").expect("no 'sandbox ready' line");
+    let ready = lines
+        .iter()
+        .find(|l| l["message"] == "sandbox ready")
+        .expect("no 'sandbox ready' line");
     assert_eq!(ready["severity"], "INFO");
     assert!(ready["isolation"].as_str().unwrap().contains("cgroup v1"), "{ready}");
     assert!(ready["python"].as_str().unwrap().starts_with("3.11"));

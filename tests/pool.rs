@@ -11,7 +11,11 @@ const JAIL_AGE: &str = "import os\ndef jail_age():\n    ticks = os.sysconf('SC_C
 fn wait_for_ready(server: &Server, flavour: &str, at_least: u64) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
-        if server.get("/health").json()["pool"]["ready"][flavour].as_u64().unwrap_or(0) >= at_least {
+        if server.get("/health").json()["pool"]["ready"][flavour]
+            .as_u64()
+            .unwrap_or(0)
+            >= at_least
+        {
             return;
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -51,7 +55,8 @@ fn the_time_limit_counts_from_handing_over_the_script() {
     wait_for_ready(&server, "plain", 1);
     // The jail has been waiting longer than the time limit; the script itself needs 1.5 s.
     std::thread::sleep(Duration::from_secs(3));
-    let script = format!("{JAIL_AGE}import time\ndef main():\n    age = jail_age()\n    time.sleep(1.5)\n    return age\n");
+    let script =
+        format!("{JAIL_AGE}import time\ndef main():\n    age = jail_age()\n    time.sleep(1.5)\n    return age\n");
     let r = server.execute(&script);
     let age = r.result().as_f64().unwrap();
     assert!(age >= 2.5, "expected a jail from the pool, it was {age} s old");
@@ -93,7 +98,10 @@ fn a_dry_pool_falls_back_to_cold_jails() {
             common::post_in_background(server.port, json!({"script": script}))
         })
         .collect();
-    let mut results: Vec<i64> = handles.into_iter().map(|h| h.join().unwrap().result().as_i64().unwrap()).collect();
+    let mut results: Vec<i64> = handles
+        .into_iter()
+        .map(|h| h.join().unwrap().result().as_i64().unwrap())
+        .collect();
     results.sort();
     assert_eq!(results, vec![0, 1, 2, 3, 4, 5]);
     assert_serving(&server);
@@ -108,8 +116,15 @@ fn pooled_jails_are_destroyed_at_shutdown() {
     assert!(status.success(), "{status}");
     // No process of the jails' user is left, and the service's cgroups are gone.
     let leftover = common::processes_of_uid(65534);
-    assert!(leftover.is_empty() || !common::any_descends_from(&leftover, pid), "{leftover:?}");
-    assert!(common::service_cgroups(pid).is_empty(), "{:?}", common::service_cgroups(pid));
+    assert!(
+        leftover.is_empty() || !common::any_descends_from(&leftover, pid),
+        "{leftover:?}"
+    );
+    assert!(
+        common::service_cgroups(pid).is_empty(),
+        "{:?}",
+        common::service_cgroups(pid)
+    );
 }
 
 #[test]
@@ -118,7 +133,11 @@ fn output_is_complete_on_every_execution() {
     wait_for_ready(&server, "plain", 1);
     for i in 0..25 {
         let r = server.execute(&format!("def main():\n    print('hi {i}')\n    return {i}\n"));
-        assert_eq!(r.json(), json!({"result": i, "stdout": format!("hi {i}\n")}), "execution {i}");
+        assert_eq!(
+            r.json(),
+            json!({"result": i, "stdout": format!("hi {i}\n")}),
+            "execution {i}"
+        );
         let r = server.execute("import sys\ndef main():\n    sys.stdout.write('x' * 200000)\n    return 1\n");
         assert_eq!(r.json()["stdout"].as_str().map(str::len), Some(200000), "execution {i}");
     }

@@ -41,13 +41,23 @@ pub struct Proc {
 pub fn processes() -> Vec<Proc> {
     let mut all = Vec::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
         // comm may hold spaces and parentheses: the fields start after the last ')'.
-        let Some((head, rest)) = stat.rsplit_once(')') else { continue };
+        let Some((head, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
         let name = head.split_once('(').map(|(_, n)| n.to_string()).unwrap_or_default();
-        let Some(ppid) = rest.split_whitespace().nth(1).and_then(|p| p.parse().ok()) else { continue };
-        let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else { continue };
+        let Some(ppid) = rest.split_whitespace().nth(1).and_then(|p| p.parse().ok()) else {
+            continue;
+        };
+        let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else {
+            continue;
+        };
         let uid = status
             .lines()
             .find(|l| l.starts_with("Uid:"))
@@ -55,7 +65,13 @@ pub fn processes() -> Vec<Proc> {
             .and_then(|u| u.parse().ok())
             .unwrap_or(u32::MAX);
         let cgroups = std::fs::read_to_string(entry.path().join("cgroup")).unwrap_or_default();
-        all.push(Proc { pid, ppid, uid, name, cgroups });
+        all.push(Proc {
+            pid,
+            ppid,
+            uid,
+            name,
+            cgroups,
+        });
     }
     all
 }
@@ -82,7 +98,12 @@ pub fn descendants(all: &[Proc], root: u32) -> Vec<(Proc, usize)> {
 pub fn service_cgroup_parents(server_pid: u32) -> Vec<PathBuf> {
     // `python-executor-<pid namespace inode>-<pid>`: the service's own namespace, as it sees it.
     let ns = std::fs::read_link(format!("/proc/{server_pid}/ns/pid"))
-        .map(|l| l.to_string_lossy().chars().filter(char::is_ascii_digit).collect::<String>())
+        .map(|l| {
+            l.to_string_lossy()
+                .chars()
+                .filter(char::is_ascii_digit)
+                .collect::<String>()
+        })
         .unwrap_or_default();
     let name = format!("python-executor-{ns}-{server_pid}");
     let text = std::fs::read_to_string(format!("/proc/{server_pid}/cgroup")).unwrap_or_default();
@@ -90,7 +111,9 @@ pub fn service_cgroup_parents(server_pid: u32) -> Vec<PathBuf> {
     let mut found = BTreeSet::new();
     for line in text.lines() {
         let mut parts = line.splitn(3, ':');
-        let (Some(_), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next()) else { continue };
+        let (Some(_), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next()) else {
+            continue;
+        };
         let path = path.trim_start_matches('/');
         let mut bases: Vec<PathBuf> = Vec::new();
         if controllers.is_empty() {
@@ -169,7 +192,12 @@ impl HostSnapshot {
         if !health["isolation"]["cgroup"].is_null() {
             assert!(!cgroup_parents.is_empty(), "cannot find the server's cgroups: {health}");
         }
-        HostSnapshot { server_pid, mounts: mounts(), tmp: suspicious_tmp(), cgroup_parents }
+        HostSnapshot {
+            server_pid,
+            mounts: mounts(),
+            tmp: suspicious_tmp(),
+            cgroup_parents,
+        }
     }
 
     /// Everything that differs from "as before", described; empty when the host is clean.
@@ -185,20 +213,30 @@ impl HostSnapshot {
         let idle_jail: BTreeSet<u32> = tree.iter().filter(|(_, d)| *d <= 2).map(|(p, _)| p.pid).collect();
         for (p, depth) in &tree {
             if *depth >= 3 {
-                problems.push(format!("leftover process {} ({}) uid {} at depth {depth} under the server", p.pid, p.name, p.uid));
+                problems.push(format!(
+                    "leftover process {} ({}) uid {} at depth {depth} under the server",
+                    p.pid, p.name, p.uid
+                ));
             }
         }
         // Escaped the process tree but still in one of this server's cgroups.
         let marker = format!("-{}/", self.server_pid);
         for p in &all {
             if p.cgroups.contains("/python-executor-") && p.cgroups.contains(&marker) && !idle_jail.contains(&p.pid) {
-                problems.push(format!("process {} ({}) uid {} in the server's jail cgroups", p.pid, p.name, p.uid));
+                problems.push(format!(
+                    "process {} ({}) uid {} in the server's jail cgroups",
+                    p.pid, p.name, p.uid
+                ));
             }
         }
         for parent in &self.cgroup_parents {
             if let Ok(procs) = std::fs::read_to_string(parent.join("cgroup.procs")) {
                 if !procs.trim().is_empty() {
-                    problems.push(format!("processes in the jails' parent cgroup {}: {}", parent.display(), procs.trim()));
+                    problems.push(format!(
+                        "processes in the jails' parent cgroup {}: {}",
+                        parent.display(),
+                        procs.trim()
+                    ));
                 }
             }
             for entry in std::fs::read_dir(parent).into_iter().flatten().flatten() {
@@ -211,7 +249,10 @@ impl HostSnapshot {
                 if pids.is_empty() {
                     problems.push(format!("empty jail cgroup left behind: {}", entry.path().display()));
                 } else if let Some(stray) = pids.iter().find(|p| !idle_jail.contains(p)) {
-                    problems.push(format!("jail cgroup {} holds process {stray}, not an idle pooled jail", entry.path().display()));
+                    problems.push(format!(
+                        "jail cgroup {} holds process {stray}, not an idle pooled jail",
+                        entry.path().display()
+                    ));
                 }
             }
         }
@@ -233,7 +274,10 @@ impl HostSnapshot {
                 return;
             }
             if Instant::now() > deadline {
-                panic!("the host is not as it was before the attack:\n  {}", problems.join("\n  "));
+                panic!(
+                    "the host is not as it was before the attack:\n  {}",
+                    problems.join("\n  ")
+                );
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -253,7 +297,10 @@ impl<'a> Client<'a> {
     }
 
     pub fn with_token(server: &'a Server, token: &'a str) -> Client<'a> {
-        Client { server, token: Some(token) }
+        Client {
+            server,
+            token: Some(token),
+        }
     }
 
     pub fn post(&self, body: &Value) -> Response {
@@ -262,7 +309,8 @@ impl<'a> Client<'a> {
         if let Some(auth) = &auth {
             headers.push(("Authorization", auth.as_str()));
         }
-        self.server.request("POST", "/execute", &headers, body.to_string().as_bytes())
+        self.server
+            .request("POST", "/execute", &headers, body.to_string().as_bytes())
     }
 
     pub fn execute(&self, script: &str) -> Response {
@@ -294,7 +342,12 @@ pub fn during_as<R>(client: Client<'_>, attack: impl FnOnce() -> R) -> R {
                 n += 1;
                 let script = format!("def main():\n    print('bystander {n}')\n    return [{n}, {n} * 3]\n");
                 let r = client.execute(&script);
-                assert_eq!(r.status, 200, "a bystander request failed during the attack: {}", r.text());
+                assert_eq!(
+                    r.status,
+                    200,
+                    "a bystander request failed during the attack: {}",
+                    r.text()
+                );
                 assert_eq!(
                     r.json(),
                     json!({"result": [n, n * 3], "stdout": format!("bystander {n}\n")}),
@@ -334,9 +387,18 @@ pub fn during_as<R>(client: Client<'_>, attack: impl FnOnce() -> R) -> R {
 pub fn assert_error(r: &Response, status: u16, kind: &str) -> Value {
     let body: Value = serde_json::from_slice(&r.body)
         .unwrap_or_else(|e| panic!("expected a JSON {kind} error, got ({e}) {} {}", r.status, r.text()));
-    assert_eq!((r.status, body["kind"].as_str().unwrap_or("")), (status, kind), "{}", r.text());
+    assert_eq!(
+        (r.status, body["kind"].as_str().unwrap_or("")),
+        (status, kind),
+        "{}",
+        r.text()
+    );
     let message = body["error"].as_str().unwrap_or("");
-    assert!(!message.is_empty() && !message.contains('\n'), "error message: {}", r.text());
+    assert!(
+        !message.is_empty() && !message.contains('\n'),
+        "error message: {}",
+        r.text()
+    );
     body
 }
 
@@ -345,15 +407,33 @@ pub fn assert_error_of(r: &Response, kinds: &[&str]) -> Value {
     let body: Value = serde_json::from_slice(&r.body)
         .unwrap_or_else(|e| panic!("expected a JSON error, got ({e}) {} {}", r.status, r.text()));
     let kind = body["kind"].as_str().unwrap_or("");
-    assert!(r.status >= 400 && kinds.contains(&kind), "expected one of {kinds:?}, got {} {}", r.status, r.text());
-    assert!(body["error"].as_str().is_some_and(|m| !m.is_empty() && !m.contains('\n')), "{}", r.text());
+    assert!(
+        r.status >= 400 && kinds.contains(&kind),
+        "expected one of {kinds:?}, got {} {}",
+        r.status,
+        r.text()
+    );
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty() && !m.contains('\n')),
+        "{}",
+        r.text()
+    );
     body
 }
 
 /// A value unlikely to appear anywhere by chance (for secrets and markers).
 pub fn nonce(label: &str) -> String {
-    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    format!("{label}-{:x}{:x}-{}", t.as_nanos(), std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    format!(
+        "{label}-{:x}{:x}-{}",
+        t.as_nanos(),
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);

@@ -25,10 +25,7 @@ pub fn sandbox_env() -> Vec<(String, String)> {
     );
     vec![
         ("NSJAIL_PATH".into(), nsjail.display().to_string()),
-        (
-            "NSJAIL_CONFIG".into(),
-            repo.join("nsjail.cfg").display().to_string(),
-        ),
+        ("NSJAIL_CONFIG".into(), repo.join("nsjail.cfg").display().to_string()),
         ("SANDBOX_PYTHON".into(), python.display().to_string()),
         ("PORT".into(), "0".into()),
     ]
@@ -105,10 +102,7 @@ impl Server {
             }
             if let Ok(Some(status)) = child.try_wait() {
                 std::thread::sleep(Duration::from_millis(50));
-                return Err(format!(
-                    "exited with {status}: {}",
-                    stderr_text.lock().unwrap()
-                ));
+                return Err(format!("exited with {status}: {}", stderr_text.lock().unwrap()));
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
@@ -152,15 +146,8 @@ impl Server {
         self.request("GET", path, &[], b"")
     }
 
-    pub fn request(
-        &self,
-        method: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: &[u8],
-    ) -> Response {
-        let mut head =
-            format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+    pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
         for (k, v) in headers {
             head.push_str(&format!("{k}: {v}\r\n"));
         }
@@ -237,14 +224,7 @@ impl Response {
             .unwrap_or_else(|| panic!("no HTTP response, got {:?}", String::from_utf8_lossy(raw)));
         let head = String::from_utf8_lossy(&raw[..split]).to_string();
         let mut lines = head.split("\r\n");
-        let status = lines
-            .next()
-            .unwrap()
-            .split(' ')
-            .nth(1)
-            .unwrap()
-            .parse()
-            .unwrap();
+        let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
         let headers = lines
             .filter_map(|l| l.split_once(':'))
             .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
@@ -257,19 +237,12 @@ impl Response {
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 
     pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!(
-                "body is not JSON ({e}): {}",
-                String::from_utf8_lossy(&self.body)
-            )
-        })
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
     }
 
     pub fn text(&self) -> String {
@@ -331,11 +304,7 @@ pub fn any_descends_from(pids: &[u32], ancestor: u32) -> bool {
             let Some(after) = stat.rsplit_once(')').map(|(_, a)| a.to_string()) else {
                 return false;
             };
-            let Some(ppid) = after
-                .split_whitespace()
-                .nth(1)
-                .and_then(|p| p.parse::<u32>().ok())
-            else {
+            let Some(ppid) = after.split_whitespace().nth(1).and_then(|p| p.parse::<u32>().ok()) else {
                 return false;
             };
             if ppid == ancestor {
