@@ -152,6 +152,11 @@ impl Cgroups {
             .ok_or("no cgroup2 filesystem is mounted")?;
         let own = own_path(None).map_err(|e| format!("cannot find this process's cgroup v2: {e}"))?;
         let base = mount.locate(&own)?;
+        Cgroups::setup_v2_at(&base)
+    }
+
+    /// The v2 set-up below `base`, this process's cgroup.
+    fn setup_v2_at(base: &Path) -> Result<Cgroups, String> {
         let available =
             fs::read_to_string(base.join("cgroup.controllers")).map_err(|e| format!("{}: {e}", base.display()))?;
         let available: Vec<&str> = available.split_whitespace().collect();
@@ -177,12 +182,12 @@ impl Cgroups {
             // Controllers can only be enabled for children of a cgroup with no processes of its
             // own, except at the root (which has no cgroup.type).
             if base.join("cgroup.type").exists() {
-                move_into_leaf(&base)?;
+                move_into_leaf(base)?;
             }
             write(&base.join("cgroup.subtree_control"), &enable)
                 .map_err(|e| format!("cannot enable controllers: {e}"))?;
         }
-        remove_stale_parents(&base);
+        remove_stale_parents(base);
         let parent = base.join(parent_name());
         create_dir(&parent)?;
         write(&parent.join("cgroup.subtree_control"), &enable)
@@ -528,6 +533,91 @@ mod tests {
         );
         assert!(container.locate("/docker/abcd").is_err());
         assert!(container.locate("/other").is_err());
+    }
+
+    /// A stand-in for a cgroup v2 directory: the files the kernel would show, as plain files.
+    fn fake_v2_cgroup(dir: &Path, subtree: &str) {
+        fs::write(
+            dir.join("cgroup.controllers"),
+            "cpuset cpu io memory hugetlb pids rdma misc\n",
+        )
+        .unwrap();
+        fs::write(dir.join("cgroup.subtree_control"), subtree).unwrap();
+        fs::write(dir.join("cgroup.procs"), "").unwrap();
+    }
+
+    /// cgroup v2 cannot run on the development machines (their controllers are on v1): this
+    /// checks, on a stand-in directory, the files the v2 set-up and a jail's cgroup write.
+    #[test]
+    fn v2_setup_and_jail_limits_write_the_kernel_files() {
+        let root = tempfile::tempdir().unwrap();
+        // The root of a hierarchy (no cgroup.type): controllers are enabled without moving.
+        fake_v2_cgroup(root.path(), "");
+        let parent_dir = root.path().join(parent_name());
+        fs::create_dir(&parent_dir).unwrap();
+        fake_v2_cgroup(&parent_dir, "");
+        let cgroups = Cgroups::setup_v2_at(root.path()).unwrap();
+        assert_eq!(cgroups.version(), Version::V2);
+        assert!(cgroups.has_cpu());
+        assert_eq!(
+            fs::read_to_string(root.path().join("cgroup.subtree_control")).unwrap(),
+            "+memory +pids +cpu"
+        );
+        assert_eq!(
+            fs::read_to_string(parent_dir.join("cgroup.subtree_control")).unwrap(),
+            "+memory +pids +cpu"
+        );
+
+        let limits = CgroupLimits {
+            memory_bytes: 256 << 20,
+            max_processes: 32,
+            cpus: 0.5,
+            background: true,
+        };
+        let jail = cgroups.create(&limits).unwrap();
+        let dir = &jail.dirs[0];
+        let read = |name: &str| fs::read_to_string(dir.join(name)).unwrap();
+        assert_eq!(read("memory.max"), (256u64 << 20).to_string());
+        assert_eq!(read("memory.swap.max"), "0");
+        assert_eq!(read("memory.oom.group"), "1");
+        assert_eq!(read("pids.max"), "32");
+        assert_eq!(read("cpu.max"), "50000 100000");
+        assert_eq!(read("cpu.weight"), "1");
+        jail.to_foreground();
+        assert_eq!(read("cpu.weight"), "100");
+        assert_eq!(
+            jail.join_files()[0].to_str().unwrap(),
+            dir.join("cgroup.procs").to_str().unwrap()
+        );
+
+        assert!(!jail.oom_killed());
+        fs::write(dir.join("memory.events"), "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n").unwrap();
+        assert!(jail.oom_killed());
+    }
+
+    #[test]
+    fn v2_setup_refuses_a_cgroup_without_the_memory_controller() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("cgroup.controllers"), "cpu io pids\n").unwrap();
+        let err = Cgroups::setup_v2_at(dir.path()).unwrap_err();
+        assert!(err.contains("memory"), "{err}");
+    }
+
+    #[test]
+    fn v2_setup_keeps_controllers_already_enabled() {
+        // Not the root (it has cgroup.type), but already set up by an earlier start: no move.
+        let base = tempfile::tempdir().unwrap();
+        fake_v2_cgroup(base.path(), "memory pids cpu");
+        fs::write(base.path().join("cgroup.type"), "domain\n").unwrap();
+        let parent_dir = base.path().join(parent_name());
+        fs::create_dir(&parent_dir).unwrap();
+        fake_v2_cgroup(&parent_dir, "");
+        Cgroups::setup_v2_at(base.path()).unwrap();
+        assert!(!base.path().join("service").exists());
+        assert_eq!(
+            fs::read_to_string(base.path().join("cgroup.subtree_control")).unwrap(),
+            "memory pids cpu"
+        );
     }
 
     #[test]
