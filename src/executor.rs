@@ -103,8 +103,6 @@ impl Executor {
         let request = RunRequest {
             script: &job.script,
             result_limit_bytes: limits.max_result_bytes,
-            // The jail was created with the job's memory limit already.
-            memory_bytes: None,
         };
         let execution = jail.execute(request, job.timeout).await;
         timings.sandbox = started.elapsed();

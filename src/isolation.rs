@@ -131,7 +131,6 @@ async fn run_probe(sandbox: &Sandbox) -> Result<String, String> {
     let request = RunRequest {
         script: PROBE_SCRIPT,
         result_limit_bytes: 4096,
-        memory_bytes: None,
     };
     let execution = jail.execute(request, Duration::from_secs(15)).await;
     match execution.ending {

@@ -199,11 +199,6 @@ def child(fields, script, result_w, dumps):
         result_w = HIGH_FD
     except OSError:
         pass
-    memory = fields.get("memory_bytes")
-    if memory:
-        import resource
-
-        resource.setrlimit(resource.RLIMIT_AS, (int(memory), int(memory)))
     me = _getpid()
     try:
         reply = run_script(fields, script, dumps)
@@ -340,7 +335,7 @@ def main():
     if mode == "warm":
         # A pooled jail imports everything the runner may use before `ready`, so it pays for
         # none of it once the script arrives. A cold jail imports only what it ends up using.
-        import asyncio, inspect, linecache, resource, select, signal, traceback, types  # noqa: F401
+        import asyncio, inspect, linecache, select, signal, traceback, types  # noqa: F401
     import json
 
     dumps = json.dumps

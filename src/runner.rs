@@ -18,8 +18,6 @@ pub const READY: &[u8] = b"ready\n";
 pub struct RunRequest<'a> {
     pub script: &'a str,
     pub result_limit_bytes: usize,
-    /// Lowered per request: the runner lowers RLIMIT_AS before running the script.
-    pub memory_bytes: Option<u64>,
 }
 
 impl RunRequest<'_> {
@@ -27,9 +25,6 @@ impl RunRequest<'_> {
         let mut header = Map::new();
         header.insert("script_bytes".into(), self.script.len().into());
         header.insert("result_limit_bytes".into(), self.result_limit_bytes.into());
-        if let Some(bytes) = self.memory_bytes {
-            header.insert("memory_bytes".into(), bytes.into());
-        }
         let mut out = Value::Object(header).to_string().into_bytes();
         out.push(b'\n');
         out.extend_from_slice(self.script.as_bytes());
@@ -111,13 +106,11 @@ mod tests {
         let req = RunRequest {
             script: "def main():\n  return 'é'\n",
             result_limit_bytes: 10,
-            memory_bytes: Some(5),
         };
         let bytes = req.encode();
         let newline = bytes.iter().position(|&b| b == b'\n').unwrap();
         let header: Value = serde_json::from_slice(&bytes[..newline]).unwrap();
         assert_eq!(header["script_bytes"], req.script.len());
-        assert_eq!(header["memory_bytes"], 5);
         assert_eq!(&bytes[newline + 1..], req.script.as_bytes());
     }
 
