@@ -142,3 +142,44 @@ fn output_is_complete_on_every_execution() {
         assert_eq!(r.json()["stdout"].as_str().map(str::len), Some(200000), "execution {i}");
     }
 }
+
+/// `cpu.shares` of the service's jail cgroups (cgroup v1's cpu hierarchy, as on this host).
+fn jail_cpu_shares(server: &Server) -> Vec<u64> {
+    let parents = common::service_cgroups(server.pid());
+    let cpu_parent = parents
+        .iter()
+        .find(|p| p.join("cpu.shares").exists())
+        .expect("the service's cgroup in the cpu hierarchy");
+    let mut shares = Vec::new();
+    for entry in std::fs::read_dir(cpu_parent).unwrap().flatten() {
+        if entry.file_name().to_string_lossy().starts_with("jail-") {
+            if let Ok(text) = std::fs::read_to_string(entry.path().join("cpu.shares")) {
+                shares.push(text.trim().parse().unwrap());
+            }
+        }
+    }
+    shares
+}
+
+#[test]
+fn waiting_jails_get_cpu_only_when_requests_leave_some() {
+    let server = Server::start_with(&[("POOL_SIZE", "2")]);
+    wait_for_ready(&server, "plain", 1);
+    std::thread::sleep(Duration::from_millis(300));
+    let idle = jail_cpu_shares(&server);
+    assert!(
+        !idle.is_empty() && idle.iter().all(|&s| s == 2),
+        "idle pooled jails: {idle:?}"
+    );
+    let running = common::post_in_background(
+        server.port,
+        json!({"script": "import time\ndef main():\n    time.sleep(1.5)\n    return 'ran'\n"}),
+    );
+    std::thread::sleep(Duration::from_millis(600));
+    let during = jail_cpu_shares(&server);
+    assert!(
+        during.contains(&1024),
+        "the jail serving a request should have the normal weight: {during:?}"
+    );
+    assert_eq!(running.join().unwrap().result(), json!("ran"));
+}
