@@ -8,7 +8,7 @@ mod common;
 mod hostile;
 
 use common::{assert_serving, Server};
-use hostile::{assert_error, during, HostSnapshot};
+use hostile::{assert_error, contained, during, HostSnapshot};
 use serde_json::{json, Value};
 
 /// `sc(name, *args)` → errno name ("OK" on success) of a raw syscall made through ctypes.
@@ -61,8 +61,7 @@ fn assert_all(result: &Value, allowed: &[&str]) {
 #[test]
 fn privilege_changes_are_refused() {
     let server = Server::start();
-    let snapshot = HostSnapshot::take(&server);
-    during(&server, || {
+    contained(&server, || {
         let r = run(
             &server,
             r#"
@@ -112,15 +111,12 @@ def main():
             "{body}"
         );
     });
-    assert_serving(&server);
-    snapshot.assert_restored();
 }
 
 #[test]
 fn kernel_attack_surface_syscalls_fail_with_eperm() {
     let server = Server::start();
-    let snapshot = HostSnapshot::take(&server);
-    during(&server, || {
+    contained(&server, || {
         let r = run(
             &server,
             r#"
@@ -194,15 +190,12 @@ def main():
         let r = run(&server, "def main():\n    return {'clone3': sc('clone3', 0, 0)}\n");
         assert_eq!(r.result(), json!({"clone3": "ENOSYS"}));
     });
-    assert_serving(&server);
-    snapshot.assert_restored();
 }
 
 #[test]
 fn exotic_socket_families_are_refused() {
     let server = Server::start();
-    let snapshot = HostSnapshot::take(&server);
-    during(&server, || {
+    contained(&server, || {
         let r = server.execute(
             r#"
 import errno, socket
@@ -235,8 +228,6 @@ def main():
         );
         assert_eq!(r.result(), json!([["EPERM", "EPERM", "EPERM"], "x"]));
     });
-    assert_serving(&server);
-    snapshot.assert_restored();
 }
 
 #[test]
@@ -305,8 +296,7 @@ def main():
 #[test]
 fn device_nodes_are_few_and_cannot_be_made() {
     let server = Server::start();
-    let snapshot = HostSnapshot::take(&server);
-    during(&server, || {
+    contained(&server, || {
         let r = server.execute(
             r#"
 import errno, os, stat
@@ -357,15 +347,12 @@ def main():
             }
         }
     });
-    assert_serving(&server);
-    snapshot.assert_restored();
 }
 
 #[test]
 fn pid_one_is_the_jails_own_runner() {
     let server = Server::start_with(&[("PE_SECRET", "pid-one-secret-3b7f")]);
-    let snapshot = HostSnapshot::take(&server);
-    during(&server, || {
+    contained(&server, || {
         let r = server.execute(
             r#"
 import os
@@ -417,15 +404,12 @@ def main():
             "{v}"
         );
     });
-    assert_serving(&server);
-    snapshot.assert_restored();
 }
 
 #[test]
 fn ordinary_libraries_still_work_under_the_policy() {
     let server = Server::start();
-    let snapshot = HostSnapshot::take(&server);
-    during(&server, || {
+    contained(&server, || {
         let r = server.execute(
             r#"
 import asyncio, concurrent.futures, fcntl, mmap, multiprocessing, os, signal, socket, sqlite3
@@ -525,8 +509,6 @@ def main():
             })
         );
     });
-    assert_serving(&server);
-    snapshot.assert_restored();
 }
 
 /// Machine code run through ctypes: a syscall by another ABI than x86-64's, which a filter that
@@ -552,8 +534,7 @@ def x32(nr, a=0, b=0):
 #[test]
 fn foreign_syscall_abis_cannot_get_around_the_filter() {
     let server = Server::start();
-    let snapshot = HostSnapshot::take(&server);
-    during(&server, || {
+    contained(&server, || {
         // i386 keyctl is 288, which is accept4 on x86-64; i386 setns is 346, unused on x86-64.
         // Any i386 call at all kills the process: the filter checks the architecture.
         for call in [
@@ -574,6 +555,4 @@ fn foreign_syscall_abis_cannot_get_around_the_filter() {
             assert!(["ENOSYS", "EPERM"].contains(&outcome.as_str().unwrap()), "{}", r.text());
         }
     });
-    assert_serving(&server);
-    snapshot.assert_restored();
 }

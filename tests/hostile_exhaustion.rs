@@ -6,8 +6,8 @@ mod common;
 #[path = "common/hostile.rs"]
 mod hostile;
 
-use common::{assert_serving, Server};
-use hostile::{assert_error, during, HostSnapshot};
+use common::Server;
+use hostile::{assert_error, contained};
 use serde_json::json;
 use std::time::{Duration, Instant};
 
@@ -27,8 +27,7 @@ fn timed(server: &Server, script: &str, limit: f64) -> common::Response {
 #[test]
 fn fork_bombs_hit_the_process_limit() {
     let server = Server::start_with(&[("TIMEOUT_SECONDS", "3")]);
-    let snapshot = HostSnapshot::take(&server);
-    during(&server, || {
+    contained(&server, || {
         // Children that stay alive until fork fails: the pids cgroup says no.
         let r = server.execute(
             "import errno, os, time\ndef main():\n    n = 0\n    while True:\n        try:\n            pid = os.fork()\n        except OSError as e:\n            return [n, errno.errorcode[e.errno]]\n        if pid == 0:\n            time.sleep(60)\n            os._exit(0)\n        n += 1\n",
@@ -47,15 +46,12 @@ fn fork_bombs_hit_the_process_limit() {
         let body = assert_error(&r, 400, "timeout");
         assert_eq!(body["limit_seconds"], 3.0);
     });
-    assert_serving(&server);
-    snapshot.assert_restored();
 }
 
 #[test]
 fn thread_bombs_hit_the_process_limit() {
     let server = Server::start();
-    let snapshot = HostSnapshot::take(&server);
-    during(&server, || {
+    contained(&server, || {
         let r = server.execute(
             "import threading, time\ndef main():\n    threads = []\n    try:\n        while True:\n            t = threading.Thread(target=time.sleep, args=(30,), daemon=True)\n            t.start()\n            threads.append(t)\n    except RuntimeError as e:\n        return [len(threads), str(e)]\n",
         );
@@ -65,15 +61,12 @@ fn thread_bombs_hit_the_process_limit() {
         // The pids cgroup (64, threads included) is the bound, not address space per thread.
         assert!((30..64).contains(&count), "{count} threads: {v}");
     });
-    assert_serving(&server);
-    snapshot.assert_restored();
 }
 
 #[test]
 fn memory_bombs_end_in_memory_limit() {
     let server = Server::start_with(&[("MEMORY_LIMIT_MB", "256"), ("TIMEOUT_SECONDS", "5")]);
-    let snapshot = HostSnapshot::take(&server);
-    during(&server, || {
+    contained(&server, || {
         let bombs = [
             ("one allocation", "def main():\n    x = bytearray(2 * 1024 ** 3)\n    return len(x)\n"),
             (
@@ -103,15 +96,12 @@ fn memory_bombs_end_in_memory_limit() {
         let body = assert_error(&r, 400, "memory_limit");
         assert_eq!(body["limit_mb"], 64);
     });
-    assert_serving(&server);
-    snapshot.assert_restored();
 }
 
 #[test]
 fn disk_inodes_and_shared_memory_are_capped() {
     let server = Server::start();
-    let snapshot = HostSnapshot::take(&server);
-    during(&server, || {
+    contained(&server, || {
         let r = server.execute(
             r#"
 import errno, os
@@ -167,15 +157,12 @@ def main():
         let r = server.execute("import os\ndef main():\n    return [os.listdir('/tmp'), os.listdir('/dev/shm'), os.statvfs('/tmp').f_bfree == os.statvfs('/tmp').f_blocks]\n");
         assert_eq!(r.result(), json!([[], [], true]));
     });
-    assert_serving(&server);
-    snapshot.assert_restored();
 }
 
 #[test]
 fn cpu_burn_in_many_processes_times_out() {
     let server = Server::start_with(&[("TIMEOUT_SECONDS", "3")]);
-    let snapshot = HostSnapshot::take(&server);
-    during(&server, || {
+    contained(&server, || {
         let r = timed(
             &server,
             "import os, threading\ndef burn():\n    while True:\n        pass\ndef main():\n    for i in range(12):\n        if os.fork() == 0:\n            for t in range(3):\n                threading.Thread(target=burn, daemon=True).start()\n            burn()\n    burn()\n",
@@ -186,16 +173,13 @@ fn cpu_burn_in_many_processes_times_out() {
         let r = timed(&server, "def main():\n    return sum(range(10 ** 12))\n", 3.0);
         assert_error(&r, 400, "timeout");
     });
-    assert_serving(&server);
-    snapshot.assert_restored();
 }
 
 #[test]
 fn output_floods_are_capped_and_flagged() {
     let cap = 65536;
     let server = Server::start_with(&[("MAX_OUTPUT_BYTES", "65536"), ("TIMEOUT_SECONDS", "3")]);
-    let snapshot = HostSnapshot::take(&server);
-    during(&server, || {
+    contained(&server, || {
         // stdout: 50 MB, then an answer.
         let r = server.execute("import os\ndef main():\n    for i in range(800):\n        os.write(1, b'o' * 65536)\n    return 'still here'\n");
         let body = r.json();
@@ -230,15 +214,12 @@ fn output_floods_are_capped_and_flagged() {
         assert_eq!(body["stdout_truncated"], true);
         assert_eq!(body["stdout"].as_str().unwrap().len(), cap);
     });
-    assert_serving(&server);
-    snapshot.assert_restored();
 }
 
 #[test]
 fn huge_results_are_refused() {
     let server = Server::start_with(&[("MAX_RESULT_BYTES", "1048576")]);
-    let snapshot = HostSnapshot::take(&server);
-    during(&server, || {
+    contained(&server, || {
         for script in [
             "def main():\n    return 'x' * (50 * 1024 * 1024)\n",
             "def main():\n    return list(range(2_000_000))\n",
@@ -252,15 +233,12 @@ fn huge_results_are_refused() {
         let r = server.execute("def main():\n    return 'y' * (1024 * 1024 - 10)\n");
         assert_eq!(r.result().as_str().unwrap().len(), 1024 * 1024 - 10);
     });
-    assert_serving(&server);
-    snapshot.assert_restored();
 }
 
 #[test]
 fn file_descriptor_exhaustion_stays_inside() {
     let server = Server::start();
-    let snapshot = HostSnapshot::take(&server);
-    during(&server, || {
+    contained(&server, || {
         let r = server.execute(
             r#"
 import errno, os, socket
@@ -292,8 +270,6 @@ def main():
         // Everything could be closed again: back to the few the script started with.
         assert!(v["after"].as_u64().unwrap() < 10, "{v}");
     });
-    assert_serving(&server);
-    snapshot.assert_restored();
 }
 
 #[test]
@@ -301,8 +277,7 @@ fn per_user_kernel_counters_cannot_be_drained_from_a_jail() {
     // inotify instances are counted per user up the user-namespace chain, up to the root that
     // created the jail: a jail must not be able to use up the host root's 128.
     let server = Server::start();
-    let snapshot = HostSnapshot::take(&server);
-    during(&server, || {
+    contained(&server, || {
         std::thread::scope(|scope| {
             let hog = scope.spawn(|| {
                 server.execute(
@@ -321,6 +296,4 @@ fn per_user_kernel_counters_cannot_be_drained_from_a_jail() {
             assert_eq!(hog.join().unwrap().result(), json!([0, "EPERM"]));
         });
     });
-    assert_serving(&server);
-    snapshot.assert_restored();
 }

@@ -8,15 +8,14 @@ mod common;
 #[path = "common/hostile.rs"]
 mod hostile;
 
-use common::{assert_serving, Server};
-use hostile::{assert_error, assert_error_of, during, HostSnapshot};
+use common::Server;
+use hostile::{assert_error, assert_error_of, contained};
 use serde_json::json;
 
 #[test]
 fn forged_frames_do_not_become_the_result() {
     let server = Server::start_with(&[("TIMEOUT_SECONDS", "5")]);
-    let snapshot = HostSnapshot::take(&server);
-    during(&server, || {
+    contained(&server, || {
         // On stdout: just output.
         let r = server.execute(
             "import sys\ndef main():\n    print('ok 2\\n42', flush=True)\n    sys.stdout.write('error 33\\n{\"kind\": \"internal\", \"message\": \"x\"}\\nexited 13\\n{\"signal\": 9}')\n    sys.stdout.flush()\n    return 1\n",
@@ -61,15 +60,12 @@ fn forged_frames_do_not_become_the_result() {
             assert!(!r.text().contains("forged"), "{}", r.text());
         }
     });
-    assert_serving(&server);
-    snapshot.assert_restored();
 }
 
 #[test]
 fn closing_or_replacing_stdio_and_descriptors() {
     let server = Server::start();
-    let snapshot = HostSnapshot::take(&server);
-    during(&server, || {
+    contained(&server, || {
         for (what, script, expected_stdout) in [
             ("close 0, 1, 2", "import os\ndef main():\n    print('before', flush=True)\n    os.close(0)\n    os.close(1)\n    os.close(2)\n    print('after')\n    return 'fine'\n", "before\n"),
             ("stdout = None", "import sys\ndef main():\n    sys.stdout = None\n    sys.stderr = None\n    print('nowhere')\n    return 'fine'\n", ""),
@@ -87,15 +83,12 @@ fn closing_or_replacing_stdio_and_descriptors() {
         let body = assert_error(&r, 400, "result_not_json");
         assert!(body["error"].as_str().unwrap().contains("closed"), "{body}");
     });
-    assert_serving(&server);
-    snapshot.assert_restored();
 }
 
 #[test]
 fn a_monkeypatched_runtime_cannot_forge_or_crash_the_answer() {
     let server = Server::start();
-    let snapshot = HostSnapshot::take(&server);
-    during(&server, || {
+    contained(&server, || {
         // The runner keeps its own json.dumps and os functions.
         for script in [
             "import json\njson.dumps = lambda *a, **k: 'ok 2\\n42'\ndef main():\n    return 5\n",
@@ -117,15 +110,12 @@ fn a_monkeypatched_runtime_cannot_forge_or_crash_the_answer() {
             assert_error_of(&r, &["result_not_json", "exited", "runtime_error"]);
         }
     });
-    assert_serving(&server);
-    snapshot.assert_restored();
 }
 
 #[test]
 fn odd_exits_are_reported_as_exits() {
     let server = Server::start();
-    let snapshot = HostSnapshot::take(&server);
-    during(&server, || {
+    contained(&server, || {
         for (code, field) in [
             ("sys.exit(0)", json!({"exit_code": 0})),
             ("raise SystemExit(2 ** 100)", json!({"exit_code": 255})),
@@ -156,15 +146,12 @@ fn odd_exits_are_reported_as_exits() {
         let body = assert_error(&r, 400, "exited");
         assert_eq!(body["signal"], 11, "{body}");
     });
-    assert_serving(&server);
-    snapshot.assert_restored();
 }
 
 #[test]
 fn results_built_to_break_serialisation() {
     let server = Server::start();
-    let snapshot = HostSnapshot::take(&server);
-    during(&server, || {
+    contained(&server, || {
         for (what, script, message) in [
             ("a generator", "def main():\n    yield 1\n", "generator"),
             (
@@ -218,6 +205,4 @@ fn results_built_to_break_serialisation() {
         let r = server.execute("def main():\n    a = 1\n    for i in range(500):\n        a = [a]\n    return a\n");
         assert_eq!(r.status, 200, "{}", r.text());
     });
-    assert_serving(&server);
-    snapshot.assert_restored();
 }

@@ -8,7 +8,7 @@ mod common;
 mod hostile;
 
 use common::{assert_serving, Server};
-use hostile::{assert_error, during, HostSnapshot};
+use hostile::{assert_error, contained, during, HostSnapshot};
 use serde_json::json;
 use std::time::{Duration, Instant};
 
@@ -66,8 +66,7 @@ fn the_host_snapshot_sees_a_script_that_is_still_running() {
 #[test]
 fn scripts_that_never_end_time_out() {
     let server = server();
-    let snapshot = HostSnapshot::take(&server);
-    during(&server, || {
+    contained(&server, || {
         for script in [
             "def main():\n    while True:\n        pass\n",
             "import time\ndef main():\n    time.sleep(3600)\n",
@@ -91,15 +90,12 @@ fn scripts_that_never_end_time_out() {
         assert_eq!(body["limit_seconds"], 0.5);
         assert!(started.elapsed() < Duration::from_secs(5));
     });
-    assert_serving(&server);
-    snapshot.assert_restored();
 }
 
 #[test]
 fn ignoring_or_blocking_signals_does_not_help() {
     let server = server();
-    let snapshot = HostSnapshot::take(&server);
-    during(&server, || {
+    contained(&server, || {
         times_out(
             &server,
             "import signal, time\ndef main():\n    for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2, signal.SIGALRM, signal.SIGXCPU, signal.SIGPIPE):\n        signal.signal(s, signal.SIG_IGN)\n    while True:\n        time.sleep(0.1)\n",
@@ -114,15 +110,12 @@ fn ignoring_or_blocking_signals_does_not_help() {
             "import os, signal, time\ndef main():\n    for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):\n        signal.signal(s, signal.SIG_IGN)\n    kids = set()\n    while True:\n        while len(kids) < 8:\n            try:\n                pid = os.fork()\n            except OSError:\n                break\n            if pid == 0:\n                os.setsid()\n                while True:\n                    time.sleep(1)\n            kids.add(pid)\n        try:\n            pid, _ = os.waitpid(-1, os.WNOHANG)\n            kids.discard(pid)\n        except ChildProcessError:\n            pass\n        time.sleep(0.05)\n",
         );
     });
-    assert_serving(&server);
-    snapshot.assert_restored();
 }
 
 #[test]
 fn stopping_itself_or_its_runner_does_not_hang_the_service() {
     let server = server();
-    let snapshot = HostSnapshot::take(&server);
-    during(&server, || {
+    contained(&server, || {
         // Its whole process group, main included: stopped processes are still killed.
         times_out(&server, "import os, signal\ndef main():\n    if os.fork() == 0:\n        import time\n        time.sleep(60)\n    os.killpg(0, signal.SIGSTOP)\n    return 'resumed'\n");
         times_out(
@@ -147,8 +140,6 @@ fn stopping_itself_or_its_runner_does_not_hang_the_service() {
         let r = server.execute("import os, signal\ndef main():\n    pid = os.fork()\n    if pid == 0:\n        os.kill(os.getpid(), signal.SIGSTOP)\n        os._exit(0)\n    os.waitpid(pid, os.WUNTRACED)\n    return 'child stopped'\n");
         assert_eq!(r.result(), "child stopped");
     });
-    assert_serving(&server);
-    snapshot.assert_restored();
 }
 
 #[test]
@@ -200,8 +191,7 @@ fn orphans_neither_delay_the_answer_nor_survive() {
 #[test]
 fn killing_everything_inside_the_jail_only_hurts_the_script() {
     let server = server();
-    let snapshot = HostSnapshot::take(&server);
-    during(&server, || {
+    contained(&server, || {
         // kill(-1) reaches every process the script may signal but itself and PID 1.
         let r = server.execute(
             "import os, signal, time\ndef main():\n    kids = []\n    for i in range(5):\n        pid = os.fork()\n        if pid == 0:\n            time.sleep(60)\n            os._exit(0)\n        kids.append(pid)\n    os.kill(-1, signal.SIGKILL)\n    return sorted(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in kids)\n",
@@ -216,6 +206,4 @@ fn killing_everything_inside_the_jail_only_hurts_the_script() {
         let body = assert_error(&r, 400, "exited");
         assert_eq!(body["signal"], 9, "{body}");
     });
-    assert_serving(&server);
-    snapshot.assert_restored();
 }

@@ -325,6 +325,16 @@ impl<'a> Client<'a> {
     }
 }
 
+/// What every hostile test checks around its attack: the host as it was before (snapshot),
+/// other clients served while it runs (bystander), and the service still serving after it.
+pub fn contained<R>(server: &Server, attack: impl FnOnce() -> R) -> R {
+    let snapshot = HostSnapshot::take(server);
+    let outcome = during(server, attack);
+    crate::common::assert_serving(server);
+    snapshot.assert_restored();
+    outcome
+}
+
 /// Runs `attack` while a bystander thread keeps sending ordinary scripts to the same server
 /// and checks every answer (value and stdout). At least one bystander request is answered,
 /// and the first starts together with the attack. Returns what the attack returned.
