@@ -142,8 +142,8 @@ fn shutdown_does_not_wait_past_its_grace_period() {
         started.elapsed()
     );
     std::thread::sleep(Duration::from_millis(300));
-    let leftover = common::processes_of_uid(65534);
-    assert!(!common::any_descends_from(&leftover, pid), "{leftover:?}");
+    let leftover = common::jail_processes_of(pid);
+    assert!(leftover.is_empty(), "{leftover:?}");
     assert!(
         common::service_cgroups(pid).is_empty(),
         "{:?}",

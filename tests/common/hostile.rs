@@ -13,7 +13,7 @@
 //! jails never count as leftovers.
 #![allow(dead_code)]
 
-use crate::common::{Response, Server};
+use crate::common::{processes, Proc, Response, Server};
 use serde_json::{json, Value};
 use std::collections::{BTreeSet, HashMap};
 use std::ffi::OsString;
@@ -28,54 +28,6 @@ pub const JAIL_UID: u32 = 65534;
 pub const SETTLE: Duration = Duration::from_secs(5);
 
 /// A process seen in /proc.
-#[derive(Debug, Clone)]
-pub struct Proc {
-    pub pid: u32,
-    pub ppid: u32,
-    pub uid: u32,
-    pub name: String,
-    pub cgroups: String,
-}
-
-/// Every process on the host (those that vanish while being read are skipped).
-pub fn processes() -> Vec<Proc> {
-    let mut all = Vec::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        // comm may hold spaces and parentheses: the fields start after the last ')'.
-        let Some((head, rest)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        let name = head.split_once('(').map(|(_, n)| n.to_string()).unwrap_or_default();
-        let Some(ppid) = rest.split_whitespace().nth(1).and_then(|p| p.parse().ok()) else {
-            continue;
-        };
-        let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else {
-            continue;
-        };
-        let uid = status
-            .lines()
-            .find(|l| l.starts_with("Uid:"))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|u| u.parse().ok())
-            .unwrap_or(u32::MAX);
-        let cgroups = std::fs::read_to_string(entry.path().join("cgroup")).unwrap_or_default();
-        all.push(Proc {
-            pid,
-            ppid,
-            uid,
-            name,
-            cgroups,
-        });
-    }
-    all
-}
-
 /// The descendants of `root` with their depth (1 = child).
 pub fn descendants(all: &[Proc], root: u32) -> Vec<(Proc, usize)> {
     let mut children: HashMap<u32, Vec<&Proc>> = HashMap::new();

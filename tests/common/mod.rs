@@ -271,52 +271,62 @@ pub fn assert_serving(server: &Server) {
     assert_eq!(r.json(), serde_json::json!({"result": 42, "stdout": ""}));
 }
 
-/// Pids of processes whose real uid is `uid`.
-pub fn processes_of_uid(uid: u32) -> Vec<u32> {
-    let mut pids = Vec::new();
+#[derive(Debug, Clone)]
+pub struct Proc {
+    pub pid: u32,
+    pub ppid: u32,
+    pub uid: u32,
+    pub name: String,
+    pub cgroups: String,
+}
+
+/// Every process on the host (those that vanish while being read are skipped).
+pub fn processes() -> Vec<Proc> {
+    let mut all = Vec::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // comm may hold spaces and parentheses: the fields start after the last ')'.
+        let Some((head, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let name = head.split_once('(').map(|(_, n)| n.to_string()).unwrap_or_default();
+        let Some(ppid) = rest.split_whitespace().nth(1).and_then(|p| p.parse().ok()) else {
             continue;
         };
         let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else {
             continue;
         };
-        let real_uid = status
+        let uid = status
             .lines()
             .find(|l| l.starts_with("Uid:"))
             .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|u| u.parse::<u32>().ok());
-        if real_uid == Some(uid) {
-            pids.push(pid);
-        }
+            .and_then(|u| u.parse().ok())
+            .unwrap_or(u32::MAX);
+        let cgroups = std::fs::read_to_string(entry.path().join("cgroup")).unwrap_or_default();
+        all.push(Proc {
+            pid,
+            ppid,
+            uid,
+            name,
+            cgroups,
+        });
     }
-    pids
+    all
 }
 
-/// Whether any of `pids` has `ancestor` among its ancestors.
-pub fn any_descends_from(pids: &[u32], ancestor: u32) -> bool {
-    pids.iter().any(|&pid| {
-        let mut current = pid;
-        for _ in 0..64 {
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{current}/stat")) else {
-                return false;
-            };
-            let Some(after) = stat.rsplit_once(')').map(|(_, a)| a.to_string()) else {
-                return false;
-            };
-            let Some(ppid) = after.split_whitespace().nth(1).and_then(|p| p.parse::<u32>().ok()) else {
-                return false;
-            };
-            if ppid == ancestor {
-                return true;
-            }
-            if ppid <= 1 {
-                return false;
-            }
-            current = ppid;
-        }
-        false
-    })
+/// Processes still in one of the cgroups of the service with this pid (its jails').
+pub fn jail_processes_of(server_pid: u32) -> Vec<u32> {
+    let marker = format!("-{server_pid}/");
+    processes()
+        .into_iter()
+        .filter(|p| p.cgroups.contains("/python-executor-") && p.cgroups.contains(&marker))
+        .map(|p| p.pid)
+        .collect()
 }
 
 /// The service's cgroup directories (`python-executor-<pid namespace>-<pid>`) under any hierarchy.
