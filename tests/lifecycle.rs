@@ -120,7 +120,7 @@ fn sigterm_lets_running_executions_finish_then_exits_zero() {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
         "still accepting after shutdown"
     );
-    assert!(common::service_cgroups(pid).is_empty());
+    common::assert_no_jail_left(pid);
 }
 
 #[test]
@@ -142,13 +142,7 @@ fn shutdown_does_not_wait_past_its_grace_period() {
         started.elapsed()
     );
     std::thread::sleep(Duration::from_millis(300));
-    let leftover = common::jail_processes_of(pid);
-    assert!(leftover.is_empty(), "{leftover:?}");
-    assert!(
-        common::service_cgroups(pid).is_empty(),
-        "{:?}",
-        common::service_cgroups(pid)
-    );
+    common::assert_no_jail_left(pid);
 }
 
 #[test]

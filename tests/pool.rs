@@ -114,14 +114,7 @@ fn pooled_jails_are_destroyed_at_shutdown() {
     let pid = server.pid();
     let status = server.terminate();
     assert!(status.success(), "{status}");
-    // No process is left in the service's jail cgroups, and the cgroups are gone.
-    let leftover = common::jail_processes_of(pid);
-    assert!(leftover.is_empty(), "{leftover:?}");
-    assert!(
-        common::service_cgroups(pid).is_empty(),
-        "{:?}",
-        common::service_cgroups(pid)
-    );
+    common::assert_no_jail_left(pid);
 }
 
 #[test]

@@ -319,6 +319,18 @@ pub fn processes() -> Vec<Proc> {
     all
 }
 
+/// After the service with this pid stopped: no process is left in its jails' cgroups, and
+/// the cgroups themselves are gone.
+pub fn assert_no_jail_left(server_pid: u32) {
+    let leftover = jail_processes_of(server_pid);
+    assert!(
+        leftover.is_empty(),
+        "processes left in the jails' cgroups: {leftover:?}"
+    );
+    let cgroups = service_cgroups(server_pid);
+    assert!(cgroups.is_empty(), "cgroups left behind: {cgroups:?}");
+}
+
 /// Processes still in one of the cgroups of the service with this pid (its jails').
 pub fn jail_processes_of(server_pid: u32) -> Vec<u32> {
     let marker = format!("-{server_pid}/");
