@@ -123,6 +123,12 @@ pub struct Limits {
 }
 
 impl Settings {
+    /// The service's defaults: the settings when no variable is set (tests/deploy.rs checks
+    /// the image and the Cloud Run service against them).
+    pub fn defaults() -> Settings {
+        Settings::from_iter(Vec::<(String, String)>::new()).expect("the defaults are valid settings")
+    }
+
     pub fn from_env() -> Result<Settings, String> {
         Self::from_iter(std::env::vars())
     }
@@ -225,7 +231,7 @@ mod tests {
 
     #[test]
     fn defaults_match_the_contract() {
-        let s = Settings::from_iter(vars(&[])).unwrap();
+        let s = Settings::defaults();
         assert_eq!(s.port, 8080);
         assert_eq!(s.limits.timeout, Duration::from_secs(10));
         assert_eq!(s.limits.memory_bytes, 512 * MIB);

@@ -1,41 +1,42 @@
-//! A pool of pre-started, single-use jails, one queue per flavour (plain, or with numpy and
-//! pandas imported). A pooled jail is a complete jail whose runner has loaded its interpreter
-//! and waits for a script; it serves exactly one execution and is then destroyed, exactly
-//! like a cold one. Jails that waited longer than `max_idle` are retired unused.
+//! A pool of warm, single-use jails, one queue per flavour (plain, or with numpy and pandas
+//! imported). A warm jail is a complete jail whose runner has loaded its interpreter and waits
+//! for a script; it serves exactly one execution and is then destroyed, exactly like one
+//! started for its request. Jails that waited longer than `max_idle` are retired unused.
 //!
-//! Refills run in the background, one jail at a time, only while an execution slot is free,
-//! and with the lowest CPU weight of their cgroup until taken, so they never take CPU from
-//! requests.
-//! When a flavour runs dry, executions start cold jails instead of waiting.
+//! Refills run in the background, one jail at a time, only while the caller says there is
+//! room (an execution slot is free), and with the lowest CPU weight of their cgroup until
+//! taken, so they never take CPU from requests.
+//! When a flavour runs dry, executions start their own jails instead of waiting.
+//!
+//! Generic over the `Launcher`: it knows nothing of nsjail, the probe or admission.
 
-use crate::admission::Admission;
-use crate::sandbox::{Flavour, Jail, Sandbox};
+use crate::jail::{deadline, Flavour, Jail, JailSpec, Launcher};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
-const FLAVOURS: [Flavour; 2] = [Flavour::Plain, Flavour::Data];
 /// Demand is counted over this window to size each flavour's share of the pool.
 const DEMAND_WINDOW: Duration = Duration::from_secs(30);
-/// How long a jail may take to load before the refill gives up on it.
-const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often an idle refill task looks again without being woken.
+const IDLE_CHECK: Duration = Duration::from_millis(500);
 
-struct Shelf {
-    ready: VecDeque<Jail>,
+struct Shelf<J> {
+    ready: VecDeque<J>,
     /// When executions of this flavour asked for a jail, within the demand window.
     demand: VecDeque<Instant>,
 }
 
-pub struct Pool {
-    sandbox: Arc<Sandbox>,
+pub struct Pool<L: Launcher> {
+    launcher: Arc<L>,
     /// Upper bound of ready jails per flavour.
     size: usize,
     max_idle: Duration,
-    /// How long a jail may live: waiting in the pool, then its execution, then a margin.
-    lifetime: Duration,
-    shelves: [Mutex<Shelf>; 2],
+    /// The memory limit and time limit of the executions the jails will serve.
+    memory_bytes: u64,
+    timeout: Duration,
+    shelves: [Mutex<Shelf<L::Jail>>; 2],
     wake: Notify,
     stopped: AtomicBool,
 }
@@ -47,9 +48,14 @@ fn index(flavour: Flavour) -> usize {
     }
 }
 
-impl Pool {
-    pub fn new(sandbox: Arc<Sandbox>, size: usize, max_idle: Duration) -> Arc<Pool> {
-        let lifetime = Pool::lifetime_for(max_idle, sandbox.limits.timeout);
+impl<L: Launcher> Pool<L> {
+    pub fn new(
+        launcher: Arc<L>,
+        size: usize,
+        max_idle: Duration,
+        memory_bytes: u64,
+        timeout: Duration,
+    ) -> Arc<Pool<L>> {
         let shelf = || {
             Mutex::new(Shelf {
                 ready: VecDeque::new(),
@@ -57,10 +63,11 @@ impl Pool {
             })
         };
         Arc::new(Pool {
-            sandbox,
+            launcher,
             size,
             max_idle,
-            lifetime,
+            memory_bytes,
+            timeout,
             shelves: [shelf(), shelf()],
             wake: Notify::new(),
             stopped: AtomicBool::new(false),
@@ -68,7 +75,7 @@ impl Pool {
     }
 
     /// A ready jail of this flavour, if one is waiting. Never waits for a refill.
-    pub fn take(&self, flavour: Flavour) -> Option<Jail> {
+    pub fn take(&self, flavour: Flavour) -> Option<L::Jail> {
         let mut stale = Vec::new();
         let found = {
             let Ok(mut shelf) = self.shelves[index(flavour)].lock() else {
@@ -85,7 +92,7 @@ impl Pool {
             }
             let mut found = None;
             while let Some(mut jail) = shelf.ready.pop_front() {
-                if jail.started.elapsed() < self.max_idle && jail.is_alive() {
+                if jail.started().elapsed() < self.max_idle && jail.is_alive() {
                     found = Some(jail);
                     break;
                 }
@@ -99,18 +106,6 @@ impl Pool {
             jail.to_foreground();
         }
         found
-    }
-
-    /// Adds a ready jail made elsewhere (the start-up probe's spare).
-    pub fn offer(&self, jail: Jail) {
-        if let Ok(mut shelf) = self.shelves[index(Flavour::Plain)].lock() {
-            shelf.ready.push_back(jail);
-        }
-    }
-
-    /// How long a pooled jail may live at most: waiting, then its execution, then a margin.
-    pub fn lifetime_for(max_idle: Duration, timeout: Duration) -> Duration {
-        max_idle + timeout + START_TIMEOUT
     }
 
     /// How many ready jails a flavour should have: its recent demand, at least one, at most `size`.
@@ -135,15 +130,14 @@ impl Pool {
         self.shelves[index(flavour)].lock().map(|s| s.ready.len()).unwrap_or(0)
     }
 
-    /// Keeps the shelves stocked until `stop`. Runs as one background task.
-    pub async fn refill(self: Arc<Pool>, admission: Arc<Admission>) {
+    /// Keeps the shelves stocked until `stop`. Runs as one background task; `busy` says when
+    /// requests need every resource (then nothing is started).
+    pub async fn refill(self: Arc<Self>, busy: impl Fn() -> bool + Send + 'static) {
         while !self.stopped.load(Ordering::Acquire) {
             self.retire_stale();
-            let needy = FLAVOURS.into_iter().find(|&f| self.ready(f) < self.target(f));
-            // Requests first: refill only while an execution slot is free.
-            let busy = admission.in_use() >= admission.capacity();
+            let needy = Flavour::ALL.into_iter().find(|&f| self.ready(f) < self.target(f));
             match needy {
-                Some(flavour) if !busy => {
+                Some(flavour) if !busy() => {
                     if let Some(jail) = self.start(flavour).await {
                         if self.stopped.load(Ordering::Acquire) {
                             break;
@@ -153,33 +147,24 @@ impl Pool {
                         }
                     } else {
                         // Failing starts are logged by `start`; do not spin on them.
-                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        tokio::time::sleep(deadline::REFILL_RETRY).await;
                     }
                 }
                 _ => {
-                    let _ = tokio::time::timeout(Duration::from_millis(500), self.wake.notified()).await;
+                    let _ = tokio::time::timeout(IDLE_CHECK, self.wake.notified()).await;
                 }
             }
         }
     }
 
-    async fn start(&self, flavour: Flavour) -> Option<Jail> {
-        let mut jail = match self
-            .sandbox
-            .spawn(flavour, self.lifetime, true, self.sandbox.limits.memory_bytes)
-        {
-            Ok(jail) => jail,
-            Err(e) => {
-                crate::logging::error("pool: cannot start a jail", crate::fields! {"reason" => e.message});
-                return None;
-            }
-        };
-        match jail.wait_ready(START_TIMEOUT).await {
-            Ok(()) => Some(jail),
+    async fn start(&self, flavour: Flavour) -> Option<L::Jail> {
+        let spec = JailSpec::warm(flavour, self.memory_bytes, self.max_idle, self.timeout);
+        match self.launcher.start(spec).await {
+            Ok(jail) => Some(jail),
             Err(e) => {
                 crate::logging::error(
                     "pool: a jail failed to start",
-                    crate::fields! {"reason" => e.message, "nsjail_log" => e.nsjail_log},
+                    crate::fields! {"reason" => e.message, "nsjail_log" => e.log},
                 );
                 None
             }
@@ -188,10 +173,12 @@ impl Pool {
 
     fn retire_stale(&self) {
         for shelf in &self.shelves {
-            let retired: Vec<Jail> = match shelf.lock() {
+            let retired: Vec<L::Jail> = match shelf.lock() {
                 Ok(mut shelf) => {
-                    let (keep, retire): (VecDeque<Jail>, VecDeque<Jail>) =
-                        shelf.ready.drain(..).partition(|j| j.started.elapsed() < self.max_idle);
+                    let (keep, retire): (VecDeque<L::Jail>, VecDeque<L::Jail>) = shelf
+                        .ready
+                        .drain(..)
+                        .partition(|j| j.started().elapsed() < self.max_idle);
                     shelf.ready = keep;
                     retire.into_iter().collect()
                 }
@@ -206,7 +193,7 @@ impl Pool {
         self.stopped.store(true, Ordering::Release);
         self.wake.notify_one();
         for shelf in &self.shelves {
-            let drained: Vec<Jail> = shelf
+            let drained: Vec<L::Jail> = shelf
                 .lock()
                 .map(|mut s| s.ready.drain(..).collect())
                 .unwrap_or_default();

@@ -3,6 +3,7 @@
 //! jail that has them imported already.
 
 use crate::error::{ApiError, ErrorKind};
+use crate::jail::DATA_LIBRARIES;
 use rustpython_parser::ast::{self, Stmt};
 use rustpython_parser::source_code::RandomLocator;
 use rustpython_parser::Parse;
@@ -13,9 +14,6 @@ pub struct ScriptInfo {
     /// The script imports numpy or pandas somewhere (module level or inside functions).
     pub imports_data_libraries: bool,
 }
-
-/// Modules a "data" jail has imported before the script arrives.
-pub const DATA_LIBRARIES: &[&str] = &["numpy", "pandas"];
 
 /// Deeply nested code makes deeply recursive syntax trees: parse on a thread whose stack
 /// cannot run out before the script-size cap does (only the pages touched are ever used).

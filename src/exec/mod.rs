@@ -1,20 +1,18 @@
-//! One execution, start to end: wait for a slot, get a jail, run, and turn what happened into
-//! the API's success or error.
+//! One execution, start to end: admit (wait for a slot), get a jail (warm from the pool, or a
+//! new one from the launcher), run, and turn how it ended into the API's answer (`answer`).
 
-use crate::admission::Admission;
+pub mod admission;
+pub mod answer;
+
+use crate::config::Limits;
 use crate::error::{ApiError, ErrorKind};
+use crate::jail::{Captured, Flavour, Jail, JailSpec, Launcher, RunRequest};
 use crate::pool::Pool;
-use crate::runner::{Report, RunRequest};
-use crate::sandbox::{Captured, Ending, Execution, Flavour, Jail, Sandbox};
 use crate::validation::ScriptInfo;
+use admission::Admission;
 use serde_json::value::RawValue;
-use serde_json::{Map, Value};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// How long a cold jail may take to load its interpreter (and numpy/pandas) before it counts
-/// as a sandbox failure.
-const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One validated script with the limits that apply to it.
 #[derive(Debug)]
@@ -38,49 +36,35 @@ pub struct Timings {
     pub sandbox: Duration,
 }
 
-pub struct Executor {
-    pub sandbox: Arc<Sandbox>,
+pub struct Executor<L: Launcher> {
+    pub launcher: Arc<L>,
     pub admission: Arc<Admission>,
-    /// Warm single-use jails; `None` when POOL_SIZE=0 (every execution starts cold).
-    pub pool: Option<Arc<Pool>>,
+    /// Warm single-use jails; `None` when POOL_SIZE=0 (every execution starts its own).
+    pub pool: Option<Arc<Pool<L>>>,
+    /// The service's limits (a request may lower the time and memory limits).
+    pub limits: Limits,
 }
 
-impl Executor {
-    pub fn new(sandbox: Arc<Sandbox>, admission: Arc<Admission>, pool: Option<Arc<Pool>>) -> Executor {
-        Executor {
-            sandbox,
-            admission,
-            pool,
-        }
-    }
-
-    /// A jail of this flavour, ready for its script: from the pool if one is waiting, else cold.
-    /// A request that lowers the memory limit gets a cold jail created with that limit, so the
-    /// limit holds the same way on every host (a pooled jail's is the service's).
-    async fn jail(&self, flavour: Flavour, timeout: Duration, memory_bytes: u64) -> Result<Jail, ApiError> {
-        if memory_bytes >= self.sandbox.limits.memory_bytes {
+impl<L: Launcher> Executor<L> {
+    /// A jail of this flavour, ready for its script: from the pool if one is waiting, else new.
+    /// A request that lowers the memory limit gets a new jail created with that limit, so the
+    /// limit holds the same way on every host (a warm jail's is the service's).
+    async fn jail(&self, flavour: Flavour, timeout: Duration, memory_bytes: u64) -> Result<L::Jail, ApiError> {
+        if memory_bytes >= self.limits.memory_bytes {
             if let Some(jail) = self.pool.as_ref().and_then(|pool| pool.take(flavour)) {
                 return Ok(jail);
             }
         }
-        let mut jail = self
-            .sandbox
-            .spawn(flavour, START_TIMEOUT + timeout, false, memory_bytes)
+        self.launcher
+            .start(JailSpec::cold(flavour, memory_bytes, timeout))
+            .await
             .map_err(|e| {
-                crate::logging::error("cannot start a jail", crate::fields! {"reason" => e.message});
+                crate::logging::error(
+                    "a jail failed to start",
+                    crate::fields! {"reason" => e.message, "nsjail_log" => e.log},
+                );
                 ApiError::new(ErrorKind::Unavailable, "the sandbox cannot start; retry later")
-            })?;
-        if let Err(e) = jail.wait_ready(START_TIMEOUT).await {
-            crate::logging::error(
-                "a jail failed to start",
-                crate::fields! {"reason" => e.message, "nsjail_log" => e.nsjail_log},
-            );
-            return Err(ApiError::new(
-                ErrorKind::Unavailable,
-                "the sandbox cannot start; retry later",
-            ));
-        }
-        Ok(jail)
+            })
     }
 
     pub async fn run(&self, job: Job, timings: &mut Timings) -> Result<Success, ApiError> {
@@ -89,7 +73,7 @@ impl Executor {
         timings.queue = queued.elapsed();
 
         let started = Instant::now();
-        let lowered_memory = job.memory_bytes < self.sandbox.limits.memory_bytes;
+        let lowered_memory = job.memory_bytes < self.limits.memory_bytes;
         // A lowered memory limit may be too small to import numpy and pandas ahead of the
         // script: its jail imports nothing, and the script meets the limit itself (an honest
         // memory_limit rather than a jail that cannot start).
@@ -99,161 +83,12 @@ impl Executor {
             Flavour::Plain
         };
         let jail = self.jail(flavour, job.timeout, job.memory_bytes).await?;
-        let limits = &self.sandbox.limits;
         let request = RunRequest {
             script: &job.script,
-            result_limit_bytes: limits.max_result_bytes,
+            result_limit_bytes: self.limits.max_result_bytes,
         };
-        let execution = jail.execute(request, job.timeout).await;
+        let execution = jail.run(request, job.timeout).await;
         timings.sandbox = started.elapsed();
-        interpret(execution, &job, limits.max_result_bytes)
+        answer::interpret(execution, &job, self.limits.max_result_bytes)
     }
-}
-
-/// Maps how an execution ended to the API's answer.
-pub fn interpret(execution: Execution, job: &Job, result_limit: usize) -> Result<Success, ApiError> {
-    let Execution {
-        ending, stdout, stderr, ..
-    } = execution;
-    let limit_mb = job.memory_bytes / (1024 * 1024);
-    let error = match ending {
-        Ending::Reported(Report::Value(result)) => return Ok(Success { result, stdout }),
-        Ending::Reported(Report::Error { kind, fields }) => runner_error(&kind, fields, limit_mb, result_limit),
-        Ending::Reported(Report::Exited { exit_code, signal }) => exited(exit_code, signal, job),
-        Ending::TimedOut => timeout(job.timeout),
-        Ending::OutOfMemory => memory_limit(limit_mb),
-        Ending::Corrupted(why) => ApiError::new(
-            ErrorKind::ResultNotJson,
-            format!("the script corrupted the result channel ({why})"),
-        ),
-        Ending::Vanished { exit_code, signal } => {
-            crate::logging::warning(
-                "a jail ended without a report",
-                crate::fields! {"exit_code" => exit_code, "signal" => signal},
-            );
-            exited(exit_code.map(i64::from), signal.map(i64::from), job)
-        }
-    };
-    Err(with_output(error, &stdout, &stderr))
-}
-
-fn with_output(mut error: ApiError, stdout: &Captured, stderr: &Captured) -> ApiError {
-    error.fields.insert("stdout".into(), stdout.text().into());
-    error.fields.insert("stderr".into(), stderr.text().into());
-    if stdout.truncated {
-        error.fields.insert("stdout_truncated".into(), true.into());
-    }
-    if stderr.truncated {
-        error.fields.insert("stderr_truncated".into(), true.into());
-    }
-    error
-}
-
-fn timeout(limit: Duration) -> ApiError {
-    let seconds = limit.as_secs_f64();
-    ApiError::new(
-        ErrorKind::Timeout,
-        format!("the script ran longer than the {seconds} s time limit"),
-    )
-    .with("limit_seconds", seconds)
-}
-
-fn memory_limit(limit_mb: u64) -> ApiError {
-    ApiError::new(
-        ErrorKind::MemoryLimit,
-        format!("the script exceeded the {limit_mb} MiB memory limit"),
-    )
-    .with("limit_mb", limit_mb)
-}
-
-fn exited(exit_code: Option<i64>, signal: Option<i64>, job: &Job) -> ApiError {
-    match (exit_code, signal) {
-        // RLIMIT_CPU: the CPU-time backstop of the time limit.
-        (_, Some(sig)) if sig == i64::from(libc::SIGXCPU) => timeout(job.timeout),
-        (_, Some(sig)) => ApiError::new(
-            ErrorKind::Exited,
-            format!(
-                "the script's process was killed by signal {sig} ({}) before main() returned",
-                signal_name(sig)
-            ),
-        )
-        .with("signal", sig),
-        (Some(code), None) => ApiError::new(
-            ErrorKind::Exited,
-            format!("the script exited with code {code} before main() returned"),
-        )
-        .with("exit_code", code),
-        (None, None) => ApiError::new(ErrorKind::Exited, "the script's process ended before main() returned"),
-    }
-}
-
-fn signal_name(sig: i64) -> &'static str {
-    match sig as i32 {
-        libc::SIGHUP => "SIGHUP",
-        libc::SIGINT => "SIGINT",
-        libc::SIGQUIT => "SIGQUIT",
-        libc::SIGILL => "SIGILL",
-        libc::SIGABRT => "SIGABRT",
-        libc::SIGBUS => "SIGBUS",
-        libc::SIGFPE => "SIGFPE",
-        libc::SIGKILL => "SIGKILL",
-        libc::SIGSEGV => "SIGSEGV",
-        libc::SIGPIPE => "SIGPIPE",
-        libc::SIGALRM => "SIGALRM",
-        libc::SIGTERM => "SIGTERM",
-        libc::SIGUSR1 => "SIGUSR1",
-        libc::SIGUSR2 => "SIGUSR2",
-        libc::SIGSYS => "SIGSYS",
-        _ => "signal",
-    }
-}
-
-/// An error the runner classified. Only the fields each kind documents are passed on, with
-/// the types the contract gives them.
-fn runner_error(kind: &str, fields: Map<String, Value>, limit_mb: u64, result_limit: usize) -> ApiError {
-    let message = fields
-        .get("message")
-        .and_then(Value::as_str)
-        .unwrap_or("the script failed")
-        .to_string();
-    let Some(kind) = ErrorKind::from_runner(kind) else {
-        return ApiError::new(
-            ErrorKind::ResultNotJson,
-            "the script corrupted the result channel (unknown error kind)",
-        );
-    };
-    let mut error = ApiError::new(kind, message);
-    match kind {
-        ErrorKind::SyntaxError => {
-            let number = |key: &str| fields.get(key).and_then(Value::as_u64).unwrap_or(1).max(1);
-            error = error.with("line", number("line")).with("column", number("column"));
-        }
-        ErrorKind::RuntimeError => {
-            if let Some(Value::Object(exception)) = fields.get("exception") {
-                let text = |key: &str| exception.get(key).and_then(Value::as_str).unwrap_or("").to_string();
-                error = error.with(
-                    "exception",
-                    serde_json::json!({"type": text("type"), "message": text("message")}),
-                );
-            }
-            if let Some(Value::String(traceback)) = fields.get("traceback") {
-                error = error.with("traceback", traceback.clone());
-            }
-        }
-        ErrorKind::MemoryLimit => {
-            error = memory_limit(limit_mb);
-            if let Some(Value::String(traceback)) = fields.get("traceback") {
-                error = error.with("traceback", traceback.clone());
-            }
-        }
-        ErrorKind::ResultTooLarge => {
-            error = ApiError::new(
-                ErrorKind::ResultTooLarge,
-                format!("the result is larger than the {result_limit}-byte limit"),
-            )
-            .with("limit_bytes", result_limit);
-        }
-        _ => {}
-    }
-    error
 }

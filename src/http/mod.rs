@@ -1,33 +1,46 @@
-//! HTTP routing: `POST /execute`, `GET /health`, `GET /openapi.json`; JSON errors for everything else.
-//! Every request gets an `X-Request-Id` and one log line.
+//! HTTP: the server loop (`serve`), routing (`POST /execute`, `GET /health`,
+//! `GET /openapi.json`; JSON errors for everything else). Every request gets an
+//! `X-Request-Id` and one log line.
+
+mod body;
+mod health;
+mod job;
 
 use crate::config::Settings;
 use crate::error::{ApiError, ErrorKind};
-use crate::executor::{Executor, Job, Success, Timings};
+use crate::exec::{Executor, Success, Timings};
 use crate::fields;
+use crate::jail::Launcher;
 use crate::logging;
-use crate::validation;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use serde_json::{Map, Value};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use serde_json::Value;
 use std::convert::Infallible;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
 
-pub struct App {
+/// What the handlers share: the settings in force, the executor, and the service's state.
+pub struct App<L: Launcher> {
     pub settings: Settings,
-    pub executor: Executor,
-    /// The static part of `/health`: the isolation in force, found by the probe.
-    pub health: Map<String, Value>,
+    pub executor: Executor<L>,
+    /// The sandbox's Python version, found by the start-up probe.
+    pub python: String,
     pub draining: AtomicBool,
     request_counter: AtomicU64,
     request_id_salt: u64,
 }
 
-impl App {
-    pub fn new(settings: Settings, executor: Executor, health: Map<String, Value>) -> App {
+impl<L: Launcher> App<L> {
+    pub fn new(settings: Settings, executor: Executor<L>, python: String) -> App<L> {
         use std::hash::{BuildHasher, Hasher};
         let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
         hasher.write_u128(
@@ -39,7 +52,7 @@ impl App {
         App {
             settings,
             executor,
-            health,
+            python,
             draining: AtomicBool::new(false),
             request_counter: AtomicU64::new(0),
             request_id_salt: hasher.finish(),
@@ -65,9 +78,55 @@ type Body = Full<Bytes>;
 
 /// The API description, generated from openapi.yaml by scripts/openapi-json.py (tests/api.rs
 /// checks the two agree), served at `GET /openapi.json`.
-const OPENAPI_JSON: &str = include_str!("../openapi.json");
+const OPENAPI_JSON: &str = include_str!("../../openapi.json");
 
-pub async fn handle(app: std::sync::Arc<App>, request: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+/// Serves connections until `shutdown` resolves, then stops accepting, lets the requests in
+/// flight finish within the grace period, and returns.
+pub async fn serve<L: Launcher>(listener: TcpListener, app: Arc<App<L>>, shutdown: impl Future<Output = &'static str>) {
+    let header_read_timeout = app.settings.header_read_timeout;
+    let grace = app.settings.shutdown_grace;
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let stream = match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        // Out of fds or similar: back off instead of spinning.
+                        logging::warning("accept failed", fields! {"error" => e.to_string()});
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let app = app.clone();
+                let service = service_fn(move |request| handle(app.clone(), request));
+                let connection = http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(header_read_timeout)
+                    .max_buf_size(64 * 1024)
+                    .serve_connection(TokioIo::new(stream), service);
+                let connection = graceful.watch(connection);
+                tokio::spawn(async move {
+                    let _ = connection.await;
+                });
+            }
+            signal = &mut shutdown => {
+                logging::info("shutting down: draining in-flight requests", fields! {"signal" => signal, "grace_seconds" => grace.as_secs_f64()});
+                break;
+            }
+        }
+    }
+    drop(listener);
+    app.draining.store(true, Ordering::Release);
+    tokio::select! {
+        _ = graceful.shutdown() => logging::info("drained", fields! {}),
+        _ = tokio::time::sleep(grace) => logging::warning("grace period over with requests still running", fields! {}),
+    }
+}
+
+async fn handle<L: Launcher>(app: Arc<App<L>>, request: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     let started = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_string();
@@ -163,18 +222,18 @@ fn trace_field(settings: &Settings, headers: &HeaderMap) -> Option<(&'static str
     ))
 }
 
-async fn route(
-    app: &App,
+async fn route<L: Launcher>(
+    app: &App<L>,
     request: Request<Incoming>,
     timings: &mut Option<(Duration, Timings)>,
 ) -> Result<Response<Body>, ApiError> {
     match request.uri().path() {
         "/execute" => match *request.method() {
-            Method::POST => execute(app, request, timings).await,
+            Method::POST => run_script(app, request, timings).await,
             _ => Err(ApiError::method_not_allowed("POST")),
         },
         "/health" => match *request.method() {
-            Method::GET | Method::HEAD => health(app),
+            Method::GET | Method::HEAD => health::health(app),
             _ => Err(ApiError::method_not_allowed("GET, HEAD")),
         },
         "/openapi.json" => match *request.method() {
@@ -188,34 +247,9 @@ async fn route(
     }
 }
 
-fn health(app: &App) -> Result<Response<Body>, ApiError> {
-    if app.draining.load(Ordering::Acquire) {
-        return Err(ApiError::new(ErrorKind::Unavailable, "shutting down"));
-    }
-    let mut body = Map::new();
-    body.insert("status".into(), "ok".into());
-    body.extend(app.health.clone());
-    let admission = &app.executor.admission;
-    body.insert(
-        "slots".into(),
-        serde_json::json!({"capacity": admission.capacity(), "in_use": admission.in_use(), "waiting": admission.waiting()}),
-    );
-    if let Some(pool) = &app.executor.pool {
-        use crate::sandbox::Flavour;
-        let ready: Map<String, Value> = [Flavour::Plain, Flavour::Data]
-            .iter()
-            .map(|f| (f.as_str().to_string(), pool.ready(*f).into()))
-            .collect();
-        body.insert(
-            "pool".into(),
-            serde_json::json!({"size_per_flavour": pool.size(), "ready": ready}),
-        );
-    }
-    Ok(json_response(StatusCode::OK, Value::Object(body).to_string()))
-}
-
-async fn execute(
-    app: &App,
+/// `POST /execute`: runs one script.
+async fn run_script<L: Launcher>(
+    app: &App<L>,
     request: Request<Incoming>,
     timings: &mut Option<(Duration, Timings)>,
 ) -> Result<Response<Body>, ApiError> {
@@ -225,30 +259,18 @@ async fn execute(
         return Err(ApiError::new(ErrorKind::Unavailable, "shutting down"));
     }
     let settings = &app.settings;
-    authorize(settings, request.headers())?;
-    check_content_type(request.headers())?;
-    let body = read_body(settings, request).await?;
+    body::authorize(settings, request.headers())?;
+    body::check_content_type(request.headers())?;
+    let body = body::read_body(settings, request).await?;
 
     let validate_started = Instant::now();
-    let validated = match parse_job(settings, &body) {
-        Ok((script, timeout, memory_bytes)) => match validation::validate_off_thread(script.clone()).await {
-            Ok(info) => Ok((script, timeout, memory_bytes, info)),
-            Err(e) => Err(e),
-        },
-        Err(e) => Err(e),
-    };
+    let job = job::job_from_body(settings, &body).await;
     drop(body);
     let validate_took = validate_started.elapsed();
     *timings = Some((validate_took, Timings::default()));
-    let (script, timeout, memory_bytes, info) = validated?;
+    let job = job?;
 
     let mut execution_timings = Timings::default();
-    let job = Job {
-        script,
-        info,
-        timeout,
-        memory_bytes,
-    };
     let outcome = app.executor.run(job, &mut execution_timings).await;
     *timings = Some((validate_took, execution_timings));
     let Success { result, stdout } = outcome?;
@@ -265,155 +287,6 @@ async fn execute(
     }
     body.push('}');
     Ok(json_response(StatusCode::OK, body))
-}
-
-fn authorize(settings: &Settings, headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(token) = &settings.api_token else {
-        return Ok(());
-    };
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .unwrap_or("");
-    if constant_time_eq(presented.trim().as_bytes(), token.as_bytes()) {
-        Ok(())
-    } else {
-        Err(ApiError::new(ErrorKind::Unauthorized, "missing or wrong bearer token"))
-    }
-}
-
-/// Compares without an early exit, so timing does not reveal how much of a guess was right.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut difference = u8::from(a.len() != b.len());
-    for i in 0..b.len() {
-        let x = a.get(i).copied().unwrap_or(0);
-        difference |= x ^ b[i];
-    }
-    std::hint::black_box(difference) == 0
-}
-
-fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(value) = headers.get(header::CONTENT_TYPE) else {
-        return Ok(());
-    };
-    let essence = value
-        .to_str()
-        .unwrap_or("")
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    if essence == "application/json" {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            ErrorKind::UnsupportedMediaType,
-            "Content-Type must be application/json",
-        ))
-    }
-}
-
-async fn read_body(settings: &Settings, request: Request<Incoming>) -> Result<Bytes, ApiError> {
-    let limit = settings.max_body_bytes;
-    let too_large = || {
-        ApiError::new(
-            ErrorKind::PayloadTooLarge,
-            format!("the request body is over the {limit}-byte limit"),
-        )
-        .with("limit_bytes", limit)
-    };
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(too_large());
-    }
-    let reading = Limited::new(request.into_body(), limit).collect();
-    match tokio::time::timeout(settings.body_read_timeout, reading).await {
-        Err(_) => Err(ApiError::new(
-            ErrorKind::InvalidRequest,
-            "the request body did not arrive in time",
-        )),
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(too_large()),
-        Ok(Err(_)) => Err(ApiError::new(
-            ErrorKind::InvalidRequest,
-            "the request body could not be read",
-        )),
-    }
-}
-
-/// Checks the request's JSON: returns (script, timeout, memory limit in bytes).
-fn parse_job(settings: &Settings, body: &[u8]) -> Result<(String, Duration, u64), ApiError> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::new(ErrorKind::InvalidJson, format!("the body is not valid JSON: {e}")))?;
-    let Value::Object(mut object) = value else {
-        return Err(ApiError::new(
-            ErrorKind::InvalidRequest,
-            "the body must be a JSON object",
-        ));
-    };
-    let script = match object.remove("script") {
-        Some(Value::String(s)) if s.is_empty() => {
-            return Err(ApiError::new(ErrorKind::InvalidRequest, "\"script\" is empty"))
-        }
-        Some(Value::String(s)) => s,
-        Some(_) => return Err(ApiError::new(ErrorKind::InvalidRequest, "\"script\" must be a string")),
-        None => return Err(ApiError::new(ErrorKind::InvalidRequest, "\"script\" is missing")),
-    };
-    if script.len() > settings.max_script_bytes {
-        return Err(ApiError::new(
-            ErrorKind::InvalidRequest,
-            format!(
-                "\"script\" is {} bytes, over the {}-byte limit",
-                script.len(),
-                settings.max_script_bytes
-            ),
-        ));
-    }
-    let limits = &settings.limits;
-    let timeout = match object.get("timeout_seconds") {
-        None | Some(Value::Null) => limits.timeout,
-        Some(value) => {
-            let max = limits.timeout.as_secs_f64();
-            match value.as_f64() {
-                Some(s) if s > 0.0 && s <= max => Duration::from_secs_f64(s),
-                _ => {
-                    return Err(ApiError::new(
-                        ErrorKind::InvalidRequest,
-                        format!("\"timeout_seconds\" must be a number above 0 and at most {max}"),
-                    ))
-                }
-            }
-        }
-    };
-    let memory_bytes = match object.get("memory_mb") {
-        None | Some(Value::Null) => limits.memory_bytes,
-        Some(value) => {
-            let max = limits.memory_bytes / (1024 * 1024);
-            // A whole number, as JSON Schema's "integer" counts them (128.0 too).
-            let whole = value.as_u64().or_else(|| {
-                value
-                    .as_f64()
-                    .filter(|f| f.fract() == 0.0 && *f >= 0.0)
-                    .map(|f| f as u64)
-            });
-            match whole {
-                Some(mb) if (32..=max).contains(&mb) => mb * 1024 * 1024,
-                _ => {
-                    return Err(ApiError::new(
-                        ErrorKind::InvalidRequest,
-                        format!("\"memory_mb\" must be a whole number from 32 to {max}"),
-                    ))
-                }
-            }
-        }
-    };
-    Ok((script, timeout, memory_bytes))
 }
 
 fn json_response(status: StatusCode, body: String) -> Response<Body> {
@@ -452,50 +325,6 @@ pub fn error_response(error: ApiError) -> Response<Body> {
 mod tests {
     use super::*;
 
-    fn settings() -> Settings {
-        Settings::from_iter(Vec::<(String, String)>::new()).unwrap()
-    }
-
-    #[test]
-    fn job_fields_are_checked() {
-        let s = settings();
-        let kind = |body: &str| parse_job(&s, body.as_bytes()).map(|_| ()).map_err(|e| e.kind.as_str());
-        assert_eq!(kind("{\"script\": \"x\"}"), Ok(()));
-        assert_eq!(kind("{\"script\": \"x\", \"extra\": 1}"), Ok(()));
-        assert_eq!(kind("nope"), Err("invalid_json"));
-        assert_eq!(kind("{\"script\": \"x\""), Err("invalid_json"));
-        assert_eq!(kind("[1]"), Err("invalid_request"));
-        assert_eq!(kind("\"def main(): pass\""), Err("invalid_request"));
-        assert_eq!(kind("{}"), Err("invalid_request"));
-        assert_eq!(kind("{\"script\": 3}"), Err("invalid_request"));
-        assert_eq!(kind("{\"script\": \"\"}"), Err("invalid_request"));
-        assert_eq!(kind("{\"script\": null}"), Err("invalid_request"));
-        assert_eq!(
-            kind("{\"script\": \"x\", \"timeout_seconds\": 11}"),
-            Err("invalid_request")
-        );
-        assert_eq!(
-            kind("{\"script\": \"x\", \"timeout_seconds\": 0}"),
-            Err("invalid_request")
-        );
-        assert_eq!(
-            kind("{\"script\": \"x\", \"timeout_seconds\": \"5\"}"),
-            Err("invalid_request")
-        );
-        assert_eq!(kind("{\"script\": \"x\", \"timeout_seconds\": 2.5}"), Ok(()));
-        assert_eq!(kind("{\"script\": \"x\", \"memory_mb\": 1024}"), Err("invalid_request"));
-        assert_eq!(kind("{\"script\": \"x\", \"memory_mb\": 128}"), Ok(()));
-        assert_eq!(kind("{\"script\": \"x\", \"memory_mb\": 1.5}"), Err("invalid_request"));
-        assert_eq!(kind("{\"script\": \"x\", \"memory_mb\": 128.0}"), Ok(()));
-    }
-
-    #[test]
-    fn invalid_utf8_is_invalid_json() {
-        let s = settings();
-        let err = parse_job(&s, b"{\"script\": \"\xff\"}").unwrap_err();
-        assert_eq!(err.kind, ErrorKind::InvalidJson);
-    }
-
     #[test]
     fn internal_errors_are_answered_500_without_their_detail() {
         let error =
@@ -507,35 +336,27 @@ mod tests {
     }
 
     #[test]
-    fn tokens_compare_exactly() {
-        assert!(constant_time_eq(b"secret", b"secret"));
-        assert!(!constant_time_eq(b"secreT", b"secret"));
-        assert!(!constant_time_eq(b"secret1", b"secret"));
-        assert!(!constant_time_eq(b"", b"secret"));
-        assert!(!constant_time_eq(b"secre", b"secret"));
-    }
-
-    #[test]
     fn trace_ids_come_from_either_header() {
-        let mut s = settings();
+        let mut s = Settings::defaults();
         s.google_cloud_project = Some("proj".into());
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            "x-cloud-trace-context",
-            HeaderValue::from_static("105445aa7843bc8bf206b12000100000/1;o=1"),
-        );
-        assert_eq!(
-            trace_field(&s, &headers).unwrap().1,
-            "projects/proj/traces/105445aa7843bc8bf206b12000100000"
-        );
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            "traceparent",
-            HeaderValue::from_static("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
-        );
-        assert_eq!(
-            trace_field(&s, &headers).unwrap().1,
-            "projects/proj/traces/0af7651916cd43dd8448eb211c80319c"
-        );
+        for (name, value, trace) in [
+            (
+                "x-cloud-trace-context",
+                "105445aa7843bc8bf206b12000100000/1;o=1",
+                "105445aa7843bc8bf206b12000100000",
+            ),
+            (
+                "traceparent",
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+                "0af7651916cd43dd8448eb211c80319c",
+            ),
+        ] {
+            let mut headers = HeaderMap::new();
+            headers.insert(name, HeaderValue::from_static(value));
+            assert_eq!(
+                trace_field(&s, &headers).unwrap().1,
+                format!("projects/proj/traces/{trace}")
+            );
+        }
     }
 }

@@ -5,12 +5,33 @@
 //! `SANDBOX_USERNS` and `SANDBOX_CGROUP` force one choice (a forced choice that fails stops
 //! start-up rather than falling back).
 
-use crate::cgroup::Cgroups;
 use crate::config::{CgroupChoice, Settings, UsernsChoice};
-use crate::runner::{Report, RunRequest};
-use crate::sandbox::{Ending, Flavour, Isolation, Jail, Sandbox};
+use crate::jail::cgroup::Cgroups;
+use crate::jail::nsjail::Nsjail;
+use crate::jail::protocol::{Report, RunRequest};
+use crate::jail::{deadline, Ending, Jail, JailSpec, Launcher, JAIL_UID};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// The isolation the probe settled on.
+#[derive(Debug, Clone)]
+pub struct Isolation {
+    pub user_namespace: bool,
+    pub cgroups: Option<Arc<Cgroups>>,
+}
+
+impl Isolation {
+    pub fn describe(&self) -> String {
+        format!(
+            "{} user namespace, {}",
+            if self.user_namespace { "with" } else { "without" },
+            match &self.cgroups {
+                Some(c) => format!("cgroup {} limits", c.version().as_str()),
+                None => "rlimits only (no cgroups)".into(),
+            }
+        )
+    }
+}
 
 const PROBE_SCRIPT: &str =
     "import os, sys\n\ndef main():\n    return [sys.version.split()[0], os.getuid(), os.getgid()]\n";
@@ -24,13 +45,8 @@ pub struct ProbeReport {
     pub skipped: Vec<String>,
 }
 
-/// What the probe found: the sandbox to use, a report, and (if `spare_lifetime` was given) a
-/// ready warm jail started beside the probe's, for the pool: the first request need not wait
-/// for a second jail to start. It is only handed out once the probe has proven its
-/// configuration, and no script reaches it before.
-pub type Probed = (Sandbox, ProbeReport, Option<Jail>);
-
-pub async fn probe(settings: &Settings, spare_lifetime: Option<Duration>) -> Result<Probed, String> {
+/// Finds the launcher to use (the strongest isolation that works here), or says why none does.
+pub async fn probe(settings: &Settings) -> Result<(Nsjail, ProbeReport), String> {
     let started = Instant::now();
     let mut skipped = Vec::new();
     let userns_options: &[bool] = match settings.userns {
@@ -65,25 +81,22 @@ pub async fn probe(settings: &Settings, spare_lifetime: Option<Duration>) -> Res
                 cgroups: cgroups.clone(),
             };
             let label = isolation.describe();
-            let sandbox = Sandbox::new(
+            let launcher = Nsjail::new(
                 &settings.nsjail_path,
                 &settings.nsjail_config,
                 &settings.sandbox_python,
                 isolation,
                 settings.limits,
             )?;
-            match try_sandbox(&sandbox, spare_lifetime).await {
-                Ok((python_version, spare)) => {
+            match run_probe(&launcher, settings.limits.memory_bytes).await {
+                Ok(python_version) => {
                     let took = started.elapsed();
-                    return Ok((
-                        sandbox,
-                        ProbeReport {
-                            python_version,
-                            took,
-                            skipped,
-                        },
-                        spare,
-                    ));
+                    let report = ProbeReport {
+                        python_version,
+                        took,
+                        skipped,
+                    };
+                    return Ok((launcher, report));
                 }
                 Err(why) => skipped.push(format!("{label}: {why}")),
             }
@@ -103,42 +116,26 @@ fn name(choice: CgroupChoice) -> &'static str {
     }
 }
 
-/// Runs the probe script; returns the sandbox Python's version and the spare jail, if asked.
-async fn try_sandbox(sandbox: &Sandbox, spare_lifetime: Option<Duration>) -> Result<(String, Option<Jail>), String> {
-    let memory = sandbox.limits.memory_bytes;
-    // Started first so that it loads while the probe runs; dropped (killed) if the probe fails.
-    let spare = spare_lifetime.and_then(|lifetime| sandbox.spawn(Flavour::Plain, lifetime, true, memory).ok());
-    let version = run_probe(sandbox).await?;
-    let spare = match spare {
-        Some(mut jail) => jail.wait_ready(Duration::from_secs(15)).await.ok().map(|()| jail),
-        None => None,
-    };
-    Ok((version, spare))
-}
-
-async fn run_probe(sandbox: &Sandbox) -> Result<String, String> {
-    let mut jail = sandbox
-        .spawn(
-            Flavour::Plain,
-            Duration::from_secs(20),
-            false,
-            sandbox.limits.memory_bytes,
-        )
-        .map_err(|e| e.message)?;
-    jail.wait_ready(Duration::from_secs(15))
+/// Runs the probe script in a jail; returns the sandbox Python's version.
+async fn run_probe(launcher: &Nsjail, memory_bytes: u64) -> Result<String, String> {
+    let jail = launcher
+        .start(JailSpec::probe(memory_bytes))
         .await
-        .map_err(|e| format!("{}: {}", e.message, e.nsjail_log.trim()))?;
+        .map_err(|e| format!("{}: {}", e.message, e.log.trim()))?;
     let request = RunRequest {
         script: PROBE_SCRIPT,
         result_limit_bytes: 4096,
     };
-    let execution = jail.execute(request, Duration::from_secs(15)).await;
+    let execution = jail.run(request, deadline::PROBE_RUN).await;
     match execution.ending {
         Ending::Reported(Report::Value(raw)) => {
             let value: (String, u32, u32) =
                 serde_json::from_str(raw.get()).map_err(|e| format!("unexpected probe answer: {e}"))?;
-            if value.1 == 0 || value.2 == 0 {
-                return Err("the jail ran the script as root".into());
+            if (value.1, value.2) != (JAIL_UID, JAIL_UID) {
+                return Err(format!(
+                    "the jail ran the script as {}:{}, not {JAIL_UID}",
+                    value.1, value.2
+                ));
             }
             Ok(value.0)
         }

@@ -1,5 +1,5 @@
-//! The service's side of the runner protocol (the runner itself is `runner.py`, compiled into
-//! the binary and passed to the sandbox's Python with `-c`).
+//! The service's side of the runner protocol (the runner itself is `src/runner.py`, compiled
+//! into the binary and passed to the sandbox's Python with `-c`).
 //!
 //! Host to runner, on the jail's stdin: one JSON header line, then the script's bytes.
 //! Runner to host, on fd 3 (the result channel): `ready\n`, then one frame
@@ -7,8 +7,9 @@
 
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
+use tokio::io::{AsyncRead, AsyncReadExt};
 
-pub const RUNNER_SOURCE: &str = include_str!("runner.py");
+pub const RUNNER_SOURCE: &str = include_str!("../runner.py");
 
 /// The first thing a runner says once its interpreter (and flavour modules) are loaded.
 pub const READY: &[u8] = b"ready\n";
@@ -52,6 +53,51 @@ pub enum FrameError {
     Missing,
     /// Something arrived that is not a frame of the protocol.
     Malformed(&'static str),
+    /// More than the limit arrived (`read_frame` stopped reading).
+    TooLarge,
+}
+
+/// Reads one frame: a `tag length` line, then exactly `length` bytes. Stops early on EOF (the
+/// parser then says what is missing) or once more than `limit` bytes have come.
+pub async fn read_frame<R: AsyncRead + Unpin>(result: &mut R, limit: usize) -> Result<Vec<u8>, FrameError> {
+    let mut frame = Vec::new();
+    let mut expected: Option<usize> = None;
+    let mut buffer = vec![0u8; 64 * 1024];
+    loop {
+        if let Some(total) = expected {
+            if frame.len() >= total {
+                frame.truncate(total);
+                return if total > limit {
+                    Err(FrameError::TooLarge)
+                } else {
+                    Ok(frame)
+                };
+            }
+        }
+        if frame.len() > limit {
+            return Err(FrameError::TooLarge);
+        }
+        let n = match result.read(&mut buffer).await {
+            Ok(0) | Err(_) => return Ok(frame),
+            Ok(n) => n,
+        };
+        frame.extend_from_slice(&buffer[..n]);
+        if expected.is_none() {
+            if let Some(newline) = frame.iter().position(|&b| b == b'\n') {
+                let length = std::str::from_utf8(&frame[..newline])
+                    .ok()
+                    .and_then(|head| head.split_once(' '))
+                    .and_then(|(_, n)| n.parse::<usize>().ok());
+                match length {
+                    Some(length) => expected = Some(newline + 1 + length),
+                    // Not a frame header: let the parser say so.
+                    None => return Ok(frame),
+                }
+            } else if frame.len() > 64 {
+                return Ok(frame);
+            }
+        }
+    }
 }
 
 /// Parses what the result channel carried after `ready\n`.

@@ -6,6 +6,9 @@
 //! Both hierarchies are supported: cgroup v2 (Docker's default, Cloud Run gen2) and v1 with the
 //! memory, pids and cpu controllers mounted separately (these development machines).
 
+mod v1;
+mod v2;
+
 use std::ffi::CString;
 use std::fs;
 use std::io;
@@ -34,9 +37,9 @@ pub struct CgroupLimits {
     pub max_processes: u64,
     /// CPU bandwidth in CPUs (1.0 = one full core).
     pub cpus: f64,
-    /// A jail prepared ahead of demand (the pool's): it gets CPU only when requests leave
-    /// some over, until `JailCgroup::to_foreground`.
-    pub background: bool,
+    /// A warm jail, prepared ahead of demand (the pool's): it gets CPU only when requests
+    /// leave some over, until `JailCgroup::to_foreground`.
+    pub warm: bool,
 }
 
 /// CPU weights: the kernel's default for a jail serving a request, the minimum for one
@@ -142,98 +145,14 @@ fn write(path: &Path, value: &str) -> io::Result<()> {
 }
 
 impl Cgroups {
-    /// Sets up cgroup v2 for jails: moves this service into a leaf of its own cgroup (the
-    /// no-internal-processes rule), then enables the controllers for a jails' parent.
+    /// Sets up cgroup v2 for jails (see `v2`).
     pub fn setup_v2() -> Result<Cgroups, String> {
-        let mount = mounts()
-            .map_err(|e| format!("cannot read mountinfo: {e}"))?
-            .into_iter()
-            .find(|m| m.fstype == "cgroup2")
-            .ok_or("no cgroup2 filesystem is mounted")?;
-        let own = own_path(None).map_err(|e| format!("cannot find this process's cgroup v2: {e}"))?;
-        let base = mount.locate(&own)?;
-        Cgroups::setup_v2_at(&base)
+        v2::setup()
     }
 
-    /// The v2 set-up below `base`, this process's cgroup.
-    fn setup_v2_at(base: &Path) -> Result<Cgroups, String> {
-        let available =
-            fs::read_to_string(base.join("cgroup.controllers")).map_err(|e| format!("{}: {e}", base.display()))?;
-        let available: Vec<&str> = available.split_whitespace().collect();
-        for needed in ["memory", "pids"] {
-            if !available.contains(&needed) {
-                return Err(format!("cgroup v2 at {} lacks the {needed} controller", base.display()));
-            }
-        }
-        let has_cpu = available.contains(&"cpu");
-        let wanted: &[&str] = if has_cpu {
-            &["memory", "pids", "cpu"]
-        } else {
-            &["memory", "pids"]
-        };
-        let enable = wanted.iter().map(|c| format!("+{c}")).collect::<Vec<_>>().join(" ");
-        let subtree = fs::read_to_string(base.join("cgroup.subtree_control")).unwrap_or_default();
-        let missing: Vec<&str> = wanted
-            .iter()
-            .copied()
-            .filter(|c| !subtree.split_whitespace().any(|e| e == *c))
-            .collect();
-        if !missing.is_empty() {
-            // Controllers can only be enabled for children of a cgroup with no processes of its
-            // own, except at the root (which has no cgroup.type).
-            if base.join("cgroup.type").exists() {
-                move_into_leaf(base)?;
-            }
-            write(&base.join("cgroup.subtree_control"), &enable)
-                .map_err(|e| format!("cannot enable controllers: {e}"))?;
-        }
-        remove_stale_parents(base);
-        let parent = base.join(parent_name());
-        create_dir(&parent)?;
-        write(&parent.join("cgroup.subtree_control"), &enable)
-            .map_err(|e| format!("cannot enable controllers: {e}"))?;
-        Ok(Cgroups {
-            version: Version::V2,
-            parents: vec![parent],
-            has_cpu,
-            next: AtomicU64::new(0),
-        })
-    }
-
-    /// Sets up cgroup v1: a parent for jails under this process's cgroup in the memory, pids
-    /// and (if mounted) cpu hierarchies.
+    /// Sets up cgroup v1 for jails (see `v1`).
     pub fn setup_v1() -> Result<Cgroups, String> {
-        let mounts = mounts().map_err(|e| format!("cannot read mountinfo: {e}"))?;
-        let find = |controller: &str| {
-            mounts
-                .iter()
-                .find(|m| m.fstype == "cgroup" && m.super_options.split(',').any(|o| o == controller))
-        };
-        let mut parents = Vec::new();
-        let mut has_cpu = false;
-        for controller in ["memory", "pids", "cpu"] {
-            let Some(point) = find(controller) else {
-                if controller == "cpu" {
-                    continue;
-                }
-                return Err(format!("no cgroup v1 {controller} hierarchy is mounted"));
-            };
-            let own = own_path(Some(controller)).unwrap_or_else(|_| "/".into());
-            let base = point.locate(&own)?;
-            remove_stale_parents(&base);
-            let parent = base.join(parent_name());
-            create_dir(&parent)?;
-            if controller == "cpu" {
-                has_cpu = true;
-            }
-            parents.push(parent);
-        }
-        Ok(Cgroups {
-            version: Version::V1,
-            parents,
-            has_cpu,
-            next: AtomicU64::new(0),
-        })
+        v1::setup()
     }
 
     pub fn version(&self) -> Version {
@@ -341,30 +260,6 @@ fn remove_stale_parents(base: &Path) {
     }
 }
 
-/// Moves this process (and an init process such as tini that started it) into `base/service`.
-/// Anything else in `base` means the cgroup is shared, and v2 is not used.
-fn move_into_leaf(base: &Path) -> Result<(), String> {
-    let leaf = base.join("service");
-    create_dir(&leaf)?;
-    let me = std::process::id();
-    let parent = std::os::unix::process::parent_id();
-    let procs = fs::read_to_string(base.join("cgroup.procs")).map_err(|e| e.to_string())?;
-    for pid in procs.split_whitespace().filter_map(|p| p.parse::<u32>().ok()) {
-        if pid == me || (pid == parent && parent == 1) {
-            write(&leaf.join("cgroup.procs"), &pid.to_string())
-                .map_err(|e| format!("cannot move process {pid}: {e}"))?;
-        }
-    }
-    let left = fs::read_to_string(base.join("cgroup.procs")).unwrap_or_default();
-    if !left.trim().is_empty() {
-        return Err(format!(
-            "{} has other processes; cgroup v2 needs one of its own",
-            base.display()
-        ));
-    }
-    Ok(())
-}
-
 fn remove_parent(parent: &Path) {
     if let Ok(jails) = fs::read_dir(parent) {
         for jail in jails.flatten().filter(|j| j.path().is_dir()) {
@@ -412,45 +307,13 @@ fn kill_all_in(dir: &Path) {
 
 impl JailCgroup {
     fn apply(&self, limits: &CgroupLimits, has_cpu: bool) -> io::Result<()> {
-        let quota = ((limits.cpus * PERIOD_US as f64) as u64).max(1000);
         match self.version {
-            Version::V2 => {
-                let dir = &self.dirs[0];
-                write(&dir.join("memory.max"), &limits.memory_bytes.to_string())?;
-                // No swap: the memory limit is the memory limit. Absent without swap support.
-                let _ = write(&dir.join("memory.swap.max"), "0");
-                // An out-of-memory kill takes the whole jail, not one process of it.
-                let _ = write(&dir.join("memory.oom.group"), "1");
-                write(&dir.join("pids.max"), &limits.max_processes.to_string())?;
-                if has_cpu {
-                    write(&dir.join("cpu.max"), &format!("{quota} {PERIOD_US}"))?;
-                    let weight = if limits.background { WEIGHT_V2.1 } else { WEIGHT_V2.0 };
-                    write(&dir.join("cpu.weight"), weight)?;
-                }
-            }
-            Version::V1 => {
-                for dir in &self.dirs {
-                    if dir.join("memory.limit_in_bytes").exists() {
-                        write(&dir.join("memory.limit_in_bytes"), &limits.memory_bytes.to_string())?;
-                        let _ = write(
-                            &dir.join("memory.memsw.limit_in_bytes"),
-                            &limits.memory_bytes.to_string(),
-                        );
-                    } else if dir.join("pids.max").exists() {
-                        write(&dir.join("pids.max"), &limits.max_processes.to_string())?;
-                    } else if dir.join("cpu.cfs_quota_us").exists() {
-                        write(&dir.join("cpu.cfs_period_us"), &PERIOD_US.to_string())?;
-                        write(&dir.join("cpu.cfs_quota_us"), &quota.to_string())?;
-                        let shares = if limits.background { SHARES_V1.1 } else { SHARES_V1.0 };
-                        write(&dir.join("cpu.shares"), shares)?;
-                    }
-                }
-            }
+            Version::V2 => v2::apply(&self.dirs[0], limits, has_cpu),
+            Version::V1 => v1::apply(&self.dirs, limits),
         }
-        Ok(())
     }
 
-    /// Gives a background jail the normal CPU weight: it is about to serve a request.
+    /// Gives a warm jail the normal CPU weight: it is about to serve a request.
     pub fn to_foreground(&self) {
         for dir in &self.dirs {
             let (file, value) = match self.version {
@@ -533,91 +396,6 @@ mod tests {
         );
         assert!(container.locate("/docker/abcd").is_err());
         assert!(container.locate("/other").is_err());
-    }
-
-    /// A stand-in for a cgroup v2 directory: the files the kernel would show, as plain files.
-    fn fake_v2_cgroup(dir: &Path, subtree: &str) {
-        fs::write(
-            dir.join("cgroup.controllers"),
-            "cpuset cpu io memory hugetlb pids rdma misc\n",
-        )
-        .unwrap();
-        fs::write(dir.join("cgroup.subtree_control"), subtree).unwrap();
-        fs::write(dir.join("cgroup.procs"), "").unwrap();
-    }
-
-    /// cgroup v2 cannot run on the development machines (their controllers are on v1): this
-    /// checks, on a stand-in directory, the files the v2 set-up and a jail's cgroup write.
-    #[test]
-    fn v2_setup_and_jail_limits_write_the_kernel_files() {
-        let root = tempfile::tempdir().unwrap();
-        // The root of a hierarchy (no cgroup.type): controllers are enabled without moving.
-        fake_v2_cgroup(root.path(), "");
-        let parent_dir = root.path().join(parent_name());
-        fs::create_dir(&parent_dir).unwrap();
-        fake_v2_cgroup(&parent_dir, "");
-        let cgroups = Cgroups::setup_v2_at(root.path()).unwrap();
-        assert_eq!(cgroups.version(), Version::V2);
-        assert!(cgroups.has_cpu());
-        assert_eq!(
-            fs::read_to_string(root.path().join("cgroup.subtree_control")).unwrap(),
-            "+memory +pids +cpu"
-        );
-        assert_eq!(
-            fs::read_to_string(parent_dir.join("cgroup.subtree_control")).unwrap(),
-            "+memory +pids +cpu"
-        );
-
-        let limits = CgroupLimits {
-            memory_bytes: 256 << 20,
-            max_processes: 32,
-            cpus: 0.5,
-            background: true,
-        };
-        let jail = cgroups.create(&limits).unwrap();
-        let dir = &jail.dirs[0];
-        let read = |name: &str| fs::read_to_string(dir.join(name)).unwrap();
-        assert_eq!(read("memory.max"), (256u64 << 20).to_string());
-        assert_eq!(read("memory.swap.max"), "0");
-        assert_eq!(read("memory.oom.group"), "1");
-        assert_eq!(read("pids.max"), "32");
-        assert_eq!(read("cpu.max"), "50000 100000");
-        assert_eq!(read("cpu.weight"), "1");
-        jail.to_foreground();
-        assert_eq!(read("cpu.weight"), "100");
-        assert_eq!(
-            jail.join_files()[0].to_str().unwrap(),
-            dir.join("cgroup.procs").to_str().unwrap()
-        );
-
-        assert!(!jail.oom_killed());
-        fs::write(dir.join("memory.events"), "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n").unwrap();
-        assert!(jail.oom_killed());
-    }
-
-    #[test]
-    fn v2_setup_refuses_a_cgroup_without_the_memory_controller() {
-        let dir = tempfile::tempdir().unwrap();
-        fs::write(dir.path().join("cgroup.controllers"), "cpu io pids\n").unwrap();
-        let err = Cgroups::setup_v2_at(dir.path()).unwrap_err();
-        assert!(err.contains("memory"), "{err}");
-    }
-
-    #[test]
-    fn v2_setup_keeps_controllers_already_enabled() {
-        // Not the root (it has cgroup.type), but already set up by an earlier start: no move.
-        let base = tempfile::tempdir().unwrap();
-        fake_v2_cgroup(base.path(), "memory pids cpu");
-        fs::write(base.path().join("cgroup.type"), "domain\n").unwrap();
-        let parent_dir = base.path().join(parent_name());
-        fs::create_dir(&parent_dir).unwrap();
-        fake_v2_cgroup(&parent_dir, "");
-        Cgroups::setup_v2_at(base.path()).unwrap();
-        assert!(!base.path().join("service").exists());
-        assert_eq!(
-            fs::read_to_string(base.path().join("cgroup.subtree_control")).unwrap(),
-            "memory pids cpu"
-        );
     }
 
     #[test]

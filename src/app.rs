@@ -1,0 +1,153 @@
+//! The service's life: settings → isolation probe → capacity → pool → serve until the shutdown
+//! signal → drain → stop the pool → remove the cgroups. Returns the process's exit code.
+
+use crate::config::Settings;
+use crate::exec::admission::Admission;
+use crate::exec::Executor;
+use crate::fields;
+use crate::http::{self, App};
+use crate::jail::{cgroup, probe};
+use crate::logging::{self, Severity};
+use crate::pool::Pool;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::net::TcpListener;
+
+/// Memory the service keeps for itself before sizing executions by memory.
+pub const SERVICE_MEMORY_BYTES: u64 = 256 << 20;
+
+/// How many executions run at once and how many warm jails wait per flavour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capacity {
+    pub slots: usize,
+    pub pool_size: usize,
+}
+
+impl Capacity {
+    /// From the settings, or else from this machine's CPUs and memory.
+    pub fn of(settings: &Settings) -> Capacity {
+        let slots = settings.max_concurrent.unwrap_or_else(|| {
+            let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+            default_slots(
+                cpus,
+                available_memory().unwrap_or(u64::MAX),
+                settings.limits.memory_bytes,
+            )
+        });
+        // Warm jails per flavour: by default as many as can run at once (a warm jail is
+        // taken by an execution, so it counts against that execution's memory share).
+        let pool_size = settings.pool_size.unwrap_or(slots);
+        Capacity { slots, pool_size }
+    }
+}
+
+/// Executions at once: one per CPU twice over (scripts often wait), bounded by how many
+/// full-size jails fit in `memory` after the service's own share.
+pub fn default_slots(cpus: usize, memory: u64, memory_per_jail: u64) -> usize {
+    let by_memory = (memory.saturating_sub(SERVICE_MEMORY_BYTES) / memory_per_jail.max(1)) as usize;
+    (2 * cpus).min(by_memory).max(1)
+}
+
+/// The memory limit of the service's own cgroup (a container's, say) if it has one, else the
+/// machine's memory.
+fn available_memory() -> Option<u64> {
+    let cgroup_limit = cgroup::own_memory_limit();
+    let total = std::fs::read_to_string("/proc/meminfo").ok().and_then(|text| {
+        let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+        line.split_whitespace().nth(1)?.parse::<u64>().ok().map(|kb| kb * 1024)
+    });
+    match (cgroup_limit, total) {
+        (Some(limit), Some(total)) => Some(limit.min(total)),
+        (limit, total) => limit.or(total),
+    }
+}
+
+/// Runs the service until `shutdown` resolves (with the signal's name); returns the exit code.
+pub async fn run(settings: Settings, shutdown: impl Future<Output = &'static str>) -> i32 {
+    let started = Instant::now();
+    // Fail closed: without a working sandbox the service does not start at all.
+    let (launcher, probe) = match probe::probe(&settings).await {
+        Ok(found) => found,
+        Err(message) => {
+            logging::log(
+                Severity::Critical,
+                "refusing to start: no working sandbox",
+                fields! {"reason" => message},
+            );
+            eprintln!("python-executor: refusing to start: {message}");
+            return 1;
+        }
+    };
+    let cgroups = launcher.isolation.cgroups.clone();
+    let launcher = Arc::new(launcher);
+    let capacity = Capacity::of(&settings);
+    let admission = Arc::new(Admission::new(
+        capacity.slots,
+        settings.queue_limit,
+        settings.queue_timeout,
+    ));
+    let limits = settings.limits;
+    let pool = (capacity.pool_size > 0).then(|| {
+        Pool::new(
+            launcher.clone(),
+            capacity.pool_size,
+            settings.pool_max_idle,
+            limits.memory_bytes,
+            limits.timeout,
+        )
+    });
+    logging::info(
+        "sandbox ready",
+        fields! {
+            "isolation" => launcher.isolation.describe(),
+            "python" => probe.python_version,
+            "probe_ms" => probe.took.as_millis() as u64,
+            "skipped" => probe.skipped,
+            "slots" => capacity.slots,
+            "pool_size" => capacity.pool_size,
+        },
+    );
+
+    let listener = match TcpListener::bind(("0.0.0.0", settings.port)).await {
+        Ok(listener) => listener,
+        Err(e) => {
+            logging::log(
+                Severity::Critical,
+                "cannot listen",
+                fields! {"port" => settings.port, "error" => e.to_string()},
+            );
+            eprintln!("python-executor: cannot listen on port {}: {e}", settings.port);
+            return 1;
+        }
+    };
+    let port = listener.local_addr().map(|a| a.port()).unwrap_or(settings.port);
+    if let Some(pool) = &pool {
+        // Requests first: the pool refills only while an execution slot is free.
+        let admission = admission.clone();
+        tokio::spawn(pool.clone().refill(move || admission.in_use() >= admission.capacity()));
+    }
+    let executor = Executor {
+        launcher,
+        admission,
+        pool: pool.clone(),
+        limits,
+    };
+    let app = Arc::new(App::new(settings, executor, probe.python_version));
+    logging::info(
+        "listening",
+        fields! {"port" => port, "startup_ms" => started.elapsed().as_millis() as u64},
+    );
+
+    http::serve(listener, app.clone(), shutdown).await;
+    if let Some(pool) = &pool {
+        pool.stop();
+    }
+    drop(app);
+    if let Some(cgroups) = cgroups {
+        // Jails dropped just now may still be removing their cgroups: this removes what is left.
+        let _ = tokio::task::spawn_blocking(move || cgroups.remove()).await;
+    }
+    logging::info("stopped", fields! {});
+    0
+}

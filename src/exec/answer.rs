@@ -1,0 +1,158 @@
+//! How an execution ended → the API's success or error.
+
+use crate::error::{ApiError, ErrorKind};
+use crate::exec::{Job, Success};
+use crate::jail::{Captured, Ending, Execution, Report};
+use serde_json::{Map, Value};
+use std::time::Duration;
+
+/// Maps how an execution ended to the API's answer.
+pub fn interpret(execution: Execution, job: &Job, result_limit: usize) -> Result<Success, ApiError> {
+    let Execution {
+        ending, stdout, stderr, ..
+    } = execution;
+    let limit_mb = job.memory_bytes / (1024 * 1024);
+    let error = match ending {
+        Ending::Reported(Report::Value(result)) => return Ok(Success { result, stdout }),
+        Ending::Reported(Report::Error { kind, fields }) => runner_error(&kind, fields, limit_mb, result_limit),
+        Ending::Reported(Report::Exited { exit_code, signal }) => exited(exit_code, signal, job),
+        Ending::TimedOut => timeout(job.timeout),
+        Ending::OutOfMemory => memory_limit(limit_mb),
+        Ending::ResultTooLarge => result_too_large(result_limit),
+        Ending::Corrupted(why) => ApiError::new(
+            ErrorKind::ResultNotJson,
+            format!("the script corrupted the result channel ({why})"),
+        ),
+        Ending::Vanished { exit_code, signal } => {
+            crate::logging::warning(
+                "a jail ended without a report",
+                crate::fields! {"exit_code" => exit_code, "signal" => signal},
+            );
+            exited(exit_code.map(i64::from), signal.map(i64::from), job)
+        }
+    };
+    Err(with_output(error, &stdout, &stderr))
+}
+
+fn with_output(mut error: ApiError, stdout: &Captured, stderr: &Captured) -> ApiError {
+    error.fields.insert("stdout".into(), stdout.text().into());
+    error.fields.insert("stderr".into(), stderr.text().into());
+    if stdout.truncated {
+        error.fields.insert("stdout_truncated".into(), true.into());
+    }
+    if stderr.truncated {
+        error.fields.insert("stderr_truncated".into(), true.into());
+    }
+    error
+}
+
+fn timeout(limit: Duration) -> ApiError {
+    let seconds = limit.as_secs_f64();
+    ApiError::new(
+        ErrorKind::Timeout,
+        format!("the script ran longer than the {seconds} s time limit"),
+    )
+    .with("limit_seconds", seconds)
+}
+
+fn result_too_large(result_limit: usize) -> ApiError {
+    ApiError::new(
+        ErrorKind::ResultTooLarge,
+        format!("the result is larger than the {result_limit}-byte limit"),
+    )
+    .with("limit_bytes", result_limit)
+}
+
+fn memory_limit(limit_mb: u64) -> ApiError {
+    ApiError::new(
+        ErrorKind::MemoryLimit,
+        format!("the script exceeded the {limit_mb} MiB memory limit"),
+    )
+    .with("limit_mb", limit_mb)
+}
+
+fn exited(exit_code: Option<i64>, signal: Option<i64>, job: &Job) -> ApiError {
+    match (exit_code, signal) {
+        // RLIMIT_CPU: the CPU-time backstop of the time limit.
+        (_, Some(sig)) if sig == i64::from(libc::SIGXCPU) => timeout(job.timeout),
+        (_, Some(sig)) => ApiError::new(
+            ErrorKind::Exited,
+            format!(
+                "the script's process was killed by signal {sig} ({}) before main() returned",
+                signal_name(sig)
+            ),
+        )
+        .with("signal", sig),
+        (Some(code), None) => ApiError::new(
+            ErrorKind::Exited,
+            format!("the script exited with code {code} before main() returned"),
+        )
+        .with("exit_code", code),
+        (None, None) => ApiError::new(ErrorKind::Exited, "the script's process ended before main() returned"),
+    }
+}
+
+fn signal_name(sig: i64) -> &'static str {
+    match sig as i32 {
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGINT => "SIGINT",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGILL => "SIGILL",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGALRM => "SIGALRM",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGUSR1 => "SIGUSR1",
+        libc::SIGUSR2 => "SIGUSR2",
+        libc::SIGSYS => "SIGSYS",
+        _ => "signal",
+    }
+}
+
+/// An error the runner classified. Only the fields each kind documents are passed on, with
+/// the types the contract gives them.
+fn runner_error(kind: &str, fields: Map<String, Value>, limit_mb: u64, result_limit: usize) -> ApiError {
+    let message = fields
+        .get("message")
+        .and_then(Value::as_str)
+        .unwrap_or("the script failed")
+        .to_string();
+    let Some(kind) = ErrorKind::from_runner(kind) else {
+        return ApiError::new(
+            ErrorKind::ResultNotJson,
+            "the script corrupted the result channel (unknown error kind)",
+        );
+    };
+    let mut error = ApiError::new(kind, message);
+    match kind {
+        ErrorKind::SyntaxError => {
+            let number = |key: &str| fields.get(key).and_then(Value::as_u64).unwrap_or(1).max(1);
+            error = error.with("line", number("line")).with("column", number("column"));
+        }
+        ErrorKind::RuntimeError => {
+            if let Some(Value::Object(exception)) = fields.get("exception") {
+                let text = |key: &str| exception.get(key).and_then(Value::as_str).unwrap_or("").to_string();
+                error = error.with(
+                    "exception",
+                    serde_json::json!({"type": text("type"), "message": text("message")}),
+                );
+            }
+            if let Some(Value::String(traceback)) = fields.get("traceback") {
+                error = error.with("traceback", traceback.clone());
+            }
+        }
+        ErrorKind::MemoryLimit => {
+            error = memory_limit(limit_mb);
+            if let Some(Value::String(traceback)) = fields.get("traceback") {
+                error = error.with("traceback", traceback.clone());
+            }
+        }
+        ErrorKind::ResultTooLarge => error = result_too_large(result_limit),
+        _ => {}
+    }
+    error
+}

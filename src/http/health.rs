@@ -1,0 +1,51 @@
+//! `GET /health`: the service's state as it is: the isolation the launcher has in force, the
+//! limits of the configuration in force, the slots and the pool right now.
+
+use super::{json_response, App, Body};
+use crate::error::{ApiError, ErrorKind};
+use crate::jail::{Flavour, Launcher};
+use hyper::{Response, StatusCode};
+use serde_json::{json, Map, Value};
+use std::sync::atomic::Ordering;
+
+pub fn health<L: Launcher>(app: &App<L>) -> Result<Response<Body>, ApiError> {
+    if app.draining.load(Ordering::Acquire) {
+        return Err(ApiError::new(ErrorKind::Unavailable, "shutting down"));
+    }
+    let settings = &app.settings;
+    let executor = &app.executor;
+    let limits = &executor.limits;
+    let admission = &executor.admission;
+    let mut body = Map::new();
+    body.insert("status".into(), "ok".into());
+    body.insert(
+        "isolation".into(),
+        serde_json::to_value(executor.launcher.facts()).map_err(|_| ApiError::internal())?,
+    );
+    body.insert("python".into(), app.python.clone().into());
+    body.insert(
+        "limits".into(),
+        json!({
+            "timeout_seconds": limits.timeout.as_secs_f64(),
+            "memory_mb": limits.memory_bytes / (1024 * 1024),
+            "max_processes": limits.max_processes,
+            "max_body_bytes": settings.max_body_bytes,
+            "max_script_bytes": settings.max_script_bytes,
+            "max_output_bytes": limits.max_output_bytes,
+            "max_result_bytes": limits.max_result_bytes,
+            "max_concurrent": admission.capacity(),
+        }),
+    );
+    body.insert(
+        "slots".into(),
+        json!({"capacity": admission.capacity(), "in_use": admission.in_use(), "waiting": admission.waiting()}),
+    );
+    if let Some(pool) = &executor.pool {
+        let ready: Map<String, Value> = Flavour::ALL
+            .iter()
+            .map(|f| (f.as_str().to_string(), pool.ready(*f).into()))
+            .collect();
+        body.insert("pool".into(), json!({"size_per_flavour": pool.size(), "ready": ready}));
+    }
+    Ok(json_response(StatusCode::OK, Value::Object(body).to_string()))
+}

@@ -1,0 +1,135 @@
+//! The body's JSON → an `exec::Job`: the script, checked by `validation`, with the limits the
+//! request asked for (never above the service's).
+
+use crate::config::Settings;
+use crate::error::{ApiError, ErrorKind};
+use crate::exec::Job;
+use crate::validation;
+use serde_json::Value;
+use std::time::Duration;
+
+/// The job a request body describes, or why it describes none.
+pub async fn job_from_body(settings: &Settings, body: &[u8]) -> Result<Job, ApiError> {
+    let (script, timeout, memory_bytes) = parse_job(settings, body)?;
+    let info = validation::validate_off_thread(script.clone()).await?;
+    Ok(Job {
+        script,
+        info,
+        timeout,
+        memory_bytes,
+    })
+}
+
+/// Checks the request's JSON: returns (script, timeout, memory limit in bytes).
+fn parse_job(settings: &Settings, body: &[u8]) -> Result<(String, Duration, u64), ApiError> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::new(ErrorKind::InvalidJson, format!("the body is not valid JSON: {e}")))?;
+    let Value::Object(mut object) = value else {
+        return Err(ApiError::new(
+            ErrorKind::InvalidRequest,
+            "the body must be a JSON object",
+        ));
+    };
+    let script = match object.remove("script") {
+        Some(Value::String(s)) if s.is_empty() => {
+            return Err(ApiError::new(ErrorKind::InvalidRequest, "\"script\" is empty"))
+        }
+        Some(Value::String(s)) => s,
+        Some(_) => return Err(ApiError::new(ErrorKind::InvalidRequest, "\"script\" must be a string")),
+        None => return Err(ApiError::new(ErrorKind::InvalidRequest, "\"script\" is missing")),
+    };
+    if script.len() > settings.max_script_bytes {
+        return Err(ApiError::new(
+            ErrorKind::InvalidRequest,
+            format!(
+                "\"script\" is {} bytes, over the {}-byte limit",
+                script.len(),
+                settings.max_script_bytes
+            ),
+        ));
+    }
+    let limits = &settings.limits;
+    let timeout = match object.get("timeout_seconds") {
+        None | Some(Value::Null) => limits.timeout,
+        Some(value) => {
+            let max = limits.timeout.as_secs_f64();
+            match value.as_f64() {
+                Some(s) if s > 0.0 && s <= max => Duration::from_secs_f64(s),
+                _ => {
+                    return Err(ApiError::new(
+                        ErrorKind::InvalidRequest,
+                        format!("\"timeout_seconds\" must be a number above 0 and at most {max}"),
+                    ))
+                }
+            }
+        }
+    };
+    let memory_bytes = match object.get("memory_mb") {
+        None | Some(Value::Null) => limits.memory_bytes,
+        Some(value) => {
+            let max = limits.memory_bytes / (1024 * 1024);
+            // A whole number, as JSON Schema's "integer" counts them (128.0 too).
+            let whole = value.as_u64().or_else(|| {
+                value
+                    .as_f64()
+                    .filter(|f| f.fract() == 0.0 && *f >= 0.0)
+                    .map(|f| f as u64)
+            });
+            match whole {
+                Some(mb) if (32..=max).contains(&mb) => mb * 1024 * 1024,
+                _ => {
+                    return Err(ApiError::new(
+                        ErrorKind::InvalidRequest,
+                        format!("\"memory_mb\" must be a whole number from 32 to {max}"),
+                    ))
+                }
+            }
+        }
+    };
+    Ok((script, timeout, memory_bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_fields_are_checked() {
+        let s = Settings::defaults();
+        let kind = |body: &str| parse_job(&s, body.as_bytes()).map(|_| ()).map_err(|e| e.kind.as_str());
+        assert_eq!(kind("{\"script\": \"x\"}"), Ok(()));
+        assert_eq!(kind("{\"script\": \"x\", \"extra\": 1}"), Ok(()));
+        assert_eq!(kind("nope"), Err("invalid_json"));
+        assert_eq!(kind("{\"script\": \"x\""), Err("invalid_json"));
+        assert_eq!(kind("[1]"), Err("invalid_request"));
+        assert_eq!(kind("\"def main(): pass\""), Err("invalid_request"));
+        assert_eq!(kind("{}"), Err("invalid_request"));
+        assert_eq!(kind("{\"script\": 3}"), Err("invalid_request"));
+        assert_eq!(kind("{\"script\": \"\"}"), Err("invalid_request"));
+        assert_eq!(kind("{\"script\": null}"), Err("invalid_request"));
+        assert_eq!(
+            kind("{\"script\": \"x\", \"timeout_seconds\": 11}"),
+            Err("invalid_request")
+        );
+        assert_eq!(
+            kind("{\"script\": \"x\", \"timeout_seconds\": 0}"),
+            Err("invalid_request")
+        );
+        assert_eq!(
+            kind("{\"script\": \"x\", \"timeout_seconds\": \"5\"}"),
+            Err("invalid_request")
+        );
+        assert_eq!(kind("{\"script\": \"x\", \"timeout_seconds\": 2.5}"), Ok(()));
+        assert_eq!(kind("{\"script\": \"x\", \"memory_mb\": 1024}"), Err("invalid_request"));
+        assert_eq!(kind("{\"script\": \"x\", \"memory_mb\": 128}"), Ok(()));
+        assert_eq!(kind("{\"script\": \"x\", \"memory_mb\": 1.5}"), Err("invalid_request"));
+        assert_eq!(kind("{\"script\": \"x\", \"memory_mb\": 128.0}"), Ok(()));
+    }
+
+    #[test]
+    fn invalid_utf8_is_invalid_json() {
+        let s = Settings::defaults();
+        let err = parse_job(&s, b"{\"script\": \"\xff\"}").unwrap_err();
+        assert_eq!(err.kind, ErrorKind::InvalidJson);
+    }
+}

@@ -1,0 +1,62 @@
+//! cgroup v1 with the memory, pids and cpu controllers mounted separately (these development
+//! machines): one directory per controller and jail.
+
+use super::*;
+
+/// Sets up cgroup v1: a parent for jails under this process's cgroup in the memory, pids
+/// and (if mounted) cpu hierarchies.
+pub(super) fn setup() -> Result<Cgroups, String> {
+    let mounts = mounts().map_err(|e| format!("cannot read mountinfo: {e}"))?;
+    let find = |controller: &str| {
+        mounts
+            .iter()
+            .find(|m| m.fstype == "cgroup" && m.super_options.split(',').any(|o| o == controller))
+    };
+    let mut parents = Vec::new();
+    let mut has_cpu = false;
+    for controller in ["memory", "pids", "cpu"] {
+        let Some(point) = find(controller) else {
+            if controller == "cpu" {
+                continue;
+            }
+            return Err(format!("no cgroup v1 {controller} hierarchy is mounted"));
+        };
+        let own = own_path(Some(controller)).unwrap_or_else(|_| "/".into());
+        let base = point.locate(&own)?;
+        remove_stale_parents(&base);
+        let parent = base.join(parent_name());
+        create_dir(&parent)?;
+        if controller == "cpu" {
+            has_cpu = true;
+        }
+        parents.push(parent);
+    }
+    Ok(Cgroups {
+        version: Version::V1,
+        parents,
+        has_cpu,
+        next: AtomicU64::new(0),
+    })
+}
+
+/// Writes a jail's limits into its v1 directories (one per controller).
+pub(super) fn apply(dirs: &[PathBuf], limits: &CgroupLimits) -> io::Result<()> {
+    let quota = ((limits.cpus * PERIOD_US as f64) as u64).max(1000);
+    for dir in dirs {
+        if dir.join("memory.limit_in_bytes").exists() {
+            write(&dir.join("memory.limit_in_bytes"), &limits.memory_bytes.to_string())?;
+            let _ = write(
+                &dir.join("memory.memsw.limit_in_bytes"),
+                &limits.memory_bytes.to_string(),
+            );
+        } else if dir.join("pids.max").exists() {
+            write(&dir.join("pids.max"), &limits.max_processes.to_string())?;
+        } else if dir.join("cpu.cfs_quota_us").exists() {
+            write(&dir.join("cpu.cfs_period_us"), &PERIOD_US.to_string())?;
+            write(&dir.join("cpu.cfs_quota_us"), &quota.to_string())?;
+            let shares = if limits.warm { SHARES_V1.1 } else { SHARES_V1.0 };
+            write(&dir.join("cpu.shares"), shares)?;
+        }
+    }
+    Ok(())
+}

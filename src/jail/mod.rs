@@ -1,0 +1,234 @@
+//! Jails: what one is asked to be (`JailSpec`), how it ended (`Execution`), and the seam
+//! every way of starting one goes through (`Launcher`, `Jail`). Today's launcher is nsjail's
+//! (`nsjail`); a second one (forking jails from a pre-imported process, say) slots in beside
+//! it without touching `exec` or `http`, which only know these traits.
+//!
+//! Every deadline of a jail's life is defined here, once (`deadline`), and so is every
+//! isolation fact the service states (`JAIL_UID`, `IsolationFacts`).
+
+pub mod cgroup;
+pub mod nsjail;
+pub mod output;
+pub mod probe;
+pub mod protocol;
+
+pub use output::Captured;
+pub use protocol::{Report, RunRequest};
+
+use serde::Serialize;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+/// Modules a "data" jail has imported before its script arrives.
+pub const DATA_LIBRARIES: &[&str] = &["numpy", "pandas"];
+
+/// The user and group a script runs as (nobody/nogroup), with or without a user namespace.
+pub const JAIL_UID: u32 = 65534;
+
+/// Every deadline of a jail's life, in one place.
+pub mod deadline {
+    use std::time::Duration;
+
+    /// How long a jail may take to load its interpreter (and numpy/pandas) before it counts
+    /// as a sandbox failure.
+    pub const START: Duration = Duration::from_secs(30);
+    /// The start-up probe's jail: to become ready, then to run the probe script.
+    pub const PROBE_START: Duration = Duration::from_secs(15);
+    pub const PROBE_RUN: Duration = Duration::from_secs(15);
+    /// nsjail's own wall-clock limit lies this far behind a jail's lifetime...
+    pub const WALL_BACKSTOP: Duration = Duration::from_secs(5);
+    /// ...and RLIMIT_CPU this far (both only backstops behind the service's own clock).
+    pub const CPU_BACKSTOP: Duration = Duration::from_secs(2);
+    /// Once an execution ended: how long its output pipes may take to drain, and how long
+    /// nsjail may take to report how a runner that vanished ended.
+    pub const DRAIN: Duration = Duration::from_secs(2);
+    /// A pool refill that failed is retried after this pause.
+    pub const REFILL_RETRY: Duration = Duration::from_secs(1);
+
+    /// The lifetime of a jail started for one request: start, then the script's time limit.
+    pub fn cold(timeout: Duration) -> Duration {
+        START + timeout
+    }
+
+    /// The lifetime of a warm jail: start, wait in the pool, then the script's time limit.
+    pub fn warm(max_idle: Duration, timeout: Duration) -> Duration {
+        START + max_idle + timeout
+    }
+
+    /// The probe's jail: start and run, nothing more.
+    pub fn probe() -> Duration {
+        PROBE_START + PROBE_RUN
+    }
+}
+
+/// What a jail imports before its script arrives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Flavour {
+    Plain,
+    /// numpy and pandas already imported.
+    Data,
+}
+
+impl Flavour {
+    pub const ALL: [Flavour; 2] = [Flavour::Plain, Flavour::Data];
+
+    pub fn modules(self) -> &'static [&'static str] {
+        match self {
+            Flavour::Plain => &[],
+            Flavour::Data => DATA_LIBRARIES,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Flavour::Plain => "plain",
+            Flavour::Data => "data",
+        }
+    }
+}
+
+/// What a jail is asked to be.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct JailSpec {
+    pub flavour: Flavour,
+    /// The jail's memory limit: the service's, or lower for one request.
+    pub memory_bytes: u64,
+    /// A warm jail is started ahead of demand (for the pool): it loads everything the runner
+    /// may need, and gets CPU only when requests leave some over until `Jail::to_foreground`.
+    pub warm: bool,
+    /// How long the jail may exist at all, waiting in a pool included.
+    pub lifetime: Duration,
+    /// How long its runner may take to become ready.
+    pub start_within: Duration,
+}
+
+impl JailSpec {
+    /// A jail for one request with this time limit.
+    pub fn cold(flavour: Flavour, memory_bytes: u64, timeout: Duration) -> JailSpec {
+        JailSpec {
+            flavour,
+            memory_bytes,
+            warm: false,
+            lifetime: deadline::cold(timeout),
+            start_within: deadline::START,
+        }
+    }
+
+    /// A jail for the pool, which waits at most `max_idle` for its request.
+    pub fn warm(flavour: Flavour, memory_bytes: u64, max_idle: Duration, timeout: Duration) -> JailSpec {
+        JailSpec {
+            flavour,
+            memory_bytes,
+            warm: true,
+            lifetime: deadline::warm(max_idle, timeout),
+            start_within: deadline::START,
+        }
+    }
+
+    /// The start-up probe's jail.
+    pub fn probe(memory_bytes: u64) -> JailSpec {
+        JailSpec {
+            flavour: Flavour::Plain,
+            memory_bytes,
+            warm: false,
+            lifetime: deadline::probe(),
+            start_within: deadline::PROBE_START,
+        }
+    }
+
+    /// nsjail's wall-clock limit: a backstop behind the service's own clock.
+    pub fn wall_backstop(&self) -> Duration {
+        self.lifetime + deadline::WALL_BACKSTOP
+    }
+
+    /// RLIMIT_CPU: the CPU-time backstop (SIGXCPU reads as a timeout).
+    pub fn cpu_backstop(&self) -> Duration {
+        self.lifetime + deadline::CPU_BACKSTOP
+    }
+}
+
+/// Why a jail could not be started: the service's problem, never the script's.
+#[derive(Debug)]
+pub struct JailError {
+    pub message: String,
+    /// The tail of the launcher's own log (nsjail's), for the service's logs only.
+    pub log: String,
+}
+
+impl JailError {
+    pub fn new(message: impl Into<String>) -> JailError {
+        JailError {
+            message: message.into(),
+            log: String::new(),
+        }
+    }
+}
+
+/// How an execution ended, as seen from the host.
+#[derive(Debug)]
+pub enum Ending {
+    /// The runner reported (a value, an error, or the script's process exiting).
+    Reported(Report),
+    /// The wall-time limit ran out; the jail was killed.
+    TimedOut,
+    /// The kernel killed the jail (or part of it) for exceeding its memory limit.
+    OutOfMemory,
+    /// The result frame grew past the result limit (plus the frame's own overhead).
+    ResultTooLarge,
+    /// The result channel carried something that is not the protocol: the script tampered.
+    Corrupted(&'static str),
+    /// The runner vanished without a report (and not for memory): exit status of the jail.
+    Vanished {
+        exit_code: Option<i32>,
+        signal: Option<i32>,
+    },
+}
+
+/// How one execution went: its ending and the script's output.
+#[derive(Debug)]
+pub struct Execution {
+    pub ending: Ending,
+    pub stdout: Captured,
+    pub stderr: Captured,
+}
+
+/// The isolation a launcher has in force, as `/health` states it.
+#[derive(Debug, Clone, Serialize)]
+pub struct IsolationFacts {
+    pub summary: String,
+    pub namespaces: Vec<&'static str>,
+    pub user_namespace: bool,
+    /// "v1" or "v2", or none (rlimits only).
+    pub cgroup: Option<&'static str>,
+    pub resource_limits: &'static str,
+    pub seccomp: bool,
+    pub uid: u32,
+    pub network: &'static str,
+}
+
+/// Starts jails. Implementations: `nsjail::Nsjail`.
+pub trait Launcher: Send + Sync + 'static {
+    type Jail: Jail;
+
+    /// Starts a jail for `spec` and waits until its runner is ready for a script.
+    fn start(&self, spec: JailSpec) -> impl Future<Output = Result<Self::Jail, JailError>> + Send;
+
+    /// The isolation its jails get.
+    fn facts(&self) -> IsolationFacts;
+}
+
+/// A started jail whose runner waits for its one script.
+pub trait Jail: Send + 'static {
+    /// When the jail was started (a warm jail retires after the pool's idle limit).
+    fn started(&self) -> Instant;
+
+    /// Whether the jail still runs (a warm jail may have been killed while it waited).
+    fn is_alive(&mut self) -> bool;
+
+    /// A warm jail is about to serve a request: from now on it competes for CPU like any.
+    fn to_foreground(&self);
+
+    /// Hands over the script and waits for the end: a report, the time limit, or the jail
+    /// dying. Consumes the jail: it is destroyed afterwards, whatever happened.
+    fn run<'a>(self, request: RunRequest<'a>, timeout: Duration) -> impl Future<Output = Execution> + Send + 'a;
+}
