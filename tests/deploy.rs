@@ -6,6 +6,8 @@
 //! The tools come from sandbox/tools-requirements.txt, installed into .sandbox/tools by
 //! scripts/prepare-tools.sh (`make test` runs it). A missing tool fails the test: it never skips.
 
+use python_executor::app;
+use python_executor::config::Settings;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -368,28 +370,6 @@ fn cloud_run_schema_rejects_a_wrong_kind_and_a_missing_image() {
 
 // ---- everything agrees ----
 
-/// A default of the service's settings, read from `impl Default for Raw` in src/config.rs.
-fn config_default(field: &str) -> String {
-    let source = read("src/config.rs");
-    let body = source
-        .split("impl Default for Raw")
-        .nth(1)
-        .expect("src/config.rs has `impl Default for Raw`");
-    let line = body
-        .lines()
-        .map(str::trim)
-        .find(|l| l.starts_with(&format!("{field}:")))
-        .unwrap_or_else(|| panic!("src/config.rs: no default for {field}"));
-    let value = line[field.len() + 1..].trim().trim_end_matches(',');
-    match value
-        .strip_prefix("PathBuf::from(\"")
-        .and_then(|v| v.strip_suffix("\")"))
-    {
-        Some(path) => path.to_string(),
-        None => value.to_string(),
-    }
-}
-
 /// A Kubernetes memory quantity in MiB ("2Gi", "1536Mi").
 fn mebibytes(quantity: &str) -> u64 {
     if let Some(n) = quantity.strip_suffix("Gi") {
@@ -480,7 +460,8 @@ fn dockerfile_service_yaml_and_the_services_defaults_agree() {
     };
 
     // The port: the service's default, the image's EXPOSE and ENV, Cloud Run's port and probes.
-    let port: u16 = config_default("port").parse().unwrap();
+    let defaults = Settings::defaults();
+    let port = defaults.port;
     assert_eq!(port, 8080);
     assert_eq!(docker.all("EXPOSE"), [port.to_string()], "Dockerfile EXPOSE");
     assert_eq!(docker.env("PORT"), Some(port.to_string()), "Dockerfile ENV PORT");
@@ -507,9 +488,9 @@ fn dockerfile_service_yaml_and_the_services_defaults_agree() {
     assert_eq!(concurrency, max_concurrent, "containerConcurrency == MAX_CONCURRENT");
     let jail_mb: u64 = match env("MEMORY_LIMIT_MB") {
         Some(v) => v.parse().unwrap(),
-        None => config_default("memory_limit_mb").parse().unwrap(),
+        None => defaults.limits.memory_bytes >> 20,
     };
-    assert_eq!(config_default("memory_limit_mb"), "512");
+    assert_eq!(defaults.limits.memory_bytes >> 20, 512);
     let limits = &container["resources"]["limits"];
     let memory_mb = mebibytes(limits["memory"].as_str().expect("a memory limit"));
     assert!(
@@ -521,9 +502,9 @@ fn dockerfile_service_yaml_and_the_services_defaults_agree() {
         .expect("a cpu limit, as a string")
         .parse()
         .unwrap();
-    let default_slots = ((2.0 * cpus) as u64).min((memory_mb - 256) / jail_mb).max(1);
+    let default_slots = app::default_slots(cpus as usize, memory_mb << 20, jail_mb << 20);
     assert_eq!(
-        max_concurrent, default_slots,
+        max_concurrent, default_slots as u64,
         "MAX_CONCURRENT is what the service would derive from the limits"
     );
 
@@ -532,28 +513,32 @@ fn dockerfile_service_yaml_and_the_services_defaults_agree() {
         template["metadata"]["annotations"]["run.googleapis.com/execution-environment"],
         "gen2"
     );
-    let timeout = env("TIMEOUT_SECONDS").unwrap_or_else(|| config_default("timeout_seconds"));
-    assert!(spec["timeoutSeconds"].as_f64().unwrap() > timeout.parse::<f64>().unwrap() + 5.0);
+    let timeout = match env("TIMEOUT_SECONDS") {
+        Some(seconds) => seconds.parse::<f64>().unwrap(),
+        None => defaults.limits.timeout.as_secs_f64(),
+    };
+    assert!(spec["timeoutSeconds"].as_f64().unwrap() > timeout + 5.0);
     assert_eq!(
         container["image"], "IMAGE",
         "the image is the token cloudbuild.yaml replaces"
     );
 
     // The image provides every path the service reads by default, and says so in ENV.
-    let config_path = config_default("nsjail_config");
+    let config_path = defaults.nsjail_config.display().to_string();
     assert_eq!(docker.env("NSJAIL_CONFIG").as_deref(), Some(config_path.as_str()));
     assert!(
         docker.copies_to(&config_path),
         "the Dockerfile copies nsjail.cfg to {config_path}"
     );
-    assert_eq!(docker.env("SANDBOX_PYTHON"), Some(config_default("sandbox_python")));
-    assert_eq!(config_default("sandbox_python"), "/usr/local/bin/python3");
+    let sandbox_python = defaults.sandbox_python.display().to_string();
+    assert_eq!(docker.env("SANDBOX_PYTHON"), Some(sandbox_python.clone()));
+    assert_eq!(sandbox_python, "/usr/local/bin/python3");
     let nsjail = docker.env("NSJAIL_PATH").expect("ENV NSJAIL_PATH");
     assert!(
         docker.copies_to(&nsjail),
         "the Dockerfile copies the nsjail binary to {nsjail}"
     );
-    let default_nsjail = config_default("nsjail_path");
+    let default_nsjail = defaults.nsjail_path.display().to_string();
     assert!(
         docker
             .all("RUN")
@@ -589,28 +574,37 @@ fn dockerfile_service_yaml_and_the_services_defaults_agree() {
 /// include_bytes!), relative to the repository.
 fn included_from_outside_src() -> Vec<String> {
     let mut found = Vec::new();
-    for entry in std::fs::read_dir(repo().join("src")).unwrap().flatten() {
-        let path = entry.path();
-        if path.extension().and_then(|e| e.to_str()) != Some("rs") {
-            continue;
-        }
-        let text = std::fs::read_to_string(&path).unwrap();
-        for macro_name in ["include_str!(\"", "include_bytes!(\""] {
-            for piece in text.split(macro_name).skip(1) {
-                let relative = piece.split('"').next().unwrap();
-                // Resolve against src/ lexically: "../openapi.json" is "openapi.json".
-                let mut parts: Vec<&str> = vec!["src"];
-                for part in relative.split('/') {
-                    match part {
-                        ".." => {
-                            parts.pop();
+    let mut dirs = vec![(repo().join("src"), vec!["src".to_string()])];
+    while let Some((dir, at)) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().to_string();
+            if path.is_dir() {
+                dirs.push((path, [at.clone(), vec![name]].concat()));
+                continue;
+            }
+            if path.extension().and_then(|e| e.to_str()) != Some("rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            for macro_name in ["include_str!(\"", "include_bytes!(\""] {
+                for piece in text.split(macro_name).skip(1) {
+                    let relative = piece.split('"').next().unwrap();
+                    // Resolve against the file's directory lexically: from src/http/,
+                    // "../../openapi.json" is "openapi.json".
+                    let mut parts: Vec<&str> = at.iter().map(String::as_str).collect();
+                    for part in relative.split('/') {
+                        match part {
+                            ".." => {
+                                parts.pop();
+                            }
+                            "." | "" => {}
+                            other => parts.push(other),
                         }
-                        "." | "" => {}
-                        other => parts.push(other),
                     }
-                }
-                if parts.first() != Some(&"src") {
-                    found.push(parts.join("/"));
+                    if parts.first() != Some(&"src") {
+                        found.push(parts.join("/"));
+                    }
                 }
             }
         }
@@ -632,7 +626,12 @@ fn the_builder_copies_every_file_the_sources_include() {
             words[1..words.len() - 1].to_vec()
         })
         .collect();
-    for file in included_from_outside_src() {
+    let included = included_from_outside_src();
+    assert!(
+        included.iter().any(|f| f == "openapi.json"),
+        "the scan must find the API description src/http includes: {included:?}"
+    );
+    for file in included {
         assert!(
             copied.iter().any(|c| c.trim_end_matches('/') == file),
             "src/ includes {file} at compile time, but the Dockerfile's builder does not COPY it: \

@@ -140,7 +140,7 @@ fn service_secrets_are_invisible_to_scripts() {
         !server.raw_logs().contains(&secret) && !server.raw_logs().contains(&token),
         "secrets in the service's logs"
     );
-    client.assert_serving();
+    assert_serving(client);
     snapshot.assert_restored();
 }
 

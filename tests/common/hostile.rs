@@ -6,19 +6,19 @@
 //!   no new files in /tmp that a jail could have made.
 //! - [`during`]: runs an attack while a bystander thread keeps asking the same server for
 //!   ordinary answers, and checks every one of them.
-//! - [`Client`]: requests with an optional bearer token (for servers started with API_TOKEN).
 //!
 //! Tests run two at a time, each with its own server: every check here is scoped to one
 //! server's pid (its process tree and its `python-executor-<pid>` cgroups), so a neighbour's
 //! jails never count as leftovers.
 #![allow(dead_code)]
 
+pub use crate::common::Client;
 use crate::common::{processes, Proc, Response, Server};
 use serde_json::{json, Value};
 use std::collections::{BTreeSet, HashMap};
 use std::ffi::OsString;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -43,50 +43,6 @@ pub fn descendants(all: &[Proc], root: u32) -> Vec<(Proc, usize)> {
         }
     }
     found
-}
-
-/// The server's own cgroup parents (`python-executor-<pid>`), in every hierarchy where they
-/// exist: found from the server's /proc/<pid>/cgroup, so only its own directories are read.
-pub fn service_cgroup_parents(server_pid: u32) -> Vec<PathBuf> {
-    // `python-executor-<pid namespace inode>-<pid>`: the service's own namespace, as it sees it.
-    let ns = std::fs::read_link(format!("/proc/{server_pid}/ns/pid"))
-        .map(|l| {
-            l.to_string_lossy()
-                .chars()
-                .filter(char::is_ascii_digit)
-                .collect::<String>()
-        })
-        .unwrap_or_default();
-    let name = format!("python-executor-{ns}-{server_pid}");
-    let text = std::fs::read_to_string(format!("/proc/{server_pid}/cgroup")).unwrap_or_default();
-    let root = Path::new("/sys/fs/cgroup");
-    let mut found = BTreeSet::new();
-    for line in text.lines() {
-        let mut parts = line.splitn(3, ':');
-        let (Some(_), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next()) else {
-            continue;
-        };
-        let path = path.trim_start_matches('/');
-        let mut bases: Vec<PathBuf> = Vec::new();
-        if controllers.is_empty() {
-            bases.push(root.to_path_buf());
-            bases.push(root.join("unified"));
-        } else {
-            bases.push(root.join(controllers));
-            bases.extend(controllers.split(',').map(|c| root.join(c.trim_start_matches("name="))));
-        }
-        for base in bases {
-            let own = base.join(path);
-            // cgroup v2: the service moves itself into a leaf; its jails' parent is a sibling.
-            for dir in [own.clone(), own.parent().map(Path::to_path_buf).unwrap_or(own)] {
-                let candidate = dir.join(&name);
-                if candidate.is_dir() {
-                    found.insert(candidate);
-                }
-            }
-        }
-    }
-    found.into_iter().collect()
 }
 
 /// The host's mounts as "point type source" (ids and options of existing mounts do not
@@ -138,7 +94,7 @@ pub struct HostSnapshot {
 impl HostSnapshot {
     pub fn take(server: &Server) -> HostSnapshot {
         let server_pid = server.pid();
-        let cgroup_parents = service_cgroup_parents(server_pid);
+        let cgroup_parents = crate::common::service_cgroups(server_pid);
         // With cgroups in force, the checks below must have directories to look at.
         let health = server.get("/health").json();
         if !health["isolation"]["cgroup"].is_null() {
@@ -233,47 +189,6 @@ impl HostSnapshot {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-    }
-}
-
-/// Requests, with a bearer token when the server wants one.
-#[derive(Clone, Copy)]
-pub struct Client<'a> {
-    pub server: &'a Server,
-    pub token: Option<&'a str>,
-}
-
-impl<'a> Client<'a> {
-    pub fn new(server: &'a Server) -> Client<'a> {
-        Client { server, token: None }
-    }
-
-    pub fn with_token(server: &'a Server, token: &'a str) -> Client<'a> {
-        Client {
-            server,
-            token: Some(token),
-        }
-    }
-
-    pub fn post(&self, body: &Value) -> Response {
-        let auth = self.token.map(|t| format!("Bearer {t}"));
-        let mut headers = vec![("Content-Type", "application/json")];
-        if let Some(auth) = &auth {
-            headers.push(("Authorization", auth.as_str()));
-        }
-        self.server
-            .request("POST", "/execute", &headers, body.to_string().as_bytes())
-    }
-
-    pub fn execute(&self, script: &str) -> Response {
-        self.post(&json!({ "script": script }))
-    }
-
-    /// Asserts the server still answers a plain script correctly.
-    pub fn assert_serving(&self) {
-        let r = self.execute("def main():\n    return 6 * 7\n");
-        assert_eq!(r.status, 200, "service no longer serving: {}", r.text());
-        assert_eq!(r.json(), json!({"result": 42, "stdout": ""}));
     }
 }
 

@@ -264,9 +264,49 @@ impl Response {
     }
 }
 
-/// Asserts a server still answers a plain script correctly.
-pub fn assert_serving(server: &Server) {
-    let r = server.execute("def main():\n    return 6 * 7\n");
+/// Requests, with a bearer token when the server wants one.
+#[derive(Clone, Copy)]
+pub struct Client<'a> {
+    pub server: &'a Server,
+    pub token: Option<&'a str>,
+}
+
+impl<'a> Client<'a> {
+    pub fn new(server: &'a Server) -> Client<'a> {
+        Client { server, token: None }
+    }
+
+    pub fn with_token(server: &'a Server, token: &'a str) -> Client<'a> {
+        Client {
+            server,
+            token: Some(token),
+        }
+    }
+
+    pub fn post(&self, body: &Value) -> Response {
+        let auth = self.token.map(|t| format!("Bearer {t}"));
+        let mut headers = vec![("Content-Type", "application/json")];
+        if let Some(auth) = &auth {
+            headers.push(("Authorization", auth.as_str()));
+        }
+        self.server
+            .request("POST", "/execute", &headers, body.to_string().as_bytes())
+    }
+
+    pub fn execute(&self, script: &str) -> Response {
+        self.post(&serde_json::json!({ "script": script }))
+    }
+}
+
+impl<'a> From<&'a Server> for Client<'a> {
+    fn from(server: &'a Server) -> Client<'a> {
+        Client::new(server)
+    }
+}
+
+/// Asserts a server (or a client with its token) still answers a plain script correctly.
+pub fn assert_serving<'a>(client: impl Into<Client<'a>>) {
+    let r = client.into().execute("def main():\n    return 6 * 7\n");
     assert_eq!(r.status, 200, "service no longer serving: {}", r.text());
     assert_eq!(r.json(), serde_json::json!({"result": 42, "stdout": ""}));
 }
