@@ -126,22 +126,9 @@ fn post_with(server: &Server, headers: &[(&str, &str)], body: &Value) -> Respons
 
 /// The service's log line for one request, waiting briefly for the reader thread.
 fn request_log_line(server: &Server, request_id: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let found = server
-            .log_lines()
-            .into_iter()
-            .find(|l| l["message"] == "request" && l["request_id"] == request_id);
-        if let Some(line) = found {
-            return line;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no request log line for {request_id}:\n{}",
-            server.raw_logs()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    server
+        .wait_for_log(|l| l["message"] == "request" && l["request_id"] == request_id)
+        .unwrap_or_else(|| panic!("no request log line for {request_id}:\n{}", server.raw_logs()))
 }
 
 #[test]

@@ -580,7 +580,9 @@ fn unavailable_when_a_sandbox_cannot_start_and_the_message_has_no_internals() {
         "{text}"
     );
     assert!(
-        server.raw_logs().contains("a jail failed to start"),
+        server
+            .wait_for_log(|l| l["message"] == "a jail failed to start")
+            .is_some(),
         "the cause is logged for the operator"
     );
 }

@@ -85,7 +85,7 @@ impl Server {
         });
         let stderr = child.stderr.take().unwrap();
         let err_text = stderr_text.clone();
-        std::thread::spawn(move || {
+        let stderr_reader = std::thread::spawn(move || {
             let mut text = String::new();
             let _ = BufReader::new(stderr).read_to_string(&mut text);
             err_text.lock().unwrap().push_str(&text);
@@ -101,7 +101,8 @@ impl Server {
                 });
             }
             if let Ok(Some(status)) = child.try_wait() {
-                std::thread::sleep(Duration::from_millis(50));
+                // The child is gone, so its stderr is at EOF: read all of it.
+                let _ = stderr_reader.join();
                 return Err(format!("exited with {status}: {}", stderr_text.lock().unwrap()));
             }
             if Instant::now() > deadline {
@@ -122,6 +123,21 @@ impl Server {
             .iter()
             .filter_map(|l| serde_json::from_str(l).ok())
             .collect()
+    }
+
+    /// The first log line that satisfies `wanted`, waiting up to 5 s for the thread that
+    /// reads the service's stdout (a line written before an answer may be read after it).
+    pub fn wait_for_log(&self, wanted: impl Fn(&Value) -> bool) -> Option<Value> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(line) = self.log_lines().into_iter().find(|l| wanted(l)) {
+                return Some(line);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     pub fn raw_logs(&self) -> String {
