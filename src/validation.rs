@@ -5,14 +5,20 @@
 use crate::error::{ApiError, ErrorKind};
 use crate::jail::DATA_LIBRARIES;
 use rustpython_parser::ast::{self, Stmt};
+use rustpython_parser::lexer::LexicalErrorType;
 use rustpython_parser::source_code::RandomLocator;
-use rustpython_parser::Parse;
+use rustpython_parser::{Parse, ParseErrorType};
+
+mod indentation;
 
 /// What the service learned about a valid script.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ScriptInfo {
     /// The script imports numpy or pandas somewhere (module level or inside functions).
     pub imports_data_libraries: bool,
+    /// Whether `main` takes a positional parameter (for `input`): `None` when only running the
+    /// script can tell (a decorated `main`, or one named in letters Python normalises to it).
+    pub main_takes_input: Option<bool>,
 }
 
 /// Deeply nested code makes deeply recursive syntax trees: parse on a thread whose stack
@@ -55,16 +61,12 @@ pub fn validate(script: &str) -> Result<ScriptInfo, ApiError> {
     }
     let suite = match ast::Suite::parse(script, "<script>") {
         Ok(suite) => suite,
-        Err(err) => {
-            let location = RandomLocator::new(script).locate(err.offset);
-            return Err(syntax_error(
-                &err.error.to_string(),
-                location.row.get() as usize,
-                location.column.get() as usize,
-            ));
-        }
+        Err(err) if is_tab_error(&err.error) => indentation::parse_with_tabs(script)?,
+        Err(err) => return Err(parse_error(script, &err)),
     };
-    if !defines_main(&suite) {
+    let mut mains = Vec::new();
+    find_main(&suite, &mut mains);
+    if mains.is_empty() {
         return Err(ApiError::new(
             ErrorKind::MissingMain,
             "the script must define main() at module level (def main or async def main)",
@@ -72,9 +74,27 @@ pub fn validate(script: &str) -> Result<ScriptInfo, ApiError> {
     }
     let mut info = ScriptInfo {
         imports_data_libraries: false,
+        main_takes_input: main_takes_input(&mains),
     };
     note_imports(&suite, &mut info);
     Ok(info)
+}
+
+/// rustpython refuses tabs after spaces in indentation, which CPython accepts when consistent.
+fn is_tab_error(error: &ParseErrorType) -> bool {
+    matches!(
+        error,
+        ParseErrorType::Lexical(LexicalErrorType::TabError | LexicalErrorType::TabsAfterSpaces)
+    )
+}
+
+fn parse_error(script: &str, err: &rustpython_parser::ParseError) -> ApiError {
+    let location = RandomLocator::new(script).locate(err.offset);
+    syntax_error(
+        &err.error.to_string(),
+        location.row.get() as usize,
+        location.column.get() as usize,
+    )
 }
 
 fn syntax_error(message: &str, line: usize, column: usize) -> ApiError {
@@ -132,17 +152,58 @@ fn blocks(stmt: &Stmt) -> (Vec<&[Stmt]>, bool) {
     }
 }
 
+/// A module-scope definition that is, or may be, `main`.
+struct MainDef<'a> {
+    /// Spelled `main` in ASCII; otherwise in other letters that Python's NFKC normalisation
+    /// may turn into `main` (`ｍａｉｎ`, `𝔪𝔞𝔦𝔫`): the runner, inside the sandbox, decides.
+    exact: bool,
+    args: &'a ast::Arguments,
+    decorated: bool,
+}
+
 /// `def main` / `async def main` in module scope: at top level or inside top-level `if`,
 /// `try`, `with`, `for`, `while` or `match` blocks, which Python also runs in module scope.
-fn defines_main(body: &[Stmt]) -> bool {
-    body.iter().any(|stmt| match stmt {
-        Stmt::FunctionDef(def) => def.name.as_str() == "main",
-        Stmt::AsyncFunctionDef(def) => def.name.as_str() == "main",
-        other => match blocks(other) {
-            (nested, true) => nested.into_iter().any(defines_main),
-            (_, false) => false,
-        },
-    })
+fn find_main<'a>(body: &'a [Stmt], found: &mut Vec<MainDef<'a>>) {
+    for stmt in body {
+        let (name, args, decorators) = match stmt {
+            Stmt::FunctionDef(def) => (def.name.as_str(), &*def.args, &def.decorator_list),
+            Stmt::AsyncFunctionDef(def) => (def.name.as_str(), &*def.args, &def.decorator_list),
+            other => {
+                if let (nested, true) = blocks(other) {
+                    nested.into_iter().for_each(|block| find_main(block, found));
+                }
+                continue;
+            }
+        };
+        if name == "main" || (!name.is_ascii() && could_normalise_to_main(name)) {
+            found.push(MainDef {
+                exact: name == "main",
+                args,
+                decorated: !decorators.is_empty(),
+            });
+        }
+    }
+}
+
+/// Python NFKC-normalises identifiers; without Unicode tables here, a non-ASCII name of four
+/// letters none of which is ASCII but `m`, `a`, `i`, `n` in order may be `main`.
+fn could_normalise_to_main(name: &str) -> bool {
+    let chars: Vec<char> = name.chars().collect();
+    chars.len() == 4 && chars.iter().zip("main".chars()).all(|(&c, m)| c == m || !c.is_ascii())
+}
+
+/// `Some(true)` if every definition of `main` takes a positional argument, `Some(false)` if
+/// none does, `None` when only the running script can tell.
+fn main_takes_input(mains: &[MainDef]) -> Option<bool> {
+    let mut answers = mains.iter().map(|def| {
+        if !def.exact || def.decorated {
+            return None;
+        }
+        let args = def.args;
+        Some(!args.posonlyargs.is_empty() || !args.args.is_empty() || args.vararg.is_some())
+    });
+    let first = answers.next()??;
+    answers.all(|a| a == Some(first)).then_some(first)
 }
 
 /// Looks for `import numpy`, `from pandas.x import y` and the like in every block.
@@ -231,6 +292,41 @@ mod tests {
     }
 
     #[test]
+    fn accepts_consistent_tabs_after_spaces() {
+        assert_eq!(kind("def main():\n  \tx = 1\n  \treturn x\n"), "ok");
+        assert_eq!(kind("def main():\n        x = 1\n\treturn x\n"), "syntax_error");
+    }
+
+    #[test]
+    fn main_in_letters_python_normalises() {
+        assert_eq!(kind("def \u{ff4d}\u{ff41}\u{ff49}\u{ff4e}():\n    return 1\n"), "ok");
+        assert_eq!(
+            kind("def \u{1d52a}\u{1d51e}\u{1d526}\u{1d52b}():\n    return 1\n"),
+            "ok"
+        );
+        assert_eq!(kind("def caf\u{e9}():\n    return 1\n"), "missing_main");
+    }
+
+    #[test]
+    fn knows_whether_main_takes_input() {
+        let takes = |s: &str| validate(s).unwrap().main_takes_input;
+        assert_eq!(takes("def main():\n    pass\n"), Some(false));
+        assert_eq!(takes("def main(*, flag=1):\n    pass\n"), Some(false));
+        assert_eq!(takes("def main(data):\n    pass\n"), Some(true));
+        assert_eq!(takes("async def main(data=None, /):\n    pass\n"), Some(true));
+        assert_eq!(takes("def main(*args):\n    pass\n"), Some(true));
+        assert_eq!(
+            takes("import functools\n@functools.cache\ndef main():\n    pass\n"),
+            None
+        );
+        assert_eq!(
+            takes("if 1:\n    def main(): pass\nelse:\n    def main(x): pass\n"),
+            None
+        );
+        assert_eq!(takes("def \u{ff4d}\u{ff41}\u{ff49}\u{ff4e}():\n    pass\n"), None);
+    }
+
+    #[test]
     fn notes_data_library_imports_anywhere() {
         let info = |s: &str| validate(s).unwrap().imports_data_libraries;
         assert!(info("import pandas as pd\ndef main(): pass\n"));
@@ -288,6 +384,85 @@ mod corpus {
         for (path, text) in corpus() {
             if let Err(e) = validate(&text) {
                 panic!("{} rejected: {} {:?}", path.display(), e.message, e.fields);
+            }
+        }
+    }
+
+    /// Scripts at the edges of what rustpython and CPython agree on.
+    const EDGE_CASES: &[&str] = &[
+        "def main():\n  \treturn 1\n",
+        "def main():\n\t  return 1\n",
+        "def main():\n        x = 1\n\treturn x\n",
+        "if True:\n\tdef main():\n\t\treturn [1,\n  \t 2]\n",
+        "def main():\n\tif 1:\n        \treturn 1\n",
+        "def \u{ff4d}\u{ff41}\u{ff49}\u{ff4e}():\n    return 1\n",
+        "def \u{1d52a}\u{1d51e}\u{1d526}\u{1d52b}():\n    return 1\n",
+        "def m\u{ff41}in():\n    return 1\n",
+        "def caf\u{e9}():\n    return 1\n",
+        "def main():\n    return 1\n\x0c\n",
+        "def main():\n    s = '''\n\t  text\n'''\n    return s\n",
+        "class C:\n    def main(self): pass\n",
+        "def main(:\n    pass\n",
+        "def main():\n  return 1\n return 2\n",
+    ];
+
+    /// What CPython 3.11 says of each script: whether it compiles, and whether it defines
+    /// `main` in module scope (by its own NFKC-normalised name).
+    fn cpython_verdicts(scripts: &[String]) -> Vec<(bool, bool)> {
+        let judge = r#"
+import ast, json, sys
+def defs(body):
+    for s in body:
+        if isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            yield s.name
+        elif not isinstance(s, ast.ClassDef):
+            for field in ("body", "orelse", "finalbody"):
+                yield from defs(getattr(s, field, []))
+            for part in getattr(s, "handlers", []) + getattr(s, "cases", []):
+                yield from defs(part.body)
+out = []
+for src in json.load(sys.stdin):
+    try:
+        tree = compile(src, "<script>", "exec", ast.PyCF_ONLY_AST)
+    except (SyntaxError, ValueError):
+        out.append([False, False])
+        continue
+    out.append([True, "main" in set(defs(tree.body))])
+json.dump(out, sys.stdout)
+"#;
+        let mut child = std::process::Command::new("/usr/bin/python3")
+            .args(["-c", judge])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("run /usr/bin/python3");
+        let input = serde_json::to_vec(scripts).expect("json");
+        std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), &input).expect("write");
+        let output = child.wait_with_output().expect("judge");
+        assert!(output.status.success(), "the CPython judge failed");
+        serde_json::from_slice(&output.stdout).expect("judge's verdicts")
+    }
+
+    #[test]
+    fn the_validator_agrees_with_cpython() {
+        let mut scripts: Vec<String> = corpus().into_iter().map(|(_, text)| text).collect();
+        scripts.extend(EDGE_CASES.iter().map(|s| s.to_string()));
+        let verdicts = cpython_verdicts(&scripts);
+        assert_eq!(verdicts.len(), scripts.len());
+        for (script, (compiles, has_main)) in scripts.iter().zip(verdicts) {
+            let ours = validate(script);
+            let syntax_ok = !matches!(&ours, Err(e) if e.kind == ErrorKind::SyntaxError);
+            assert_eq!(syntax_ok, compiles, "CPython and the validator disagree on:\n{script}");
+            if compiles {
+                let found_main = ours.is_ok();
+                // Names it cannot normalise are left to the runner, never refused.
+                assert!(
+                    found_main || !has_main,
+                    "main refused but CPython defines it:\n{script}"
+                );
+                if script.is_ascii() {
+                    assert_eq!(found_main, has_main, "main found differently:\n{script}");
+                }
             }
         }
     }
