@@ -1,0 +1,368 @@
+//! The optional data fields of an `/execute` request (`input`, `files`, `collect`,
+//! `include`), checked before anything runs. Every refusal is `invalid_request` and names the
+//! offending file, pattern or name.
+
+use crate::error::{ApiError, ErrorKind};
+use serde_json::value::RawValue;
+use serde_json::Value;
+
+/// At most this many files in, and collected out.
+pub const MAX_FILES: usize = 100;
+/// At most this many `collect` patterns, each at most this long.
+const MAX_PATTERNS: usize = 32;
+const MAX_PATTERN_BYTES: usize = 256;
+/// Linux's NAME_MAX, and a bound on a whole path well below PATH_MAX.
+const MAX_COMPONENT_BYTES: usize = 255;
+const MAX_PATH_BYTES: usize = 1024;
+
+/// A file to write into the script's working directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputFile {
+    pub path: String,
+    pub content: FileContent,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileContent {
+    /// Written as UTF-8.
+    Text(String),
+    /// Checked base64 text, decoded inside the sandbox.
+    Base64(String),
+}
+
+/// Extra fields asked for in the success body.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Include {
+    pub usage: bool,
+    pub stderr: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct DataFields {
+    /// The JSON text of `input`, as the client sent it (big numbers survive); `None` when
+    /// absent or `null`.
+    pub input: Option<Box<RawValue>>,
+    pub files: Vec<InputFile>,
+    /// `None` when the request had no `collect` (the answer then has no `files`).
+    pub collect: Option<Vec<String>>,
+    pub include: Include,
+}
+
+fn invalid(message: String) -> ApiError {
+    ApiError::new(ErrorKind::InvalidRequest, message)
+}
+
+impl DataFields {
+    /// Reads the fields from the request's top-level members (raw, so `input` keeps its text).
+    pub fn parse(
+        input: Option<&RawValue>,
+        files: Option<&RawValue>,
+        collect: Option<&RawValue>,
+        include: Option<&RawValue>,
+    ) -> Result<DataFields, ApiError> {
+        let value = |raw: Option<&RawValue>| -> Result<Value, ApiError> {
+            match raw {
+                None => Ok(Value::Null),
+                Some(raw) => serde_json::from_str(raw.get())
+                    .map_err(|e| ApiError::new(ErrorKind::InvalidJson, format!("the body is not valid JSON: {e}"))),
+            }
+        };
+        let input = input.filter(|raw| raw.get().trim() != "null").map(RawValue::to_owned);
+        Ok(DataFields {
+            input,
+            files: parse_files(value(files)?)?,
+            collect: parse_collect(value(collect)?)?,
+            include: parse_include(value(include)?)?,
+        })
+    }
+}
+
+fn parse_files(value: Value) -> Result<Vec<InputFile>, ApiError> {
+    let object = match value {
+        Value::Null => return Ok(Vec::new()),
+        Value::Object(object) => object,
+        _ => return Err(invalid("\"files\" must be an object of path → content".into())),
+    };
+    if object.len() > MAX_FILES {
+        return Err(invalid(format!(
+            "\"files\" has {} files, over the limit of {MAX_FILES}",
+            object.len()
+        )));
+    }
+    let mut files = Vec::with_capacity(object.len());
+    for (path, content) in object {
+        check_path(&path).map_err(|why| invalid(format!("\"files\": {}: {why}", quoted(&path))))?;
+        let content = match content {
+            Value::String(text) => FileContent::Text(text),
+            Value::Object(mut fields) if fields.len() == 1 && fields.contains_key("base64") => {
+                match fields.remove("base64") {
+                    Some(Value::String(encoded)) if is_base64(&encoded) => FileContent::Base64(encoded),
+                    _ => {
+                        return Err(invalid(format!(
+                            "\"files\": {}: \"base64\" is not valid base64",
+                            quoted(&path)
+                        )))
+                    }
+                }
+            }
+            _ => {
+                return Err(invalid(format!(
+                    "\"files\": {}: a content is a string or {{\"base64\": \"...\"}}",
+                    quoted(&path)
+                )))
+            }
+        };
+        files.push(InputFile { path, content });
+    }
+    // A path cannot be a file and a directory at once ("a" and "a/b").
+    let mut paths: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
+    paths.sort_unstable();
+    for pair in paths.windows(2) {
+        if pair[1].strip_prefix(pair[0]).is_some_and(|rest| rest.starts_with('/')) {
+            return Err(invalid(format!(
+                "\"files\": {} is a file and also a directory of {}",
+                quoted(pair[0]),
+                quoted(pair[1])
+            )));
+        }
+    }
+    Ok(files)
+}
+
+/// A JSON string of the name, so control characters or quotes in it stay readable.
+fn quoted(name: &str) -> String {
+    Value::String(name.chars().take(100).collect()).to_string()
+}
+
+/// Relative, `/`-separated, no empty, `.` or `..` component, no control characters.
+fn check_path(path: &str) -> Result<(), &'static str> {
+    if path.is_empty() {
+        return Err("the path is empty");
+    }
+    if path.len() > MAX_PATH_BYTES {
+        return Err("the path is longer than 1024 bytes");
+    }
+    if path.starts_with('/') {
+        return Err("the path must be relative");
+    }
+    if path.chars().any(char::is_control) {
+        return Err("the path has a NUL or another control character");
+    }
+    for component in path.split('/') {
+        match component {
+            "" => return Err("the path has an empty component"),
+            "." | ".." => return Err("the path has a '.' or '..' component"),
+            c if c.len() > MAX_COMPONENT_BYTES => return Err("a path component is longer than 255 bytes"),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Standard base64 (RFC 4648 §4): padding optional, ASCII whitespace ignored (as `base64`
+/// wraps its output), nothing else.
+fn is_base64(text: &str) -> bool {
+    let mut digits = 0usize;
+    let mut padding = 0usize;
+    for b in text.bytes() {
+        match b {
+            b' ' | b'\t' | b'\r' | b'\n' => {}
+            b'=' => padding += 1,
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'+' | b'/' if padding == 0 => digits += 1,
+            _ => return false,
+        }
+    }
+    match padding {
+        0 => digits % 4 != 1,
+        1 | 2 => (digits + padding) % 4 == 0,
+        _ => false,
+    }
+}
+
+fn parse_collect(value: Value) -> Result<Option<Vec<String>>, ApiError> {
+    let items = match value {
+        Value::Null => return Ok(None),
+        Value::Array(items) => items,
+        _ => return Err(invalid("\"collect\" must be a list of glob patterns".into())),
+    };
+    if items.len() > MAX_PATTERNS {
+        return Err(invalid(format!(
+            "\"collect\" has {} patterns, over the limit of {MAX_PATTERNS}",
+            items.len()
+        )));
+    }
+    let mut patterns = Vec::with_capacity(items.len());
+    for item in items {
+        let Value::String(pattern) = item else {
+            return Err(invalid("\"collect\": every pattern must be a string".into()));
+        };
+        let why = if pattern.is_empty() {
+            Some("the pattern is empty")
+        } else if pattern.len() > MAX_PATTERN_BYTES {
+            Some("the pattern is longer than 256 bytes")
+        } else if pattern.starts_with('/') {
+            Some("the pattern must be relative to the working directory")
+        } else if pattern.chars().any(char::is_control) {
+            Some("the pattern has a NUL or another control character")
+        } else if pattern.split('/').any(|c| c == "..") {
+            Some("the pattern has a '..' component")
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            return Err(invalid(format!("\"collect\": {}: {why}", quoted(&pattern))));
+        }
+        patterns.push(pattern);
+    }
+    Ok(Some(patterns))
+}
+
+fn parse_include(value: Value) -> Result<Include, ApiError> {
+    let items = match value {
+        Value::Null => return Ok(Include::default()),
+        Value::Array(items) => items,
+        _ => {
+            return Err(invalid(
+                "\"include\" must be a list of names (\"usage\", \"stderr\")".into(),
+            ))
+        }
+    };
+    let mut include = Include::default();
+    for item in items {
+        match item.as_str() {
+            Some("usage") => include.usage = true,
+            Some("stderr") => include.stderr = true,
+            _ => {
+                return Err(invalid(format!(
+                    "\"include\": {item} is not a field the answer can include (\"usage\", \"stderr\")"
+                )))
+            }
+        }
+    }
+    Ok(include)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(text: &str) -> Box<RawValue> {
+        RawValue::from_string(text.to_string()).unwrap()
+    }
+
+    fn files(text: &str) -> Result<Vec<InputFile>, String> {
+        DataFields::parse(None, Some(&raw(text)), None, None)
+            .map(|d| d.files)
+            .map_err(|e| e.message)
+    }
+
+    #[test]
+    fn input_keeps_its_text_and_null_is_none() {
+        let big = raw("{\"n\": 123456789012345678901234567890, \"f\": 0.10000000000000000555}");
+        let data = DataFields::parse(Some(&big), None, None, None).unwrap();
+        assert_eq!(data.input.unwrap().get(), big.get());
+        assert!(DataFields::parse(Some(&raw("null")), None, None, None)
+            .unwrap()
+            .input
+            .is_none());
+        assert!(DataFields::parse(None, None, None, None).unwrap().input.is_none());
+    }
+
+    #[test]
+    fn files_take_text_or_base64() {
+        let got = files(r#"{"data.csv": "a,b\n1,2\n", "img/x.bin": {"base64": "AAEC\n/w=="}}"#).unwrap();
+        assert_eq!(got.len(), 2);
+        assert!(got.contains(&InputFile {
+            path: "data.csv".into(),
+            content: FileContent::Text("a,b\n1,2\n".into())
+        }));
+        assert!(files(r#"{"x": {"base64": "AAE"}}"#).is_ok());
+        assert!(files(r#"{"x": {"base64": ""}}"#).is_ok());
+    }
+
+    #[test]
+    fn bad_paths_are_refused_by_name() {
+        for (path, why) in [
+            ("", "empty"),
+            ("/etc/passwd", "relative"),
+            ("../x", "'..'"),
+            ("a/../../x", "'..'"),
+            ("./x", "'.'"),
+            ("a//b", "empty component"),
+            ("a/", "empty component"),
+            ("a\\u0000b", "NUL"),
+            ("a\\nb", "control"),
+        ] {
+            let body = format!("{{\"{path}\": \"x\"}}");
+            let message = files(&body).unwrap_err();
+            assert!(message.contains(why), "{path}: {message}");
+            assert!(message.starts_with("\"files\": \""), "{message}");
+        }
+        let long = "a".repeat(256);
+        assert!(files(&format!("{{\"{long}\": \"x\"}}")).unwrap_err().contains("255"));
+        let deep = vec!["abcdefghij"; 100].join("/");
+        assert!(files(&format!("{{\"{deep}\": \"x\"}}")).unwrap_err().contains("1024"));
+        assert!(files(r#"{"a": "x", "a/b": "y"}"#)
+            .unwrap_err()
+            .contains("also a directory"));
+        assert!(files(r#"{"ab": "x", "a/b": "y"}"#).is_ok());
+    }
+
+    #[test]
+    fn bad_contents_are_refused_by_name() {
+        for body in [
+            r#"{"x": 3}"#,
+            r#"{"x": null}"#,
+            r#"{"x": {"base64": "@@@@"}}"#,
+            r#"{"x": {"base64": "A"}}"#,
+            r#"{"x": {"base64": "AA=A"}}"#,
+            r#"{"x": {"base64": "AAA==="}}"#,
+            r#"{"x": {"base64": 3}}"#,
+            r#"{"x": {"base64": "AA==", "extra": 1}}"#,
+            r#"{"x": {"text": "hi"}}"#,
+        ] {
+            assert!(files(body).unwrap_err().contains("\"x\""), "{body}");
+        }
+        assert!(files("[1]").is_err());
+        let many: Vec<String> = (0..=MAX_FILES).map(|i| format!("\"f{i}\": \"\"")).collect();
+        assert!(files(&format!("{{{}}}", many.join(","))).unwrap_err().contains("limit"));
+    }
+
+    #[test]
+    fn collect_patterns_are_checked() {
+        let collect = |text: &str| DataFields::parse(None, None, Some(&raw(text)), None).map(|d| d.collect);
+        assert_eq!(collect(r#"["*.png", "out/**/*.csv"]"#).unwrap().unwrap().len(), 2);
+        assert_eq!(collect("[]").unwrap(), Some(vec![]));
+        assert_eq!(collect("null").unwrap(), None);
+        for bad in [
+            r#"["/etc/*"]"#,
+            r#"["../*"]"#,
+            r#"["a/../../b"]"#,
+            r#"[""]"#,
+            r#"["a\u0000"]"#,
+            r#"[3]"#,
+            r#""*.png""#,
+        ] {
+            let err = collect(bad).unwrap_err();
+            assert_eq!(err.kind, ErrorKind::InvalidRequest, "{bad}");
+        }
+    }
+
+    #[test]
+    fn include_names_are_checked() {
+        let include = |text: &str| DataFields::parse(None, None, None, Some(&raw(text))).map(|d| d.include);
+        assert_eq!(
+            include(r#"["usage", "stderr"]"#).unwrap(),
+            Include {
+                usage: true,
+                stderr: true
+            }
+        );
+        assert_eq!(include("[]").unwrap(), Include::default());
+        assert!(include(r#"["usage", "secrets"]"#)
+            .unwrap_err()
+            .message
+            .contains("\"secrets\""));
+        assert!(include(r#""usage""#).is_err());
+    }
+}
