@@ -101,7 +101,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = &'static str
         "sandbox ready",
         fields! {
             "isolation" => launcher.isolation.describe(),
-            "python" => probe.python_version,
+            "python" => probe.python.version.clone(),
             "probe_ms" => probe.took.as_millis() as u64,
             "skipped" => probe.skipped,
             "slots" => capacity.slots,
@@ -133,7 +133,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = &'static str
         pool: pool.clone(),
         limits,
     };
-    let app = Arc::new(App::new(settings, executor, probe.python_version));
+    let app = Arc::new(App::new(settings, executor, probe.python));
     logging::info(
         "listening",
         fields! {"port" => port, "startup_ms" => started.elapsed().as_millis() as u64},

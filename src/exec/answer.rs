@@ -2,20 +2,43 @@
 
 use crate::error::{ApiError, ErrorKind};
 use crate::exec::{Job, Success};
-use crate::jail::{Captured, Ending, Execution, Report};
+use crate::jail::protocol::Usage;
+use crate::jail::{Accounting, Captured, Ending, Execution, Report};
 use serde_json::{Map, Value};
 use std::time::Duration;
 
 /// Maps how an execution ended to the API's answer.
 pub fn interpret(execution: Execution, job: &Job, result_limit: usize) -> Result<Success, ApiError> {
     let Execution {
-        ending, stdout, stderr, ..
+        ending,
+        stdout,
+        stderr,
+        accounting,
     } = execution;
     let limit_mb = job.memory_bytes / (1024 * 1024);
+    let mut reported = None;
     let error = match ending {
-        Ending::Reported(Report::Value(result)) => return Ok(Success { result, stdout }),
-        Ending::Reported(Report::Error { kind, fields }) => runner_error(&kind, fields, limit_mb, result_limit),
-        Ending::Reported(Report::Exited { exit_code, signal }) => exited(exit_code, signal, job),
+        Ending::Reported(Report::Value { value, files, usage }) => {
+            return Ok(Success {
+                result: value,
+                stdout,
+                stderr,
+                files,
+                usage: usage_of(Some(usage), &accounting),
+            })
+        }
+        Ending::Reported(Report::Error { kind, fields, usage }) => {
+            reported = usage;
+            runner_error(&kind, fields, limit_mb, result_limit)
+        }
+        Ending::Reported(Report::Exited {
+            exit_code,
+            signal,
+            usage,
+        }) => {
+            reported = usage;
+            exited(exit_code, signal, job)
+        }
         Ending::TimedOut => timeout(job.timeout),
         Ending::OutOfMemory => memory_limit(limit_mb),
         Ending::ResultTooLarge => result_too_large(result_limit),
@@ -31,7 +54,23 @@ pub fn interpret(execution: Execution, job: &Job, result_limit: usize) -> Result
             exited(exit_code.map(i64::from), signal.map(i64::from), job)
         }
     };
-    Err(with_output(error, &stdout, &stderr))
+    let usage = usage_of(reported, &accounting);
+    Err(with_output(error, &stdout, &stderr).with("usage", serde_json::to_value(usage).unwrap_or_default()))
+}
+
+/// An execution's usage: the cgroup's counters where the jail has them (the sandbox's own
+/// accounting, every process included), else what the runner counted of the processes it
+/// reaped; the runner's wall time when it reported (from the script's start), else the host's.
+fn usage_of(reported: Option<Usage>, host: &Accounting) -> Usage {
+    let ms = |d: Duration| (d.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0;
+    Usage {
+        wall_ms: reported.map_or(ms(host.wall), |u| u.wall_ms),
+        cpu_ms: host.cpu.map(ms).or(reported.map(|u| u.cpu_ms)).unwrap_or(0.0),
+        peak_memory_bytes: host
+            .peak_memory_bytes
+            .or(reported.map(|u| u.peak_memory_bytes))
+            .unwrap_or(0),
+    }
 }
 
 fn with_output(mut error: ApiError, stdout: &Captured, stderr: &Captured) -> ApiError {
@@ -151,7 +190,14 @@ fn runner_error(kind: &str, fields: Map<String, Value>, limit_mb: u64, result_li
                 error = error.with("traceback", traceback.clone());
             }
         }
-        ErrorKind::ResultTooLarge => error = result_too_large(result_limit),
+        ErrorKind::ResultTooLarge => {
+            // Collected files over their count or the cap: the runner's message names which.
+            let message = match (fields.get("cause").and_then(Value::as_str), fields.get("message")) {
+                (Some("collect"), Some(Value::String(message))) => message.clone(),
+                _ => format!("the result is larger than the {result_limit}-byte limit"),
+            };
+            error = ApiError::new(ErrorKind::ResultTooLarge, message).with("limit_bytes", result_limit);
+        }
         _ => {}
     }
     error

@@ -6,11 +6,13 @@ pub mod answer;
 
 use crate::config::Limits;
 use crate::error::{ApiError, ErrorKind};
+use crate::jail::protocol::{CollectedFile, InputFile, Usage};
 use crate::jail::{Captured, Flavour, Jail, JailSpec, Launcher, RunRequest};
 use crate::pool::Pool;
 use crate::validation::ScriptInfo;
 use admission::Admission;
 use serde_json::value::RawValue;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,12 +23,36 @@ pub struct Job {
     pub info: ScriptInfo,
     pub timeout: Duration,
     pub memory_bytes: u64,
+    pub data: JobData,
+}
+
+/// What a request sends in beside its script, and what it asks back beside the result.
+#[derive(Debug, Default)]
+pub struct JobData {
+    /// `main`'s argument, as the client wrote it; `None` without one.
+    pub input: Option<Box<RawValue>>,
+    /// Written into the script's working directory before it runs.
+    pub files: Vec<InputFile>,
+    /// Glob patterns of files to bring back; `None`: the answer has no `files`.
+    pub collect: Option<Vec<String>>,
+    pub include: Include,
+}
+
+/// Extra fields a request asked for in its success body.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Include {
+    pub usage: bool,
+    pub stderr: bool,
 }
 
 #[derive(Debug)]
 pub struct Success {
     pub result: Box<RawValue>,
     pub stdout: Captured,
+    pub stderr: Captured,
+    /// What `collect` brought back; None when the request had no `collect`.
+    pub files: Option<BTreeMap<String, CollectedFile>>,
+    pub usage: Usage,
 }
 
 /// Where the time went, for Server-Timing.
@@ -67,7 +93,7 @@ impl<L: Launcher> Executor<L> {
             })
     }
 
-    pub async fn run(&self, job: Job, timings: &mut Timings) -> Result<Success, ApiError> {
+    pub async fn run(&self, mut job: Job, timings: &mut Timings) -> Result<Success, ApiError> {
         let queued = Instant::now();
         let _slot = self.admission.admit().await?;
         timings.queue = queued.elapsed();
@@ -83,10 +109,14 @@ impl<L: Launcher> Executor<L> {
             Flavour::Plain
         };
         let jail = self.jail(flavour, job.timeout, job.memory_bytes).await?;
+        let data = std::mem::take(&mut job.data);
         let request = RunRequest {
-            script: &job.script,
-            result_limit_bytes: self.limits.max_result_bytes,
+            input: data.input,
+            files: data.files,
+            collect: data.collect,
+            ..RunRequest::new(&job.script, self.limits.max_result_bytes)
         };
+        job.data.include = data.include;
         let execution = jail.run(request, job.timeout).await;
         timings.sandbox = started.elapsed();
         answer::interpret(execution, &job, self.limits.max_result_bytes)

@@ -3,10 +3,12 @@
 //! offending file, pattern or name.
 
 use crate::error::{ApiError, ErrorKind};
+use crate::exec::{Include, JobData};
+use crate::jail::protocol::{FileContent, InputFile};
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-/// At most this many files in, and collected out.
+/// At most this many files in (and, `jail::protocol::DEFAULT_MAX_FILES`, collected out).
 pub const MAX_FILES: usize = 100;
 /// At most this many `collect` patterns, each at most this long.
 const MAX_PATTERNS: usize = 32;
@@ -15,66 +17,34 @@ const MAX_PATTERN_BYTES: usize = 256;
 const MAX_COMPONENT_BYTES: usize = 255;
 const MAX_PATH_BYTES: usize = 1024;
 
-/// A file to write into the script's working directory.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InputFile {
-    pub path: String,
-    pub content: FileContent,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FileContent {
-    /// Written as UTF-8.
-    Text(String),
-    /// Checked base64 text, decoded inside the sandbox.
-    Base64(String),
-}
-
-/// Extra fields asked for in the success body.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Include {
-    pub usage: bool,
-    pub stderr: bool,
-}
-
-#[derive(Debug, Default)]
-pub struct DataFields {
-    /// The JSON text of `input`, as the client sent it (big numbers survive); `None` when
-    /// absent or `null`.
-    pub input: Option<Box<RawValue>>,
-    pub files: Vec<InputFile>,
-    /// `None` when the request had no `collect` (the answer then has no `files`).
-    pub collect: Option<Vec<String>>,
-    pub include: Include,
+/// `input`, `files`, `collect` and `include` from the request's top-level members (raw, so
+/// that `input` keeps its text: big numbers and float digits reach `main` as the client
+/// wrote them).
+pub fn parse(
+    input: Option<&RawValue>,
+    files: Option<&RawValue>,
+    collect: Option<&RawValue>,
+    include: Option<&RawValue>,
+) -> Result<JobData, ApiError> {
+    let value = |raw: Option<&RawValue>| -> Result<Value, ApiError> {
+        match raw {
+            None => Ok(Value::Null),
+            Some(raw) => serde_json::from_str(raw.get())
+                .map_err(|e| ApiError::new(ErrorKind::InvalidJson, format!("the body is not valid JSON: {e}"))),
+        }
+    };
+    // `"input": null` is no input, as a client that always sends the field means it.
+    let input = input.filter(|raw| raw.get().trim() != "null").map(RawValue::to_owned);
+    Ok(JobData {
+        input,
+        files: parse_files(value(files)?)?,
+        collect: parse_collect(value(collect)?)?,
+        include: parse_include(value(include)?)?,
+    })
 }
 
 fn invalid(message: String) -> ApiError {
     ApiError::new(ErrorKind::InvalidRequest, message)
-}
-
-impl DataFields {
-    /// Reads the fields from the request's top-level members (raw, so `input` keeps its text).
-    pub fn parse(
-        input: Option<&RawValue>,
-        files: Option<&RawValue>,
-        collect: Option<&RawValue>,
-        include: Option<&RawValue>,
-    ) -> Result<DataFields, ApiError> {
-        let value = |raw: Option<&RawValue>| -> Result<Value, ApiError> {
-            match raw {
-                None => Ok(Value::Null),
-                Some(raw) => serde_json::from_str(raw.get())
-                    .map_err(|e| ApiError::new(ErrorKind::InvalidJson, format!("the body is not valid JSON: {e}"))),
-            }
-        };
-        let input = input.filter(|raw| raw.get().trim() != "null").map(RawValue::to_owned);
-        Ok(DataFields {
-            input,
-            files: parse_files(value(files)?)?,
-            collect: parse_collect(value(collect)?)?,
-            include: parse_include(value(include)?)?,
-        })
-    }
 }
 
 fn parse_files(value: Value) -> Result<Vec<InputFile>, ApiError> {
@@ -251,7 +221,7 @@ mod tests {
     }
 
     fn files(text: &str) -> Result<Vec<InputFile>, String> {
-        DataFields::parse(None, Some(&raw(text)), None, None)
+        parse(None, Some(&raw(text)), None, None)
             .map(|d| d.files)
             .map_err(|e| e.message)
     }
@@ -259,13 +229,13 @@ mod tests {
     #[test]
     fn input_keeps_its_text_and_null_is_none() {
         let big = raw("{\"n\": 123456789012345678901234567890, \"f\": 0.10000000000000000555}");
-        let data = DataFields::parse(Some(&big), None, None, None).unwrap();
+        let data = parse(Some(&big), None, None, None).unwrap();
         assert_eq!(data.input.unwrap().get(), big.get());
-        assert!(DataFields::parse(Some(&raw("null")), None, None, None)
+        assert!(parse(Some(&raw("null")), None, None, None)
             .unwrap()
             .input
             .is_none());
-        assert!(DataFields::parse(None, None, None, None).unwrap().input.is_none());
+        assert!(parse(None, None, None, None).unwrap().input.is_none());
     }
 
     #[test]
@@ -330,7 +300,7 @@ mod tests {
 
     #[test]
     fn collect_patterns_are_checked() {
-        let collect = |text: &str| DataFields::parse(None, None, Some(&raw(text)), None).map(|d| d.collect);
+        let collect = |text: &str| parse(None, None, Some(&raw(text)), None).map(|d| d.collect);
         assert_eq!(collect(r#"["*.png", "out/**/*.csv"]"#).unwrap().unwrap().len(), 2);
         assert_eq!(collect("[]").unwrap(), Some(vec![]));
         assert_eq!(collect("null").unwrap(), None);
@@ -350,7 +320,7 @@ mod tests {
 
     #[test]
     fn include_names_are_checked() {
-        let include = |text: &str| DataFields::parse(None, None, None, Some(&raw(text))).map(|d| d.include);
+        let include = |text: &str| parse(None, None, None, Some(&raw(text))).map(|d| d.include);
         assert_eq!(
             include(r#"["usage", "stderr"]"#).unwrap(),
             Include {

@@ -22,7 +22,8 @@ pub fn health<L: Launcher>(app: &App<L>) -> Result<Response<Body>, ApiError> {
         "isolation".into(),
         serde_json::to_value(executor.launcher.facts()).map_err(|_| ApiError::internal())?,
     );
-    body.insert("python".into(), app.python.clone().into());
+    body.insert("python".into(), app.python.version.clone().into());
+    body.insert("packages".into(), json!(app.python.packages));
     body.insert(
         "limits".into(),
         json!({

@@ -3,34 +3,52 @@
 
 use crate::config::Settings;
 use crate::error::{ApiError, ErrorKind};
-use crate::exec::Job;
+use crate::exec::{Job, JobData};
+use crate::http::data;
 use crate::validation;
+use serde_json::value::RawValue;
 use serde_json::Value;
+use std::collections::HashMap;
 use std::time::Duration;
 
 /// The job a request body describes, or why it describes none.
 pub async fn job_from_body(settings: &Settings, body: &[u8]) -> Result<Job, ApiError> {
-    let (script, timeout, memory_bytes) = parse_job(settings, body)?;
+    let (script, timeout, memory_bytes, data) = parse_job(settings, body)?;
     let info = validation::validate_off_thread(script.clone()).await?;
+    if data.input.is_some() && info.main_takes_input == Some(false) {
+        return Err(ApiError::new(
+            ErrorKind::InvalidRequest,
+            "the request has \"input\" but main() takes no argument: declare one, as in def main(data)",
+        ));
+    }
     Ok(Job {
         script,
         info,
         timeout,
         memory_bytes,
+        data,
     })
 }
 
-/// Checks the request's JSON: returns (script, timeout, memory limit in bytes).
-fn parse_job(settings: &Settings, body: &[u8]) -> Result<(String, Duration, u64), ApiError> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::new(ErrorKind::InvalidJson, format!("the body is not valid JSON: {e}")))?;
-    let Value::Object(mut object) = value else {
+/// Checks the request's JSON: returns (script, timeout, memory limit in bytes, data fields).
+fn parse_job(settings: &Settings, body: &[u8]) -> Result<(String, Duration, u64, JobData), ApiError> {
+    let invalid_json = |e: serde_json::Error| ApiError::new(ErrorKind::InvalidJson, format!("the body is not valid JSON: {e}"));
+    // Members are kept as raw JSON text: `input` passes to main as the client wrote it.
+    let whole: &RawValue = serde_json::from_slice(body).map_err(invalid_json)?;
+    if !whole.get().trim_start().starts_with('{') {
         return Err(ApiError::new(
             ErrorKind::InvalidRequest,
             "the body must be a JSON object",
         ));
+    }
+    let members: HashMap<String, &RawValue> = serde_json::from_str(whole.get()).map_err(invalid_json)?;
+    let member = |name: &str| -> Result<Option<Value>, ApiError> {
+        members
+            .get(name)
+            .map(|raw| serde_json::from_str::<Value>(raw.get()).map_err(invalid_json))
+            .transpose()
     };
-    let script = match object.remove("script") {
+    let script = match member("script")? {
         Some(Value::String(s)) if s.is_empty() => {
             return Err(ApiError::new(ErrorKind::InvalidRequest, "\"script\" is empty"))
         }
@@ -49,7 +67,7 @@ fn parse_job(settings: &Settings, body: &[u8]) -> Result<(String, Duration, u64)
         ));
     }
     let limits = &settings.limits;
-    let timeout = match object.get("timeout_seconds") {
+    let timeout = match member("timeout_seconds")?.as_ref() {
         None | Some(Value::Null) => limits.timeout,
         Some(value) => {
             let max = limits.timeout.as_secs_f64();
@@ -64,7 +82,7 @@ fn parse_job(settings: &Settings, body: &[u8]) -> Result<(String, Duration, u64)
             }
         }
     };
-    let memory_bytes = match object.get("memory_mb") {
+    let memory_bytes = match member("memory_mb")?.as_ref() {
         None | Some(Value::Null) => limits.memory_bytes,
         Some(value) => {
             let max = limits.memory_bytes / (1024 * 1024);
@@ -86,7 +104,13 @@ fn parse_job(settings: &Settings, body: &[u8]) -> Result<(String, Duration, u64)
             }
         }
     };
-    Ok((script, timeout, memory_bytes))
+    let data = data::parse(
+        members.get("input").copied(),
+        members.get("files").copied(),
+        members.get("collect").copied(),
+        members.get("include").copied(),
+    )?;
+    Ok((script, timeout, memory_bytes, data))
 }
 
 #[cfg(test)]

@@ -3,13 +3,15 @@
 //! `X-Request-Id` and one log line.
 
 mod body;
+mod data;
 mod health;
 mod job;
 
 use crate::config::Settings;
 use crate::error::{ApiError, ErrorKind};
-use crate::exec::{Executor, Success, Timings};
+use crate::exec::{Executor, Include, Success, Timings};
 use crate::fields;
+use crate::jail::probe::SandboxPython;
 use crate::jail::Launcher;
 use crate::logging;
 use http_body_util::Full;
@@ -32,15 +34,15 @@ use tokio::net::TcpListener;
 pub struct App<L: Launcher> {
     pub settings: Settings,
     pub executor: Executor<L>,
-    /// The sandbox's Python version, found by the start-up probe.
-    pub python: String,
+    /// The sandbox's Python (version, importable packages), found by the start-up probe.
+    pub python: SandboxPython,
     pub draining: AtomicBool,
     request_counter: AtomicU64,
     request_id_salt: u64,
 }
 
 impl<L: Launcher> App<L> {
-    pub fn new(settings: Settings, executor: Executor<L>, python: String) -> App<L> {
+    pub fn new(settings: Settings, executor: Executor<L>, python: SandboxPython) -> App<L> {
         use std::hash::{BuildHasher, Hasher};
         let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
         hasher.write_u128(
@@ -270,12 +272,23 @@ async fn run_script<L: Launcher>(
     *timings = Some((validate_took, Timings::default()));
     let job = job?;
 
+    let include = job.data.include;
     let mut execution_timings = Timings::default();
     let outcome = app.executor.run(job, &mut execution_timings).await;
     *timings = Some((validate_took, execution_timings));
-    let Success { result, stdout } = outcome?;
+    Ok(json_response(StatusCode::OK, success_body(outcome?, include)))
+}
 
-    // Built by hand so the result's JSON text passes through byte for byte.
+/// The success body, built by hand so the result's JSON text passes through byte for byte:
+/// `result` and `stdout`, then only what the request asked for.
+fn success_body(success: Success, include: Include) -> String {
+    let Success {
+        result,
+        stdout,
+        stderr,
+        files,
+        usage,
+    } = success;
     let stdout_text = stdout.text();
     let mut body = String::with_capacity(result.get().len() + stdout_text.len() + 64);
     body.push_str("{\"result\":");
@@ -285,8 +298,26 @@ async fn run_script<L: Launcher>(
     if stdout.truncated {
         body.push_str(",\"stdout_truncated\":true");
     }
+    let mut member = |name: &str, value: Value| {
+        body.push_str(",\"");
+        body.push_str(name);
+        body.push_str("\":");
+        body.push_str(&value.to_string());
+    };
+    if let Some(files) = files {
+        member("files", serde_json::to_value(files).unwrap_or_default());
+    }
+    if include.stderr {
+        member("stderr", Value::String(stderr.text()));
+        if stderr.truncated {
+            member("stderr_truncated", Value::Bool(true));
+        }
+    }
+    if include.usage {
+        member("usage", serde_json::to_value(usage).unwrap_or_default());
+    }
     body.push('}');
-    Ok(json_response(StatusCode::OK, body))
+    body
 }
 
 fn json_response(status: StatusCode, body: String) -> Response<Body> {

@@ -184,12 +184,23 @@ pub enum Ending {
     },
 }
 
-/// How one execution went: its ending and the script's output.
+/// How one execution went: its ending, the script's output, and what it cost.
 #[derive(Debug)]
 pub struct Execution {
     pub ending: Ending,
     pub stdout: Captured,
     pub stderr: Captured,
+    pub accounting: Accounting,
+}
+
+/// The host's own accounting of one execution, from the script's hand-off to its end.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct Accounting {
+    pub wall: Duration,
+    /// CPU time of every process in the jail, where its cgroup keeps it.
+    pub cpu: Option<Duration>,
+    /// The jail's memory high-water mark, where its cgroup keeps it.
+    pub peak_memory_bytes: Option<u64>,
 }
 
 /// The isolation a launcher has in force, as `/health` states it.

@@ -13,7 +13,7 @@ use crate::jail::cgroup::{CgroupLimits, JailCgroup};
 use crate::jail::output::{read_capped, Captured};
 use crate::jail::probe::Isolation;
 use crate::jail::protocol::{self, FrameError, Report, RunRequest, READY};
-use crate::jail::{deadline, Ending, Execution, IsolationFacts, JailError, JailSpec, Launcher, JAIL_UID};
+use crate::jail::{deadline, Accounting, Ending, Execution, IsolationFacts, JailError, JailSpec, Launcher, JAIL_UID};
 use std::future::Future;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -339,12 +339,17 @@ impl NsjailJail {
                 },
                 stdout: Captured::default(),
                 stderr: Captured::default(),
+                accounting: Accounting::default(),
             };
         };
         let stdout = tokio::spawn(read_capped(stdout, cap, Some(finished_rx.clone())));
         let stderr = tokio::spawn(read_capped(stderr, cap, Some(finished_rx)));
         let started = Instant::now();
         let ends_at = tokio::time::Instant::from_std(started + timeout);
+        if let Some(cgroup) = &self.cgroup {
+            cgroup.reset_peak();
+        }
+        let cpu_before = self.cgroup.as_ref().and_then(|c| c.counters().cpu_usec);
 
         let mut stdin = self.stdin.take();
         let encoded = request.encode();
@@ -420,9 +425,29 @@ impl NsjailJail {
         }
         // Otherwise the jail is dead or dying and the pipes reach EOF once nsjail exits.
         // nsjail's exit and the cgroup's removal happen after the answer (on drop).
+        let accounting = self.accounting(started, cpu_before);
         let (stdout, stderr) = tokio::join!(collect(stdout), collect(stderr));
         drop(self);
-        Execution { ending, stdout, stderr }
+        Execution {
+            ending,
+            stdout,
+            stderr,
+            accounting,
+        }
+    }
+
+    /// What the jail's cgroup counted since the script's hand-off (`cpu_before`).
+    fn accounting(&self, started: Instant, cpu_before: Option<u64>) -> Accounting {
+        let counters = self.cgroup.as_ref().map(JailCgroup::counters).unwrap_or_default();
+        let cpu = match (cpu_before, counters.cpu_usec) {
+            (Some(before), Some(after)) => Some(Duration::from_micros(after.saturating_sub(before))),
+            _ => None,
+        };
+        Accounting {
+            wall: started.elapsed(),
+            cpu,
+            peak_memory_bytes: counters.peak_memory_bytes,
+        }
     }
 
     fn oom_killed(&self) -> bool {

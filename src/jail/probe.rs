@@ -10,6 +10,7 @@ use crate::jail::cgroup::Cgroups;
 use crate::jail::nsjail::Nsjail;
 use crate::jail::protocol::{Report, RunRequest};
 use crate::jail::{deadline, Ending, Jail, JailSpec, Launcher, JAIL_UID};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -33,13 +34,31 @@ impl Isolation {
     }
 }
 
-const PROBE_SCRIPT: &str =
-    "import os, sys\n\ndef main():\n    return [sys.version.split()[0], os.getuid(), os.getgid()]\n";
+/// Says which Python runs scripts, as which ids, and which packages a script can import
+/// (from the installed distributions' `name-version.dist-info` directories: cheaper at start-up
+/// than importlib.metadata; packaging tools left out).
+const PROBE_SCRIPT: &str = r#"import os, sys
+
+def main():
+    packages = {}
+    for directory in sys.path:
+        try:
+            entries = os.listdir(directory)
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.endswith(".dist-info") and entry.count("-") == 1:
+                name, version = entry[: -len(".dist-info")].split("-")
+                name = name.lower().replace("_", "-")
+                if name not in ("pip", "setuptools", "wheel"):
+                    packages.setdefault(name, version)
+    return [sys.version.split()[0], os.getuid(), os.getgid(), packages]
+"#;
 
 /// What the probe found, for the logs and `/health`.
 #[derive(Debug, Clone)]
 pub struct ProbeReport {
-    pub python_version: String,
+    pub python: SandboxPython,
     pub took: Duration,
     /// Why stronger configurations were passed over.
     pub skipped: Vec<String>,
@@ -89,10 +108,10 @@ pub async fn probe(settings: &Settings) -> Result<(Nsjail, ProbeReport), String>
                 settings.limits,
             )?;
             match run_probe(&launcher, settings.limits.memory_bytes).await {
-                Ok(python_version) => {
+                Ok(python) => {
                     let took = started.elapsed();
                     let report = ProbeReport {
-                        python_version,
+                        python,
                         took,
                         skipped,
                     };
@@ -116,28 +135,30 @@ fn name(choice: CgroupChoice) -> &'static str {
     }
 }
 
-/// Runs the probe script in a jail; returns the sandbox Python's version.
-async fn run_probe(launcher: &Nsjail, memory_bytes: u64) -> Result<String, String> {
+/// The sandbox's Python, as a script sees it.
+#[derive(Debug, Clone, Default)]
+pub struct SandboxPython {
+    pub version: String,
+    /// Importable third-party packages and their versions.
+    pub packages: BTreeMap<String, String>,
+}
+
+/// Runs the probe script in a jail; returns what it found of the sandbox's Python.
+async fn run_probe(launcher: &Nsjail, memory_bytes: u64) -> Result<SandboxPython, String> {
     let jail = launcher
         .start(JailSpec::probe(memory_bytes))
         .await
         .map_err(|e| format!("{}: {}", e.message, e.log.trim()))?;
-    let request = RunRequest {
-        script: PROBE_SCRIPT,
-        result_limit_bytes: 4096,
-    };
+    let request = RunRequest::new(PROBE_SCRIPT, 4096);
     let execution = jail.run(request, deadline::PROBE_RUN).await;
     match execution.ending {
-        Ending::Reported(Report::Value(raw)) => {
-            let value: (String, u32, u32) =
+        Ending::Reported(Report::Value { value: raw, .. }) => {
+            let (python, uid, gid, packages): (String, u32, u32, BTreeMap<String, String>) =
                 serde_json::from_str(raw.get()).map_err(|e| format!("unexpected probe answer: {e}"))?;
-            if (value.1, value.2) != (JAIL_UID, JAIL_UID) {
-                return Err(format!(
-                    "the jail ran the script as {}:{}, not {JAIL_UID}",
-                    value.1, value.2
-                ));
+            if (uid, gid) != (JAIL_UID, JAIL_UID) {
+                return Err(format!("the jail ran the script as {uid}:{gid}, not {JAIL_UID}"));
             }
-            Ok(value.0)
+            Ok(SandboxPython { version: python, packages })
         }
         other => Err(format!(
             "probe script failed: {other:?}; stderr: {}",
