@@ -29,7 +29,10 @@ def main():
     open('real.txt', 'w').write('real')
     return 1
 "#;
-        let r = post(&server, json!({"script": script, "collect": ["*.txt", "**/*", "loop/**/*.txt", "d/usr/**/*"]}));
+        let r = post(
+            &server,
+            json!({"script": script, "collect": ["*.txt", "**/*", "loop/**/*.txt", "d/usr/**/*"]}),
+        );
         assert_eq!(r.status, 200, "{}", r.text());
         let files = r.json()["files"].clone();
         let names: Vec<&String> = files.as_object().unwrap().keys().collect();
@@ -52,7 +55,10 @@ def main():
 "#;
         let started = Instant::now();
         let r = post(&server, json!({"script": script, "collect": ["*.dat"]}));
-        assert!(started.elapsed() < Duration::from_secs(5), "collect waited on a special file");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "collect waited on a special file"
+        );
         assert_eq!(r.status, 200, "{}", r.text());
         let names: Vec<String> = r.json()["files"].as_object().unwrap().keys().cloned().collect();
         assert_eq!(names, ["ok.dat"]);
@@ -147,20 +153,34 @@ fn input_and_files_at_the_body_cap() {
     let server = Server::start_with(&[("MAX_BODY_BYTES", "300000"), ("POOL_SIZE", "0")]);
     contained(&server, || {
         let big = "x".repeat(200_000);
-        let r = post(&server, json!({"script": "def main(d):\n    return len(d)\n", "input": big}));
+        let r = post(
+            &server,
+            json!({"script": "def main(d):\n    return len(d)\n", "input": big}),
+        );
         assert_eq!(r.result(), json!(200_000));
         let r = post(
             &server,
             json!({"script": "import os\ndef main():\n    return os.path.getsize('a.txt')\n", "files": {"a.txt": big}}),
         );
         assert_eq!(r.result(), json!(200_000));
-        let r = post(&server, json!({"script": "def main(d):\n    return 1\n", "input": "y".repeat(400_000)}));
+        let r = post(
+            &server,
+            json!({"script": "def main(d):\n    return 1\n", "input": "y".repeat(400_000)}),
+        );
         assert_error(&r, 413, "payload_too_large");
         // Deeply nested input: a clear answer, never a crash.
         let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
         let body = format!("{{\"script\": \"def main(d):\\n    return 1\\n\", \"input\": {deep}}}");
-        let r = server.request("POST", "/execute", &[("Content-Type", "application/json")], body.as_bytes());
-        assert_error_of(&r, &["invalid_json", "invalid_request", "runtime_error", "memory_limit"]);
+        let r = server.request(
+            "POST",
+            "/execute",
+            &[("Content-Type", "application/json")],
+            body.as_bytes(),
+        );
+        assert_error_of(
+            &r,
+            &["invalid_json", "invalid_request", "runtime_error", "memory_limit"],
+        );
     });
 }
 
@@ -169,15 +189,24 @@ fn files_cannot_be_written_outside_the_working_directory() {
     let server = Server::start_with(&[("POOL_SIZE", "0")]);
     contained(&server, || {
         for name in ["../x", "../../etc/x", "/tmp/x", "a/../../x", "..", "a/./b"] {
-            let r = post(&server, json!({"script": "def main():\n    return 1\n", "files": {name: "x"}}));
+            let r = post(
+                &server,
+                json!({"script": "def main():\n    return 1\n", "files": {name: "x"}}),
+            );
             assert_error(&r, 400, "invalid_request");
         }
         // 100 files are fine, 101 are not.
         let files: serde_json::Map<String, Value> = (0..101).map(|i| (format!("f{i}"), json!(""))).collect();
-        let r = post(&server, json!({"script": "def main():\n    return 1\n", "files": files}));
+        let r = post(
+            &server,
+            json!({"script": "def main():\n    return 1\n", "files": files}),
+        );
         assert_error(&r, 400, "invalid_request");
         let files: serde_json::Map<String, Value> = (0..100).map(|i| (format!("f{i}"), json!(""))).collect();
-        let r = post(&server, json!({"script": "import os\ndef main():\n    return len(os.listdir('.'))\n", "files": files}));
+        let r = post(
+            &server,
+            json!({"script": "import os\ndef main():\n    return len(os.listdir('.'))\n", "files": files}),
+        );
         assert_eq!(r.result(), json!(100));
     });
 }

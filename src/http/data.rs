@@ -10,6 +10,8 @@ use serde_json::Value;
 
 /// At most this many files in (and, `jail::protocol::DEFAULT_MAX_FILES`, collected out).
 pub const MAX_FILES: usize = 100;
+/// Python's JSON decoder recurses once per level (its limit is about 1000 frames).
+const MAX_INPUT_DEPTH: usize = 200;
 /// At most this many `collect` patterns, each at most this long.
 const MAX_PATTERNS: usize = 32;
 const MAX_PATTERN_BYTES: usize = 256;
@@ -35,6 +37,13 @@ pub fn parse(
     };
     // `"input": null` is no input, as a client that always sends the field means it.
     let input = input.filter(|raw| raw.get().trim() != "null").map(RawValue::to_owned);
+    if let Some(raw) = &input {
+        if nesting(raw.get()) > MAX_INPUT_DEPTH {
+            return Err(invalid(format!(
+                "\"input\" is nested deeper than {MAX_INPUT_DEPTH} levels"
+            )));
+        }
+    }
     Ok(JobData {
         input,
         files: parse_files(value(files)?)?,
@@ -45,6 +54,32 @@ pub fn parse(
 
 fn invalid(message: String) -> ApiError {
     ApiError::new(ErrorKind::InvalidRequest, message)
+}
+
+/// How deeply arrays and objects nest in valid JSON text.
+fn nesting(json: &str) -> usize {
+    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for b in json.bytes() {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 fn parse_files(value: Value) -> Result<Vec<InputFile>, ApiError> {
@@ -231,11 +266,18 @@ mod tests {
         let big = raw("{\"n\": 123456789012345678901234567890, \"f\": 0.10000000000000000555}");
         let data = parse(Some(&big), None, None, None).unwrap();
         assert_eq!(data.input.unwrap().get(), big.get());
-        assert!(parse(Some(&raw("null")), None, None, None)
-            .unwrap()
-            .input
-            .is_none());
+        assert!(parse(Some(&raw("null")), None, None, None).unwrap().input.is_none());
         assert!(parse(None, None, None, None).unwrap().input.is_none());
+    }
+
+    #[test]
+    fn input_nesting_is_bounded() {
+        assert_eq!(nesting(r#"[{"a": "[[[\"]"}, [1]]"#), 2);
+        let deep = format!("{}{}", "[".repeat(201), "]".repeat(201));
+        let err = parse(Some(&raw(&deep)), None, None, None).unwrap_err();
+        assert!(err.message.contains("nested"), "{}", err.message);
+        let ok = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        assert!(parse(Some(&raw(&ok)), None, None, None).is_ok());
     }
 
     #[test]

@@ -32,7 +32,8 @@ pub async fn job_from_body(settings: &Settings, body: &[u8]) -> Result<Job, ApiE
 
 /// Checks the request's JSON: returns (script, timeout, memory limit in bytes, data fields).
 fn parse_job(settings: &Settings, body: &[u8]) -> Result<(String, Duration, u64, JobData), ApiError> {
-    let invalid_json = |e: serde_json::Error| ApiError::new(ErrorKind::InvalidJson, format!("the body is not valid JSON: {e}"));
+    let invalid_json =
+        |e: serde_json::Error| ApiError::new(ErrorKind::InvalidJson, format!("the body is not valid JSON: {e}"));
     // Members are kept as raw JSON text: `input` passes to main as the client wrote it.
     let whole: &RawValue = serde_json::from_slice(body).map_err(invalid_json)?;
     if !whole.get().trim_start().starts_with('{') {

@@ -47,8 +47,9 @@ def main():
         except OSError:
             continue
         for entry in entries:
-            if entry.endswith(".dist-info") and entry.count("-") == 1:
-                name, version = entry[: -len(".dist-info")].split("-")
+            stem = entry[: -len(".dist-info")]
+            if entry.endswith(".dist-info") and stem.count("-") == 1:
+                name, version = stem.split("-")
                 name = name.lower().replace("_", "-")
                 if name not in ("pip", "setuptools", "wheel"):
                     packages.setdefault(name, version)
@@ -110,11 +111,7 @@ pub async fn probe(settings: &Settings) -> Result<(Nsjail, ProbeReport), String>
             match run_probe(&launcher, settings.limits.memory_bytes).await {
                 Ok(python) => {
                     let took = started.elapsed();
-                    let report = ProbeReport {
-                        python,
-                        took,
-                        skipped,
-                    };
+                    let report = ProbeReport { python, took, skipped };
                     return Ok((launcher, report));
                 }
                 Err(why) => skipped.push(format!("{label}: {why}")),
@@ -158,7 +155,10 @@ async fn run_probe(launcher: &Nsjail, memory_bytes: u64) -> Result<SandboxPython
             if (uid, gid) != (JAIL_UID, JAIL_UID) {
                 return Err(format!("the jail ran the script as {uid}:{gid}, not {JAIL_UID}"));
             }
-            Ok(SandboxPython { version: python, packages })
+            Ok(SandboxPython {
+                version: python,
+                packages,
+            })
         }
         other => Err(format!(
             "probe script failed: {other:?}; stderr: {}",

@@ -12,8 +12,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
-use tokio::io::{AsyncRead, AsyncReadExt};
 use std::collections::BTreeMap;
+use tokio::io::{AsyncRead, AsyncReadExt};
 
 pub const RUNNER_SOURCE: &str = include_str!("../runner.py");
 
