@@ -249,6 +249,11 @@ fn every_documented_example_answers_as_documented() {
             for (key, value) in documented {
                 if key == "error" {
                     assert!(actual[key].as_str().is_some_and(|e| !e.is_empty()), "example {name}");
+                } else if key == "usage" {
+                    // Measured, so only its shape can match the example's.
+                    for field in ["wall_ms", "cpu_ms", "peak_memory_bytes"] {
+                        assert!(actual[key][field].as_f64().is_some(), "example {name}: {}", actual[key]);
+                    }
                 } else {
                     assert!(
                         same(value, &actual[key]),

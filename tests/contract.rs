@@ -145,10 +145,10 @@ fn async_main_is_awaited() {
 #[test]
 fn os_works_and_tmp_is_writable() {
     let server = Server::start();
-    let script = "import os, tempfile\ndef main():\n    p = os.path.join(tempfile.gettempdir(), 'x.txt')\n    with open(p, 'w') as f:\n        f.write('data')\n    return [os.getcwd(), open(p).read(), os.listdir('/tmp'), os.cpu_count() > 0]\n";
+    let script = "import os, tempfile\ndef main():\n    p = os.path.join(tempfile.gettempdir(), 'x.txt')\n    with open(p, 'w') as f:\n        f.write('data')\n    open('here.txt', 'w').write('cwd')\n    cwd = os.getcwd()\n    return [os.path.dirname(cwd), open(p).read(), sorted(os.listdir('/tmp')) == sorted(['x.txt', os.path.basename(cwd)]), os.listdir('.'), os.cpu_count() > 0]\n";
     assert_eq!(
         server.execute(script).result(),
-        json!(["/tmp", "data", ["x.txt"], true])
+        json!(["/tmp", "data", true, ["here.txt"], true])
     );
 }
 

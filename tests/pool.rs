@@ -27,7 +27,7 @@ fn wait_for_ready(server: &Server, flavour: &str, at_least: u64) {
 fn a_pooled_jail_serves_exactly_one_execution() {
     let server = Server::start_with(&[("POOL_SIZE", "2")]);
     wait_for_ready(&server, "plain", 1);
-    let script = "import os, sys\nseen = []\ndef main():\n    before = sorted(os.listdir('/tmp'))\n    open('/tmp/marker', 'w').write('x')\n    sys.modules.setdefault('leak', []).append(1)\n    return [before, len(sys.modules['leak']), os.getpid()]\n";
+    let script = "import os, sys\nseen = []\ndef main():\n    before = sorted(set(os.listdir('/tmp')) - {os.path.basename(os.getcwd())}) + os.listdir('.')\n    open('/tmp/marker', 'w').write('x')\n    open('cwd-marker', 'w').write('x')\n    sys.modules.setdefault('leak', []).append(1)\n    return [before, len(sys.modules['leak']), os.getpid()]\n";
     for _ in 0..5 {
         let result = server.execute(script).result();
         assert_eq!(result[0], json!([]), "a file from an earlier execution is visible");
