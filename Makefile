@@ -23,7 +23,7 @@ run: prepare build
 	PORT=$(PORT) ./target/release/python-executor
 
 test: prepare prepare-tools
-	cargo test --profile test-release --locked --no-fail-fast -- --test-threads=2
+	./scripts/run-tests.sh
 
 bench: prepare build
 	./scripts/bench.sh

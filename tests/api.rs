@@ -189,7 +189,7 @@ fn openapi_json_is_generated_from_openapi_yaml() {
 
 #[test]
 fn the_service_serves_its_description() {
-    let server = Server::start();
+    let server = Server::start_cold();
     let committed = std::fs::read_to_string(repo().join("openapi.json")).unwrap();
     let r = server.get("/openapi.json");
     assert_eq!(r.status, 200);
@@ -233,7 +233,7 @@ fn every_documented_example_answers_as_documented() {
             }
         }
     }
-    let server = Server::start();
+    let server = Server::start_cold();
     let mut exchanges = Vec::new();
     let mut compared = 0;
     for (name, example) in examples {
@@ -280,7 +280,7 @@ fn every_documented_example_answers_as_documented() {
 fn schemathesis_finds_nothing_the_description_does_not_allow() {
     let st = repo().join(".sandbox/tools/bin/st");
     tools_python();
-    let server = Server::start();
+    let server = Server::start_cold();
     let workdir = tempfile::tempdir().unwrap();
     let started = Instant::now();
     let output = Command::new(st)
@@ -319,7 +319,7 @@ fn schemathesis_finds_nothing_the_description_does_not_allow() {
 #[test]
 fn bearer_token_when_api_token_is_set() {
     let token = "s3cret-T0ken.with~chars";
-    let server = Server::start_with(&[("API_TOKEN", token)]);
+    let server = Server::start_cold_with(&[("API_TOKEN", token)]);
     let body = json!({"script": "def main():\n    return 42\n"});
     let mut exchanges = Vec::new();
     let right = format!("Bearer {token}");
@@ -359,7 +359,7 @@ fn bearer_token_when_api_token_is_set() {
     assert!(!server.raw_logs().contains(token), "the token is in the logs");
 
     // Without API_TOKEN no token is needed, and one sent is ignored.
-    let open = Server::start();
+    let open = Server::start_cold();
     assert_eq!(post(&open, &body).status, 200);
     assert_eq!(
         post_with(&open, &[("Authorization", "Bearer anything")], &body).status,
@@ -390,7 +390,7 @@ fn server_timing(r: &Response) -> Vec<(String, f64)> {
 
 #[test]
 fn server_timing_on_every_execute_answer() {
-    let server = Server::start();
+    let server = Server::start_cold();
     let cases = [
         (
             json!({"script": "def main():\n    print('hi')\n    return 1\n"}),
@@ -451,7 +451,7 @@ fn server_timing_on_every_execute_answer() {
 
 #[test]
 fn every_response_has_a_request_id() {
-    let server = Server::start_with(&[("MAX_BODY_BYTES", "4096")]);
+    let server = Server::start_cold_with(&[("MAX_BODY_BYTES", "4096")]);
     let script = json!({"script": "def main():\n    return 1\n"}).to_string();
     let big = json!({"script": format!("def main():\n    return 1\n#{}\n", "x".repeat(10_000))}).to_string();
     let json_type = [("Content-Type", "application/json")];
@@ -559,7 +559,7 @@ fn trace_headers_reach_the_log_lines_when_a_project_is_set() {
             })
             .collect()
     };
-    let traced = Server::start_with(&[("GOOGLE_CLOUD_PROJECT", "my-project-123")]);
+    let traced = Server::start_cold_with(&[("GOOGLE_CLOUD_PROJECT", "my-project-123")]);
     for (trace, id) in sends(&traced) {
         let line = request_log_line(&traced, &id);
         match trace {
@@ -579,7 +579,7 @@ fn trace_headers_reach_the_log_lines_when_a_project_is_set() {
         format!("projects/my-project-123/traces/{W3C}")
     );
 
-    let untraced = Server::start();
+    let untraced = Server::start_cold();
     for (_, id) in sends(&untraced) {
         let line = request_log_line(&untraced, &id);
         assert!(
@@ -596,7 +596,7 @@ fn server_get_with(server: &Server, path: &str, headers: &[(&str, &str)]) -> Res
 
 #[test]
 fn per_request_limits_only_lower_the_service_limits() {
-    let server = Server::start();
+    let server = Server::start_cold();
     let health = server.get("/health").json();
     assert_eq!(health["limits"]["timeout_seconds"], 10.0);
     assert_eq!(health["limits"]["memory_mb"], 512);

@@ -43,6 +43,19 @@ impl Server {
         Server::start_with(&[])
     }
 
+    /// Starts the service without a warm pool (POOL_SIZE=0), for tests that are not about
+    /// the pool: a server then spends no CPU preparing jails nobody uses. tests/pool.rs, the
+    /// lifecycle and hostile suites keep the production default.
+    pub fn start_cold() -> Server {
+        Server::start_cold_with(&[])
+    }
+
+    pub fn start_cold_with(extra: &[(&str, &str)]) -> Server {
+        let mut all = vec![("POOL_SIZE", "0")];
+        all.extend_from_slice(extra);
+        Server::start_with(&all)
+    }
+
     /// Starts the service with extra environment variables; panics if it does not come up.
     pub fn start_with(extra: &[(&str, &str)]) -> Server {
         match Server::try_start(extra) {
