@@ -83,6 +83,8 @@ impl ErrorKind {
             "result_not_json" => ErrorKind::ResultNotJson,
             "result_too_large" => ErrorKind::ResultTooLarge,
             "memory_limit" => ErrorKind::MemoryLimit,
+            // `input` for a main that takes no argument, found only at call time.
+            "invalid_request" => ErrorKind::InvalidRequest,
             _ => return None,
         })
     }

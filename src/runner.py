@@ -1,17 +1,24 @@
-"""python-executor's runner: the first process inside every jail.
+"""python-executor's runner: the first process inside every jail (protocol v2).
 
 The service starts it as `python3 -I -B -c <this file> warm|cold [module ...]` inside nsjail, where it is
 PID 1 of the jail's PID namespace. It:
 
 1. imports the named modules (the jail's "flavour", e.g. numpy pandas) so a pooled jail has
    them ready, then writes `ready` on the result channel (fd 3);
-2. reads one request from stdin: a JSON header line, then the script's UTF-8 bytes;
-3. forks. The child closes the result channel (so nothing the script does can write to it),
-   runs the script as a fresh module named `__script__`, calls `main()` and sends a framed
+2. reads one request from stdin: a JSON header line `{"script_bytes": S, "request_bytes": R}`,
+   the script's S UTF-8 bytes, then R bytes of a JSON object with the execution's data
+   (`result_limit_bytes`, and `input`, `files`, `collect`, `max_files` when the request had them);
+3. makes a fresh private working directory under /tmp and writes `files` into it;
+4. forks. The child closes the result channel (so nothing the script does can write to it),
+   runs the script as a fresh module named `__script__`, calls `main` (with `input` when it takes
+   a positional parameter), awaits what it returns if that is awaitable, and sends a framed
    message back to the parent over a private pipe;
-4. the parent waits for the child and forwards one frame on the result channel:
-   `ok <n>\\n<json>`, `error <n>\\n<json object>` or `exited <n>\\n<json object>`. When it exits,
-   the kernel kills everything left in the jail: orphans cannot outlive the execution.
+5. the parent waits for the child, kills and reaps every other process in the jail, reads the
+   files `collect` asks for itself (never trusting the script's process for that), and sends one
+   frame on the result channel:
+   `ok <n>\\n{"value":<json text>,"files":{...},"usage":{...}}` (`files` only with `collect`),
+   `error <n>\\n{"kind":...,"message":...,"usage":{...}}` or
+   `exited <n>\\n{"exit_code"|"signal":N,"usage":{...}}`.
 
 stdout and stderr (fds 1 and 2) are the jail's own pipes to the service, untouched.
 """
@@ -22,13 +29,45 @@ import sys
 RESULT_FD = 3
 # Guards against a runaway or hostile child; the service applies the configured cap.
 MAX_FRAME = 64 * 1024 * 1024
+# An uncaught exception's message and traceback are each cut to this many UTF-8 bytes (the
+# middle goes, with a mark), so a huge message stays a runtime_error; the one-line summary
+# (`message`) is shorter still.
 MAX_TRACEBACK = 64 * 1024
+MAX_EXCEPTION_MESSAGE = 64 * 1024
+MAX_SUMMARY = 4 * 1024
+# Error frames the child sends are small; anything bigger on its pipe was forged.
+MAX_ERROR_FRAME = 1024 * 1024
 SCRIPT_NAME = "<script>"
 RUNNER_GLOBALS = globals()
 # What the child needs once the script has run, bound before the script can replace os.*.
 _write, _exit, _getpid = os.write, os._exit, os.getpid
 # Where the child keeps its end of the result pipe: clear of the low fds scripts poke at.
 HIGH_FD = 255
+# Each jail has a /tmp of its own; the script's working directory is made there per execution.
+WORK_PARENT = "/tmp"
+# matplotlib's configuration and cache directory: it must be writable (matplotlib checks), and
+# it gets a copy of the font cache built at install time (see install_font_cache).
+MPL_CONFIG_DIR = "/tmp/.matplotlib"
+# Where scripts/prepare-sandbox.sh and the Dockerfile put that font cache, under sys.prefix
+# (the virtualenv, or /usr/local in the image), which the jail mounts read-only.
+FONT_CACHE_SOURCE = ("share", "python-executor", "matplotlib")
+# Bounds on a `collect` walk: directory entries looked at, directory depth searched, and the
+# number of files taken when the request does not say.
+MAX_COLLECT_ENTRIES = 20000
+MAX_COLLECT_DEPTH = 32
+DEFAULT_MAX_FILES = 100
+# Bytes counted per collected file on top of its name and base64 (the JSON around them).
+FILE_ENTRY_OVERHEAD = 64
+
+
+class Refused(Exception):
+    """A request the runner cannot carry out: becomes an error frame of `kind`."""
+
+    def __init__(self, kind, message, **fields):
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.fields = fields
 
 
 def write_all(fd, data):
@@ -54,6 +93,8 @@ def read_exactly(fd, size):
 
 
 def read_request():
+    """Reads the header line, the script and the request object from stdin; returns
+    `(request, script)` where `request` is the request object (a dict)."""
     header = b""
     while not header.endswith(b"\n"):
         byte = os.read(0, 1)
@@ -64,11 +105,347 @@ def read_request():
 
     fields = json.loads(header)
     script = read_exactly(0, int(fields["script_bytes"])).decode("utf-8")
+    request_bytes = int(fields.get("request_bytes") or 0)
+    request = json.loads(read_exactly(0, request_bytes)) if request_bytes else {}
+    if not isinstance(request, dict):
+        raise ValueError("the request is not a JSON object")
     # The script gets an empty stdin, never the service's request pipe.
     null = os.open("/dev/null", os.O_RDONLY)
     os.dup2(null, 0)
     os.close(null)
-    return fields, script
+    return request, script
+
+
+def hide_runner_arguments():
+    """The script sees `sys.argv == ['<script>']` as if run as a file, not how its jail was
+    started (warm or cold, the flavour's modules): argparse works and pooling does not show.
+    (/proc/1/cmdline still shows them: the kernel's copy cannot be changed unprivileged.)"""
+    executable = sys.orig_argv[0] if sys.orig_argv else "python3"
+    sys.argv = [SCRIPT_NAME]
+    sys.orig_argv = [executable, SCRIPT_NAME]
+
+
+def prepare_matplotlib(config_dir=None, prefix=None):
+    """Headless drawing, and the install-time font cache copied where matplotlib can write:
+    without it the first `import matplotlib.pyplot` in a jail spends seconds building one."""
+    config_dir = config_dir or MPL_CONFIG_DIR
+    os.environ["MPLBACKEND"] = "Agg"
+    os.environ["MPLCONFIGDIR"] = config_dir
+    try:
+        os.mkdir(config_dir, 0o700)
+    except FileExistsError:
+        pass
+    source = os.path.join(prefix or sys.prefix, *FONT_CACHE_SOURCE)
+    try:
+        names = os.listdir(source)
+    except OSError:
+        return
+    for name in names:
+        if name.startswith("fontlist-") and name.endswith(".json"):
+            try:
+                with open(os.path.join(source, name), "rb") as src:
+                    data = src.read()
+                with open(os.path.join(config_dir, name), "wb") as dst:
+                    dst.write(data)
+            except OSError:
+                pass
+
+
+# ---- Data in: the working directory and its files ----
+
+
+def check_path(path, what="file"):
+    """The components of a relative `/`-separated path, or Refused naming it."""
+    if not isinstance(path, str) or not path:
+        raise Refused("invalid_request", "a %s path must be a non-empty string" % what)
+    parts = path.split("/")
+    for part in parts:
+        if part in ("", ".", "..") or "\0" in part:
+            raise Refused(
+                "invalid_request",
+                "%s path %s must be relative, with no empty, '.' or '..' component and no NUL"
+                % (what, shown(path)),
+            )
+    return parts
+
+
+def shown(text):
+    """A name as it appears in an error message: quoted, and short."""
+    text = repr(text)
+    return text if len(text) <= 200 else text[:200] + "..."
+
+
+def make_workdir(parent=None):
+    """A fresh private (0700) directory for one execution: `(path, fd)`."""
+    parent = parent or WORK_PARENT
+    path = os.path.join(parent, "run-" + os.urandom(8).hex())
+    os.mkdir(path, 0o700)
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    return path, fd
+
+
+def open_dir(name, dir_fd):
+    return os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+
+
+def write_files(root_fd, files):
+    """Writes the request's files under `root_fd`: each path re-checked, subdirectories made,
+    never through a symlink, never over an existing file."""
+    import binascii
+
+    if not isinstance(files, list):
+        raise Refused("invalid_request", "files must be a list")
+    for entry in files:
+        if not isinstance(entry, dict):
+            raise Refused("invalid_request", "each file must be an object")
+        path = entry.get("path")
+        parts = check_path(path)
+        try:
+            if "text" in entry and isinstance(entry["text"], str):
+                data = entry["text"].encode("utf-8")
+            elif "base64" in entry and isinstance(entry["base64"], str):
+                data = binascii.a2b_base64(entry["base64"].encode("ascii"), strict_mode=True)
+            else:
+                raise Refused("invalid_request", "file %s has neither text nor base64" % shown(path))
+        except (UnicodeError, binascii.Error, ValueError) as exc:
+            raise Refused("invalid_request", "file %s: bad content (%s)" % (shown(path), exc)) from None
+        fds = []
+        try:
+            dir_fd = root_fd
+            for part in parts[:-1]:
+                try:
+                    os.mkdir(part, 0o700, dir_fd=dir_fd)
+                except FileExistsError:
+                    pass
+                dir_fd = open_dir(part, dir_fd)
+                fds.append(dir_fd)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+            fd = os.open(parts[-1], flags, 0o600, dir_fd=dir_fd)
+            try:
+                write_all(fd, data)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise Refused("invalid_request", "file %s cannot be written: %s" % (shown(path), exc.strerror)) from None
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+
+# ---- Data out: collect ----
+
+
+def compile_patterns(patterns):
+    """Each pattern as its list of components; Refused for anything that could leave the
+    working directory (absolute, `..`) or is malformed."""
+    if not isinstance(patterns, list):
+        raise Refused("invalid_request", "collect must be a list of patterns")
+    return [tuple(check_path(p, "collect pattern")) for p in patterns]
+
+
+def closure(states, patterns):
+    """Adds, for every state sitting on a `**`, the state past it (`**` may match nothing)."""
+    todo = list(states)
+    seen = set(states)
+    while todo:
+        p, i = todo.pop()
+        if i < len(patterns[p]) and patterns[p][i] == "**" and (p, i + 1) not in seen:
+            seen.add((p, i + 1))
+            todo.append((p, i + 1))
+    return seen
+
+
+def step(states, patterns, name, fnmatchcase):
+    """For one directory entry: (does it match as a file, the states to descend with)."""
+    is_match = False
+    descend = set()
+    for p, i in states:
+        pattern = patterns[p]
+        if i >= len(pattern):
+            continue
+        part = pattern[i]
+        if part == "**":
+            descend.add((p, i))
+            if i + 1 == len(pattern):
+                is_match = True
+        elif fnmatchcase(name, part):
+            if i + 1 == len(pattern):
+                is_match = True
+            else:
+                descend.add((p, i + 1))
+    return is_match, closure(descend, patterns) if descend else descend
+
+
+class Collector:
+    """Finds and reads the files `collect` asks for, under a directory fd, bounded throughout.
+
+    Runs in the runner (PID 1) after every other process in the jail is dead, so nothing moves
+    under it; it still never follows a symlink (scandir without following, every open with
+    O_NOFOLLOW relative to its directory's fd) and reads regular files only (a FIFO or a device
+    is skipped: opened O_NONBLOCK, checked with fstat, never read). A name that is not valid
+    UTF-8 cannot be a JSON key faithfully: such files and directories are skipped."""
+
+    def __init__(self, patterns, max_files, budget, max_entries=MAX_COLLECT_ENTRIES, max_depth=MAX_COLLECT_DEPTH):
+        self.patterns = compile_patterns(patterns)
+        self.max_files = max_files
+        self.budget = budget
+        self.max_entries = max_entries
+        self.max_depth = max_depth
+        self.entries = 0
+        self.matches = []
+        self.walk_cut = False
+
+    def find(self, root_fd):
+        from fnmatch import fnmatchcase
+
+        if not self.patterns:
+            return
+        start = closure({(p, 0) for p in range(len(self.patterns))}, self.patterns)
+        self._walk(root_fd, (), start, fnmatchcase)
+
+    def _walk(self, dir_fd, prefix, states, fnmatchcase):
+        subdirs = []
+        try:
+            listing = os.scandir(dir_fd)
+        except OSError:
+            return
+        with listing:
+            for entry in listing:
+                self.entries += 1
+                if self.entries > self.max_entries:
+                    self.walk_cut = True
+                    return
+                name = entry.name
+                try:
+                    name.encode("utf-8")
+                except UnicodeError:
+                    continue
+                is_match, descend = step(states, self.patterns, name, fnmatchcase)
+                try:
+                    if is_match and entry.is_file(follow_symlinks=False):
+                        self.matches.append(prefix + (name,))
+                    elif descend and entry.is_dir(follow_symlinks=False):
+                        subdirs.append((name, descend))
+                except OSError:
+                    continue
+        if len(prefix) >= self.max_depth:
+            return
+        for name, descend in sorted(subdirs):
+            try:
+                fd = open_dir(name, dir_fd)
+            except OSError:
+                continue
+            try:
+                self._walk(fd, prefix + (name,), descend, fnmatchcase)
+            finally:
+                os.close(fd)
+            if self.walk_cut:
+                return
+
+    def read(self, root_fd, used):
+        """The `files` object's JSON text; `used` bytes of the budget are taken already.
+        Raises Refused(result_too_large) past max_files or the budget."""
+        import binascii
+        import json
+        import mimetypes
+
+        if self.walk_cut and len(self.matches) > self.max_files:
+            raise Refused(
+                "result_too_large",
+                "more than %d files match collect (%d found before the search stopped), over the limit of %d"
+                % (self.max_files, len(self.matches), self.max_files),
+            )
+        if self.walk_cut:
+            raise Refused(
+                "result_too_large",
+                "collect looked at more than %d directory entries without finishing: "
+                "narrow the patterns" % self.max_entries,
+            )
+        if len(self.matches) > self.max_files:
+            raise Refused(
+                "result_too_large",
+                "%d files match collect, over the limit of %d" % (len(self.matches), self.max_files),
+            )
+        remaining = self.budget - used - 2
+        parts = []
+        for path in sorted(set(self.matches)):
+            name = "/".join(path)
+            key = json.dumps(name)
+            media_type = media_type_of(path[-1], mimetypes)
+            room = remaining - len(key) - len(media_type) - FILE_ENTRY_OVERHEAD
+            cap = max(room, 0) // 4 * 3
+            data = read_regular(root_fd, path, cap + 1)
+            if data is None:
+                continue
+            if len(data) > cap:
+                raise Refused("result_too_large", too_large_message(self.budget, name))
+            entry = '%s:{"base64":"%s","size":%d,"media_type":%s}' % (
+                key,
+                binascii.b2a_base64(data, newline=False).decode("ascii"),
+                len(data),
+                json.dumps(media_type),
+            )
+            remaining -= len(entry) + 1
+            if remaining < 0:
+                raise Refused("result_too_large", too_large_message(self.budget, name))
+            parts.append(entry)
+        return "{" + ",".join(parts) + "}"
+
+
+def media_type_of(name, mimetypes):
+    """From the name's extension, by Python's built-in table only (the same in every jail and
+    on every host); "./" keeps a name like `data:text` from being read as a data: URL."""
+    global MIME_TYPES
+    if MIME_TYPES is None:
+        MIME_TYPES = mimetypes.MimeTypes()
+    return MIME_TYPES.guess_type("./" + name, strict=False)[0] or "application/octet-stream"
+
+
+MIME_TYPES = None
+
+
+def too_large_message(limit, name=None):
+    what = "the result with the collected files" if name is not None else "the result"
+    return "%s is over the %d-byte limit" % (what, limit)
+
+
+def read_regular(root_fd, path, cap):
+    """Up to `cap` bytes of the regular file at `path` (components) under `root_fd`; None if
+    it is not a regular file reached without symlinks."""
+    import stat
+
+    fds = []
+    try:
+        dir_fd = root_fd
+        for part in path[:-1]:
+            dir_fd = open_dir(part, dir_fd)
+            fds.append(dir_fd)
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+        fd = os.open(path[-1], flags, dir_fd=dir_fd)
+    except OSError:
+        return None
+    finally:
+        for each in fds:
+            os.close(each)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        chunks = []
+        size = 0
+        while size < cap:
+            chunk = os.read(fd, min(cap - size, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        return b"".join(chunks)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+# ---- The script ----
 
 
 def describe(exc):
@@ -88,24 +465,118 @@ def describe(exc):
     return name, message
 
 
+def cap_text(text, limit):
+    """`text` cut to about `limit` UTF-8 bytes: its head and tail, with the cut marked."""
+    data = text.encode("utf-8", "surrogatepass")
+    if len(data) <= limit:
+        return text
+    half = limit // 2
+    head = data[:half].decode("utf-8", "ignore")
+    tail = data[-half:].decode("utf-8", "ignore")
+    cut = len(data) - len(head.encode("utf-8")) - len(tail.encode("utf-8"))
+    return "%s...[truncated %d bytes]...%s" % (head, cut, tail)
+
+
 def user_traceback(exc):
-    """The traceback as Python prints it, without the runner's own frames."""
+    """The traceback as Python prints it for a script file: the runner's frames, and the
+    machinery between the runner and the script's first frame (asyncio.run), removed."""
     import traceback
 
-    tb = exc.__traceback__
-    while tb is not None and tb.tb_frame.f_globals is RUNNER_GLOBALS:
-        tb = tb.tb_next
     try:
-        lines = traceback.format_exception(type(exc), exc, tb)
-        text = "".join(lines)
+        tb = exc.__traceback__
+        frames = []
+        while tb is not None:
+            if tb.tb_frame.f_globals is not RUNNER_GLOBALS:
+                frames.append((tb.tb_frame, tb.tb_lineno))
+            tb = tb.tb_next
+        first = next((i for i, (f, _) in enumerate(frames) if f.f_code.co_filename == SCRIPT_NAME), 0)
+        frames = frames[first:]
+        report = traceback.TracebackException(type(exc), exc, None, compact=True)
+        report.stack = traceback.StackSummary.extract(iter(frames))
+        text = "".join(report.format())
     except BaseException:
         text = "Traceback unavailable\n"
-    if len(text) > MAX_TRACEBACK:
-        text = text[: MAX_TRACEBACK // 2] + "\n...\n" + text[-MAX_TRACEBACK // 2 :]
-    return text
+    return cap_text(text, MAX_TRACEBACK)
 
 
-def run_script(fields, script, dumps):
+def call_signature(entry):
+    """How main takes `input`: "required" (a positional parameter without a default),
+    "optional" (one with a default, or *args), "none", or "unknown" (no signature)."""
+    import inspect
+
+    try:
+        parameters = inspect.signature(entry).parameters.values()
+    except (TypeError, ValueError):
+        return "unknown"
+    for parameter in parameters:
+        if parameter.kind == parameter.VAR_POSITIONAL:
+            return "optional"
+        if parameter.kind in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD):
+            return "required" if parameter.default is parameter.empty else "optional"
+    return "none"
+
+
+async def await_it(awaitable):
+    return await awaitable
+
+
+def call_main(entry, request):
+    """Calls main as the contract says. A main with a positional parameter gets `input`
+    (None without one); one whose parameter has a default, or that takes *args, is called
+    without an argument when the request has no input, exactly as before `input` existed."""
+    has_input = "input" in request
+    kind = call_signature(entry)
+    if has_input and kind == "none":
+        raise Refused(
+            "invalid_request",
+            "main() takes no argument, but the request has input: declare a parameter, e.g. def main(data)",
+        )
+    if has_input:
+        value = entry(request["input"])
+    elif kind == "required":
+        value = entry(None)
+    else:
+        value = entry()
+    import inspect
+
+    if inspect.isawaitable(value):
+        import asyncio
+
+        value = asyncio.run(value if inspect.iscoroutine(value) else await_it(value))
+    return value
+
+
+class NotJson(TypeError):
+    """Why a value returned by main has no JSON form, already worded for the user."""
+
+
+def to_json(value):
+    """`default=` for json.dumps: numpy scalars and arrays become plain Python values (numpy is
+    only looked at if the script imported it); a pandas DataFrame or Series gets a hint."""
+    numpy = sys.modules.get("numpy")
+    if numpy is not None:
+        generic, ndarray = getattr(numpy, "generic", None), getattr(numpy, "ndarray", None)
+        if isinstance(generic, type) and isinstance(value, generic):
+            plain = value.item()
+            if isinstance(plain, generic):
+                # np.longdouble and friends have no Python equivalent: .item() returns them.
+                raise NotJson("main() returned a numpy %s, which has no JSON form" % type(value).__name__)
+            return plain
+        if isinstance(ndarray, type) and isinstance(value, ndarray):
+            return value.tolist()
+    pandas = sys.modules.get("pandas")
+    if pandas is not None:
+        for name in ("DataFrame", "Series"):
+            cls = getattr(pandas, name, None)
+            if isinstance(cls, type) and isinstance(value, cls):
+                raise NotJson(
+                    "main() returned a pandas %s, which is not JSON-serialisable: return its "
+                    ".to_dict() (or .to_dict('records')) instead" % name
+                )
+    raise TypeError("Object of type %s is not JSON serializable" % type(value).__name__)
+
+
+def run_script(request, script, dumps):
     """Runs in the child. Returns the frame to send to the parent."""
     import linecache
     import types
@@ -118,7 +589,7 @@ def run_script(fields, script, dumps):
         return error_frame(
             dumps,
             "syntax_error",
-            "SyntaxError: %s" % exc.msg,
+            cap_text("SyntaxError: %s" % exc.msg, MAX_SUMMARY),
             line=exc.lineno or 1,
             column=exc.offset or 1,
         )
@@ -128,7 +599,7 @@ def run_script(fields, script, dumps):
         if isinstance(exc, (MemoryError, RecursionError)):
             # CPython's parser and compiler give up on very deep nesting this way.
             message = "the script is nested too deeply to compile (%s)" % message
-        return error_frame(dumps, "syntax_error", "SyntaxError: %s" % message, line=1, column=1)
+        return error_frame(dumps, "syntax_error", cap_text("SyntaxError: %s" % message, MAX_SUMMARY), line=1, column=1)
 
     module = types.ModuleType("__script__")
     module.__file__ = SCRIPT_NAME
@@ -138,14 +609,9 @@ def run_script(fields, script, dumps):
         entry = module.__dict__.get("main")
         if not callable(entry):
             return error_frame(dumps, "missing_main", "main is not defined or not callable")
-        import inspect
-
-        if inspect.iscoroutinefunction(entry):
-            import asyncio
-
-            value = asyncio.run(entry())
-        else:
-            value = entry()
+        value = call_main(entry, request)
+    except Refused as refused:
+        return error_frame(dumps, refused.kind, refused.message, **refused.fields)
     except MemoryError as exc:
         return error_frame(dumps, "memory_limit", "MemoryError: the script ran out of memory",
                            traceback=user_traceback(exc))
@@ -153,36 +619,46 @@ def run_script(fields, script, dumps):
         raise
     except BaseException as exc:  # KeyboardInterrupt and friends are the script's errors too
         name, message = describe(exc)
+        message = cap_text(message, MAX_EXCEPTION_MESSAGE)
         return error_frame(
             dumps,
             "runtime_error",
-            "%s: %s" % (name, message) if message else name,
-            exception={"type": name, "message": message},
+            cap_text("%s: %s" % (name, message) if message else name, MAX_SUMMARY),
+            exception={"type": cap_text(name, MAX_SUMMARY), "message": message},
             traceback=user_traceback(exc),
         )
 
     try:
-        text = dumps(value, allow_nan=False)
+        text = dumps(value, allow_nan=False, default=to_json)
         if not isinstance(text, str):
             raise TypeError("json.dumps did not return a string")
     except MemoryError:
         return error_frame(dumps, "memory_limit", "MemoryError: out of memory serialising the result")
     except RecursionError:
         return error_frame(dumps, "result_not_json", "main() returned a value nested too deeply for JSON")
+    except NotJson as exc:
+        return error_frame(dumps, "result_not_json", cap_text(describe(exc)[1], MAX_SUMMARY))
     except (TypeError, ValueError) as exc:
         return error_frame(dumps, "result_not_json",
-                           "main() returned a value that is not JSON-serialisable: %s" % describe(exc)[1])
+                           "main() returned a value that is not JSON-serialisable: %s"
+                           % cap_text(describe(exc)[1], MAX_SUMMARY))
     except BaseException as exc:
         name, message = describe(exc)
         return error_frame(dumps, "result_not_json",
-                           "main() returned a value that could not be serialised: %s: %s" % (name, message))
+                           cap_text("main() returned a value that could not be serialised: %s: %s"
+                                    % (name, message), MAX_SUMMARY))
     payload = text.encode("utf-8", "surrogatepass")
-    limit = int(fields.get("result_limit_bytes") or MAX_FRAME)
+    limit = result_limit(request)
     if len(payload) > limit:
         return error_frame(dumps, "result_too_large",
                            "the result is %d bytes of JSON, over the %d-byte limit" % (len(payload), limit),
                            limit_bytes=limit)
     return frame(b"ok", payload)
+
+
+def result_limit(request):
+    limit = request.get("result_limit_bytes")
+    return limit if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0 else MAX_FRAME
 
 
 def error_frame(dumps, kind, message, **fields):
@@ -191,7 +667,7 @@ def error_frame(dumps, kind, message, **fields):
     return frame(b"error", dumps(fields, ensure_ascii=True).encode("ascii"))
 
 
-def child(fields, script, result_w, dumps):
+def child(request, script, result_w, dumps):
     os.setsid()
     try:
         os.dup2(result_w, HIGH_FD, inheritable=False)
@@ -201,7 +677,7 @@ def child(fields, script, result_w, dumps):
         pass
     me = _getpid()
     try:
-        reply = run_script(fields, script, dumps)
+        reply = run_script(request, script, dumps)
     except SystemExit:
         flush_std()
         raise
@@ -328,19 +804,124 @@ def kill_and_reap(pid):
     return status
 
 
+def usage_of(started, monotonic):
+    """The runner's own accounting of everything it reaped: wall time since the script's
+    start, CPU time and the largest peak resident size of its reaped descendants."""
+    import resource
+
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {
+        "wall_ms": round((monotonic() - started) * 1000, 3),
+        "cpu_ms": round((ru.ru_utime + ru.ru_stime) * 1000, 3),
+        # ru_maxrss is in KiB on Linux.
+        "peak_memory_bytes": ru.ru_maxrss * 1024,
+    }
+
+
+def with_usage(dumps, tag, fields, usage):
+    fields["usage"] = usage
+    return frame(tag, dumps(fields, ensure_ascii=True).encode("ascii"))
+
+
+def final_frame(reply, status, request, root_fd, dumps):
+    """The frame for the host, without usage yet: `(tag, fields)` for an error or an exit,
+    or `(b"ok", (value, files))` with the value's JSON bytes and the files' JSON text or None."""
+    import json
+
+    if reply == b"too_large":
+        return b"error", {"kind": "result_too_large", "message": too_large_message(result_limit(request))}
+    if reply == CORRUPTED:
+        return b"error", {"kind": "result_not_json",
+                          "message": "the script wrote to the runner's private result channel: no result can be trusted"}
+    if reply == CLOSED:
+        return b"error", {"kind": "result_not_json",
+                          "message": "the script closed the runner's private result channel: its result could not be sent"}
+    if reply is None:
+        if os.WIFSIGNALED(status):
+            return b"exited", {"signal": os.WTERMSIG(status)}
+        return b"exited", {"exit_code": os.WEXITSTATUS(status)}
+    newline = reply.index(b"\n")
+    tag, payload = reply[: newline].split(b" ")[0], reply[newline + 1:]
+    if tag == b"error":
+        # Written by the child's runner code, or forged by the script: taken only if it is a
+        # small JSON object with a string kind.
+        fields = None
+        if len(payload) <= MAX_ERROR_FRAME:
+            try:
+                fields = json.loads(payload)
+            except ValueError:
+                fields = None
+        if not isinstance(fields, dict) or not isinstance(fields.get("kind"), str):
+            return b"error", {"kind": "result_not_json",
+                              "message": "the script wrote to the runner's private result channel: no result can be trusted"}
+        fields.pop("usage", None)
+        return b"error", fields
+    files = None
+    if "collect" in request:
+        try:
+            max_files = request.get("max_files")
+            if not isinstance(max_files, int) or isinstance(max_files, bool) or max_files < 0:
+                max_files = DEFAULT_MAX_FILES
+            collector = Collector(request["collect"], max_files, result_limit(request))
+            collector.find(root_fd)
+            files = collector.read(root_fd, len(payload))
+        except Refused as refused:
+            fields = dict(refused.fields, kind=refused.kind, message=refused.message)
+            if refused.kind == "result_too_large":
+                # The host words the value's own overflow itself; this one it passes on.
+                fields["limit_bytes"] = result_limit(request)
+                fields["cause"] = "collect"
+            return b"error", fields
+    return b"ok", (payload, files)
+
+
+def ok_payload(value, files, usage, dumps):
+    """`{"value":...,"files":...,"usage":...}` with `value` first and byte for byte."""
+    parts = [b'{"value":', value]
+    if files is not None:
+        parts += [b',"files":', files.encode("ascii")]
+    parts += [b',"usage":', dumps(usage).encode("ascii"), b"}"]
+    return b"".join(parts)
+
+
 def main():
     mode, modules = sys.argv[1], sys.argv[2:]
+    hide_runner_arguments()
+    prepare_matplotlib()
     for name in modules:
         __import__(name)
     if mode == "warm":
         # A pooled jail imports everything the runner may use before `ready`, so it pays for
         # none of it once the script arrives. A cold jail imports only what it ends up using.
-        import asyncio, inspect, linecache, select, signal, traceback, types  # noqa: F401
+        import asyncio, binascii, fnmatch, inspect, linecache, resource, select, signal, stat, traceback, types  # noqa
+        import mimetypes
+
+        media_type_of("x", mimetypes)
     import json
+    import time
 
     dumps = json.dumps
+    monotonic = time.monotonic
     write_all(RESULT_FD, b"ready\n")
-    fields, script = read_request()
+    request, script = read_request()
+    started = monotonic()
+
+    root_fd = None
+    try:
+        workdir, root_fd = make_workdir()
+        os.chdir(workdir)
+        if "files" in request:
+            write_files(root_fd, request["files"])
+        if "collect" in request:
+            compile_patterns(request["collect"])
+    except (Refused, OSError) as exc:
+        if isinstance(exc, Refused):
+            fields = dict(exc.fields, kind=exc.kind, message=exc.message)
+        else:
+            fields = {"kind": "invalid_request", "message": "the working directory cannot be made: %s" % exc.strerror}
+        write_all(RESULT_FD, with_usage(dumps, b"error", fields, usage_of(started, monotonic)))
+        os.close(RESULT_FD)
+        return
 
     import signal
 
@@ -353,25 +934,20 @@ def main():
         signal.signal(signal.SIGINT, signal.default_int_handler)
         os.close(RESULT_FD)
         os.close(result_r)
-        child(fields, script, result_w, dumps)
+        os.close(root_fd)
+        child(request, script, result_w, dumps)
         os._exit(0)
     os.close(result_w)
     reply, status = wait_child(pid, result_r)
-    if reply == b"too_large":
-        reply = error_frame(dumps, "result_too_large", "the result is over the size limit")
-    elif reply == CORRUPTED:
-        reply = error_frame(dumps, "result_not_json",
-                            "the script wrote to the runner's private result channel: no result can be trusted")
-    elif reply == CLOSED:
-        reply = error_frame(dumps, "result_not_json",
-                            "the script closed the runner's private result channel: its result could not be sent")
-    elif reply is None:
-        if os.WIFSIGNALED(status):
-            info = {"signal": os.WTERMSIG(status)}
-        else:
-            info = {"exit_code": os.WEXITSTATUS(status)}
-        reply = frame(b"exited", dumps(info).encode("ascii"))
+    # Nothing else may run while the files are read, nor write to stdout or stderr after.
     end_everything_else()
+    tag, fields = final_frame(reply, status, request, root_fd, dumps)
+    usage = usage_of(started, monotonic)
+    if tag == b"ok":
+        value, files = fields
+        reply = frame(b"ok", ok_payload(value, files, usage, dumps))
+    else:
+        reply = with_usage(dumps, tag, fields, usage)
     write_all(RESULT_FD, reply)
     os.close(RESULT_FD)
 

@@ -13,9 +13,16 @@ pub fn interpret(execution: Execution, job: &Job, result_limit: usize) -> Result
     } = execution;
     let limit_mb = job.memory_bytes / (1024 * 1024);
     let error = match ending {
-        Ending::Reported(Report::Value(result)) => return Ok(Success { result, stdout }),
-        Ending::Reported(Report::Error { kind, fields }) => runner_error(&kind, fields, limit_mb, result_limit),
-        Ending::Reported(Report::Exited { exit_code, signal }) => exited(exit_code, signal, job),
+        Ending::Reported(Report::Value { value, files, usage }) => {
+            return Ok(Success {
+                result: value,
+                stdout,
+                files,
+                usage,
+            })
+        }
+        Ending::Reported(Report::Error { kind, fields, .. }) => runner_error(&kind, fields, limit_mb, result_limit),
+        Ending::Reported(Report::Exited { exit_code, signal, .. }) => exited(exit_code, signal, job),
         Ending::TimedOut => timeout(job.timeout),
         Ending::OutOfMemory => memory_limit(limit_mb),
         Ending::ResultTooLarge => result_too_large(result_limit),
@@ -151,7 +158,15 @@ fn runner_error(kind: &str, fields: Map<String, Value>, limit_mb: u64, result_li
                 error = error.with("traceback", traceback.clone());
             }
         }
-        ErrorKind::ResultTooLarge => error = result_too_large(result_limit),
+        ErrorKind::ResultTooLarge => {
+            error = result_too_large(result_limit);
+            // Collected files over their count or the cap: the runner's message names which.
+            if let (Some("collect"), Some(Value::String(message))) =
+                (fields.get("cause").and_then(Value::as_str), fields.get("message"))
+            {
+                error.message = message.clone();
+            }
+        }
         _ => {}
     }
     error

@@ -6,11 +6,12 @@ pub mod answer;
 
 use crate::config::Limits;
 use crate::error::{ApiError, ErrorKind};
-use crate::jail::{Captured, Flavour, Jail, JailSpec, Launcher, RunRequest};
+use crate::jail::{Captured, CollectedFile, Flavour, Jail, JailSpec, Launcher, RunRequest, Usage};
 use crate::pool::Pool;
 use crate::validation::ScriptInfo;
 use admission::Admission;
 use serde_json::value::RawValue;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,6 +28,10 @@ pub struct Job {
 pub struct Success {
     pub result: Box<RawValue>,
     pub stdout: Captured,
+    /// What `collect` brought back; None when the request had no `collect`.
+    pub files: Option<BTreeMap<String, CollectedFile>>,
+    /// The runner's accounting of the execution.
+    pub usage: Usage,
 }
 
 /// Where the time went, for Server-Timing.
@@ -83,10 +88,7 @@ impl<L: Launcher> Executor<L> {
             Flavour::Plain
         };
         let jail = self.jail(flavour, job.timeout, job.memory_bytes).await?;
-        let request = RunRequest {
-            script: &job.script,
-            result_limit_bytes: self.limits.max_result_bytes,
-        };
+        let request = RunRequest::new(&job.script, self.limits.max_result_bytes);
         let execution = jail.run(request, job.timeout).await;
         timings.sandbox = started.elapsed();
         answer::interpret(execution, &job, self.limits.max_result_bytes)

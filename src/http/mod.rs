@@ -273,7 +273,7 @@ async fn run_script<L: Launcher>(
     let mut execution_timings = Timings::default();
     let outcome = app.executor.run(job, &mut execution_timings).await;
     *timings = Some((validate_took, execution_timings));
-    let Success { result, stdout } = outcome?;
+    let Success { result, stdout, .. } = outcome?;
 
     // Built by hand so the result's JSON text passes through byte for byte.
     let stdout_text = stdout.text();

@@ -13,7 +13,7 @@ pub mod probe;
 pub mod protocol;
 
 pub use output::Captured;
-pub use protocol::{Report, RunRequest};
+pub use protocol::{CollectedFile, FileContent, InputFile, Report, RunRequest, Usage};
 
 use serde::Serialize;
 use std::future::Future;

@@ -122,13 +122,10 @@ async fn run_probe(launcher: &Nsjail, memory_bytes: u64) -> Result<String, Strin
         .start(JailSpec::probe(memory_bytes))
         .await
         .map_err(|e| format!("{}: {}", e.message, e.log.trim()))?;
-    let request = RunRequest {
-        script: PROBE_SCRIPT,
-        result_limit_bytes: 4096,
-    };
+    let request = RunRequest::new(PROBE_SCRIPT, 4096);
     let execution = jail.run(request, deadline::PROBE_RUN).await;
     match execution.ending {
-        Ending::Reported(Report::Value(raw)) => {
+        Ending::Reported(Report::Value { value: raw, .. }) => {
             let value: (String, u32, u32) =
                 serde_json::from_str(raw.get()).map_err(|e| format!("unexpected probe answer: {e}"))?;
             if (value.1, value.2) != (JAIL_UID, JAIL_UID) {

@@ -1,12 +1,18 @@
-//! The service's side of the runner protocol (the runner itself is `src/runner.py`, compiled
+//! The service's side of the runner protocol, v2 (the runner itself is `src/runner.py`, compiled
 //! into the binary and passed to the sandbox's Python with `-c`).
 //!
-//! Host to runner, on the jail's stdin: one JSON header line, then the script's bytes.
+//! Host to runner, on the jail's stdin: one JSON header line `{"script_bytes": S,
+//! "request_bytes": R}`, the script's S bytes, then R bytes of a JSON object with the
+//! execution's data (`result_limit_bytes`; `input`, `files`, `collect`, `max_files` when the
+//! request had them).
 //! Runner to host, on fd 3 (the result channel): `ready\n`, then one frame
-//! `ok <n>\n<json>`, `error <n>\n<json object>` or `exited <n>\n<json object>`.
+//! `ok <n>\n{"value":..,"files":{..},"usage":{..}}`, `error <n>\n{"kind":..,..,"usage":{..}}`
+//! or `exited <n>\n{"exit_code"|"signal":N,"usage":{..}}`.
 
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
+use std::collections::BTreeMap;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 pub const RUNNER_SOURCE: &str = include_str!("../runner.py");
@@ -14,36 +20,145 @@ pub const RUNNER_SOURCE: &str = include_str!("../runner.py");
 /// The first thing a runner says once its interpreter (and flavour modules) are loaded.
 pub const READY: &[u8] = b"ready\n";
 
+/// How many files `collect` may bring back when the request does not lower it.
+pub const DEFAULT_MAX_FILES: usize = 100;
+
+/// A file written into the script's working directory before it runs. The path is checked by
+/// the HTTP layer (relative, `/`-separated, no empty, `.` or `..` component, no NUL) and again
+/// by the runner; base64 is checked by both too.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InputFile {
+    pub path: String,
+    #[serde(flatten)]
+    pub content: FileContent,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileContent {
+    /// Written as UTF-8.
+    Text(String),
+    /// Standard base64 with padding; written as the bytes it decodes to.
+    Base64(String),
+}
+
 /// What one execution asks of the runner.
 #[derive(Debug, Clone)]
 pub struct RunRequest<'a> {
     pub script: &'a str,
+    /// Cap on the whole ok payload: the value's JSON plus the collected files.
     pub result_limit_bytes: usize,
+    /// The request's `input`, passed to main as its argument (None: the request had none).
+    pub input: Option<Box<RawValue>>,
+    pub files: Vec<InputFile>,
+    /// Glob patterns (per path component, `**` any number of directories); None: no `collect`,
+    /// and the ok frame has no `files`.
+    pub collect: Option<Vec<String>>,
+    /// Cap on the number of collected files.
+    pub max_files: usize,
 }
 
-impl RunRequest<'_> {
+/// The request object as the runner reads it.
+#[derive(Serialize)]
+struct Wire<'r> {
+    result_limit_bytes: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    input: Option<&'r RawValue>,
+    #[serde(skip_serializing_if = "<[InputFile]>::is_empty")]
+    files: &'r [InputFile],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    collect: Option<&'r [String]>,
+    max_files: usize,
+}
+
+impl<'a> RunRequest<'a> {
+    /// A request with no data in or out: a script and its result cap, as before v2.
+    pub fn new(script: &'a str, result_limit_bytes: usize) -> RunRequest<'a> {
+        RunRequest {
+            script,
+            result_limit_bytes,
+            input: None,
+            files: Vec::new(),
+            collect: None,
+            max_files: DEFAULT_MAX_FILES,
+        }
+    }
+
     pub fn encode(&self) -> Vec<u8> {
+        let wire = Wire {
+            result_limit_bytes: self.result_limit_bytes,
+            input: self.input.as_deref(),
+            files: &self.files,
+            collect: self.collect.as_deref(),
+            max_files: self.max_files,
+        };
+        // Serialising plain strings, numbers and already-valid JSON text cannot fail.
+        let body = serde_json::to_vec(&wire).unwrap_or_else(|_| b"{}".to_vec());
         let mut header = Map::new();
         header.insert("script_bytes".into(), self.script.len().into());
-        header.insert("result_limit_bytes".into(), self.result_limit_bytes.into());
+        header.insert("request_bytes".into(), body.len().into());
         let mut out = Value::Object(header).to_string().into_bytes();
         out.push(b'\n');
+        out.reserve(self.script.len() + body.len());
         out.extend_from_slice(self.script.as_bytes());
+        out.extend_from_slice(&body);
         out
     }
+}
+
+/// The runner's own accounting: wall time from the script's start, CPU time and peak resident
+/// memory of everything it reaped. The host may replace cpu and peak with cgroup counters.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Usage {
+    pub wall_ms: f64,
+    pub cpu_ms: f64,
+    pub peak_memory_bytes: u64,
+}
+
+/// One file `collect` brought back, read inside the jail by the runner.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CollectedFile {
+    pub base64: String,
+    pub size: u64,
+    pub media_type: String,
+}
+
+/// The ok frame's payload. Strict: the value is only the script's, so a value text that tried
+/// to add keys of its own (`1,"files":{..}`) meets the runner's real ones as duplicates.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OkPayload {
+    value: Box<RawValue>,
+    #[serde(default)]
+    files: Option<BTreeMap<String, CollectedFile>>,
+    usage: Usage,
 }
 
 /// What the runner reported.
 #[derive(Debug)]
 pub enum Report {
-    /// `main()` returned; the JSON text exactly as `json.dumps` wrote it.
-    Value(Box<RawValue>),
+    /// `main()` returned.
+    Value {
+        /// The JSON text exactly as `json.dumps` wrote it.
+        value: Box<RawValue>,
+        /// The collected files (by path relative to the working directory); None when the
+        /// request had no `collect`.
+        files: Option<BTreeMap<String, CollectedFile>>,
+        usage: Usage,
+    },
     /// The script failed in a way the runner classified.
-    Error { kind: String, fields: Map<String, Value> },
+    Error {
+        kind: String,
+        fields: Map<String, Value>,
+        usage: Option<Usage>,
+    },
     /// The script's process ended before `main()` returned.
     Exited {
         exit_code: Option<i64>,
         signal: Option<i64>,
+        usage: Option<Usage>,
     },
 }
 
@@ -100,6 +215,10 @@ pub async fn read_frame<R: AsyncRead + Unpin>(result: &mut R, limit: usize) -> R
     }
 }
 
+fn take_usage(fields: &mut Map<String, Value>) -> Option<Usage> {
+    fields.remove("usage").and_then(|u| serde_json::from_value(u).ok())
+}
+
 /// Parses what the result channel carried after `ready\n`.
 pub fn parse_frame(bytes: &[u8]) -> Result<Report, FrameError> {
     if bytes.is_empty() {
@@ -121,21 +240,29 @@ pub fn parse_frame(bytes: &[u8]) -> Result<Report, FrameError> {
     let text = std::str::from_utf8(payload).map_err(|_| FrameError::Malformed("payload is not UTF-8"))?;
     match tag {
         "ok" => {
-            let raw: Box<RawValue> =
-                serde_json::from_str(text).map_err(|_| FrameError::Malformed("result is not JSON"))?;
-            Ok(Report::Value(raw))
+            let ok: OkPayload =
+                serde_json::from_str(text).map_err(|_| FrameError::Malformed("result is not the runner's JSON"))?;
+            Ok(Report::Value {
+                value: ok.value,
+                files: ok.files,
+                usage: ok.usage,
+            })
         }
         "error" => match serde_json::from_str::<Value>(text) {
             Ok(Value::Object(mut fields)) => match fields.remove("kind") {
-                Some(Value::String(kind)) => Ok(Report::Error { kind, fields }),
+                Some(Value::String(kind)) => {
+                    let usage = take_usage(&mut fields);
+                    Ok(Report::Error { kind, fields, usage })
+                }
                 _ => Err(FrameError::Malformed("error frame without a kind")),
             },
             _ => Err(FrameError::Malformed("error frame is not an object")),
         },
         "exited" => match serde_json::from_str::<Value>(text) {
-            Ok(Value::Object(fields)) => Ok(Report::Exited {
+            Ok(Value::Object(mut fields)) => Ok(Report::Exited {
                 exit_code: fields.get("exit_code").and_then(Value::as_i64),
                 signal: fields.get("signal").and_then(Value::as_i64),
+                usage: take_usage(&mut fields),
             }),
             _ => Err(FrameError::Malformed("exited frame is not an object")),
         },
@@ -147,41 +274,134 @@ pub fn parse_frame(bytes: &[u8]) -> Result<Report, FrameError> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn request_is_a_header_line_then_the_script() {
-        let req = RunRequest {
-            script: "def main():\n  return 'é'\n",
-            result_limit_bytes: 10,
-        };
-        let bytes = req.encode();
+    const USAGE: &str = r#"{"wall_ms":1.5,"cpu_ms":0.25,"peak_memory_bytes":1024}"#;
+
+    fn split(bytes: &[u8]) -> (Value, &[u8]) {
         let newline = bytes.iter().position(|&b| b == b'\n').unwrap();
-        let header: Value = serde_json::from_slice(&bytes[..newline]).unwrap();
-        assert_eq!(header["script_bytes"], req.script.len());
-        assert_eq!(&bytes[newline + 1..], req.script.as_bytes());
+        (
+            serde_json::from_slice(&bytes[..newline]).unwrap(),
+            &bytes[newline + 1..],
+        )
+    }
+
+    #[test]
+    fn request_is_a_header_line_the_script_then_the_request_object() {
+        let req = RunRequest::new("def main():\n  return 'é'\n", 10);
+        let bytes = req.encode();
+        let (header, rest) = split(&bytes);
+        let script_bytes = header["script_bytes"].as_u64().unwrap() as usize;
+        assert_eq!(script_bytes, req.script.len());
+        assert_eq!(&rest[..script_bytes], req.script.as_bytes());
+        let body = &rest[script_bytes..];
+        assert_eq!(header["request_bytes"].as_u64().unwrap() as usize, body.len());
+        // Without data in or out, only the limits: no input, files or collect key.
+        assert_eq!(body, br#"{"result_limit_bytes":10,"max_files":100}"#);
+    }
+
+    #[test]
+    fn request_data_is_passed_as_data() {
+        let mut req = RunRequest::new("def main(x):\n  return x\n", 10);
+        req.input = Some(RawValue::from_string(r#"{"big": 123456789012345678901234567890}"#.into()).unwrap());
+        req.files = vec![
+            InputFile {
+                path: "a/b.csv".into(),
+                content: FileContent::Text("x,y\n".into()),
+            },
+            InputFile {
+                path: "c.bin".into(),
+                content: FileContent::Base64("AAE=".into()),
+            },
+        ];
+        req.collect = Some(vec!["*.png".into()]);
+        req.max_files = 3;
+        let bytes = req.encode();
+        let (header, rest) = split(&bytes);
+        let body = &rest[header["script_bytes"].as_u64().unwrap() as usize..];
+        let text = std::str::from_utf8(body).unwrap();
+        assert!(
+            text.contains(r#""input":{"big": 123456789012345678901234567890}"#),
+            "input kept byte for byte: {text}"
+        );
+        let body: Value = serde_json::from_str(text).unwrap();
+        assert_eq!(
+            body["files"],
+            serde_json::json!([{"path": "a/b.csv", "text": "x,y\n"}, {"path": "c.bin", "base64": "AAE="}])
+        );
+        assert_eq!(body["collect"], serde_json::json!(["*.png"]));
+        assert_eq!(body["max_files"], 3);
+        // `null` input is input.
+        req.input = Some(RawValue::from_string("null".into()).unwrap());
+        let bytes = req.encode();
+        assert!(std::str::from_utf8(&bytes).unwrap().contains(r#""input":null"#));
     }
 
     #[test]
     fn value_frames_keep_the_json_text_byte_for_byte() {
         let text = r#"{"big": 123456789012345678901234567890, "f": 0.1000000000000000055511151231257827}"#;
-        let frame = format!("ok {}\n{}", text.len(), text);
+        let payload = format!(r#"{{"value":{text},"usage":{USAGE}}}"#);
+        let frame = format!("ok {}\n{}", payload.len(), payload);
         match parse_frame(frame.as_bytes()).unwrap() {
-            Report::Value(raw) => assert_eq!(raw.get(), text),
+            Report::Value { value, files, usage } => {
+                assert_eq!(value.get(), text);
+                assert_eq!(files, None);
+                assert_eq!(usage.peak_memory_bytes, 1024);
+                assert_eq!(usage.wall_ms, 1.5);
+            }
             other => panic!("{other:?}"),
         }
     }
 
     #[test]
+    fn value_frames_with_files() {
+        let payload = format!(
+            r#"{{"value":null,"files":{{"chart.png":{{"base64":"iVBORw==","size":4,"media_type":"image/png"}}}},"usage":{USAGE}}}"#
+        );
+        match parse_frame(format!("ok {}\n{payload}", payload.len()).as_bytes()).unwrap() {
+            Report::Value { value, files, .. } => {
+                assert_eq!(value.get(), "null");
+                let files = files.unwrap();
+                assert_eq!(files["chart.png"].size, 4);
+                assert_eq!(files["chart.png"].media_type, "image/png");
+                assert_eq!(files["chart.png"].base64, "iVBORw==");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_value_text_cannot_add_keys_of_its_own() {
+        for payload in [
+            // The value text tries to inject files, or usage, before the runner's own.
+            format!(r#"{{"value":1,"files":{{}},"files":{{}},"usage":{USAGE}}}"#),
+            format!(r#"{{"value":1,"usage":{USAGE},"usage":{USAGE}}}"#),
+            format!(r#"{{"value":1,"extra":2,"usage":{USAGE}}}"#),
+            // No usage, or no value.
+            r#"{"value":1}"#.to_string(),
+            format!(r#"{{"usage":{USAGE}}}"#),
+        ] {
+            let frame = format!("ok {}\n{payload}", payload.len());
+            assert!(parse_frame(frame.as_bytes()).is_err(), "{payload}");
+        }
+    }
+
+    #[test]
     fn error_and_exit_frames() {
-        let body = r#"{"kind":"runtime_error","message":"ValueError: x"}"#;
+        let body = format!(r#"{{"kind":"runtime_error","message":"ValueError: x","usage":{USAGE}}}"#);
         match parse_frame(format!("error {}\n{body}", body.len()).as_bytes()).unwrap() {
-            Report::Error { kind, fields } => {
+            Report::Error { kind, fields, usage } => {
                 assert_eq!(kind, "runtime_error");
                 assert_eq!(fields["message"], "ValueError: x");
+                assert!(!fields.contains_key("usage"));
+                assert_eq!(usage.unwrap().cpu_ms, 0.25);
             }
             other => panic!("{other:?}"),
         }
         match parse_frame(b"exited 13\n{\"signal\": 9}").unwrap() {
-            Report::Exited { exit_code, signal } => assert_eq!((exit_code, signal), (None, Some(9))),
+            Report::Exited {
+                exit_code,
+                signal,
+                usage,
+            } => assert_eq!((exit_code, signal, usage), (None, Some(9), None)),
             other => panic!("{other:?}"),
         }
     }
@@ -193,6 +413,7 @@ mod tests {
         assert!(parse_frame(b"ok 3\n{1}").is_err());
         assert!(parse_frame(b"ok 99\n1").is_err());
         assert!(parse_frame(b"ok 1\n12").is_err());
+        assert!(parse_frame(b"ok 1\n1").is_err());
         assert!(parse_frame(b"hello").is_err());
         assert!(parse_frame(b"error 2\n[]").is_err());
         assert!(parse_frame(b"teapot 1\n1").is_err());
