@@ -27,7 +27,7 @@ fn wait_for_ready(server: &Server, flavour: &str, at_least: u64) {
 fn a_pooled_jail_serves_exactly_one_execution() {
     let server = Server::start_with(&[("POOL_SIZE", "2")]);
     wait_for_ready(&server, "plain", 1);
-    let script = "import os, sys\nseen = []\ndef main():\n    before = sorted(os.listdir('/tmp'))\n    open('/tmp/marker', 'w').write('x')\n    sys.modules.setdefault('leak', []).append(1)\n    return [before, len(sys.modules['leak']), os.getpid()]\n";
+    let script = "import os, sys\nseen = []\ndef main():\n    before = sorted(n for n in os.listdir('/tmp') if n != os.path.basename(os.getcwd()))\n    open('/tmp/marker', 'w').write('x')\n    sys.modules.setdefault('leak', []).append(1)\n    return [before, len(sys.modules['leak']), os.getpid()]\n";
     for _ in 0..5 {
         let result = server.execute(script).result();
         assert_eq!(result[0], json!([]), "a file from an earlier execution is visible");
@@ -46,6 +46,22 @@ fn scripts_importing_pandas_get_a_jail_with_it_loaded_and_plain_scripts_do_not()
     let r = server.execute("import sys\nPRELOADED = 'pandas' in sys.modules\nimport pandas as pd\ndef main():\n    return [PRELOADED, int(pd.Series([1, 2]).sum())]\n");
     assert_eq!(r.result(), json!([true, 3]));
     let r = server.execute("import sys\ndef main():\n    return 'pandas' in sys.modules or 'numpy' in sys.modules\n");
+    assert_eq!(r.result(), json!(false));
+}
+
+#[test]
+fn scripts_importing_matplotlib_get_a_jail_with_pyplot_loaded_kept_only_on_demand() {
+    let server = Server::start_with(&[("POOL_SIZE", "1")]);
+    wait_for_ready(&server, "plain", 1);
+    wait_for_ready(&server, "data", 1);
+    // A chart jail is the costliest to keep: none before charts are asked for.
+    assert_eq!(server.get("/health").json()["pool"]["ready"]["chart"], json!(0));
+    let script = "import sys\nPRELOADED = ['matplotlib.pyplot' in sys.modules, 'pandas' in sys.modules]\nimport matplotlib.pyplot as plt\ndef main():\n    return PRELOADED\n";
+    assert_eq!(server.execute(script).result(), json!([true, true]));
+    wait_for_ready(&server, "chart", 1);
+    assert_eq!(server.execute(script).result(), json!([true, true]));
+    // Data scripts that do not draw do not pay for pyplot.
+    let r = server.execute("import sys\nimport pandas\ndef main():\n    return 'matplotlib' in sys.modules\n");
     assert_eq!(r.result(), json!(false));
 }
 
