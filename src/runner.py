@@ -21,6 +21,17 @@ PID 1 of the jail's PID namespace. It:
    `exited <n>\\n{"exit_code"|"signal":N,"usage":{...}}`.
 
 stdout and stderr (fds 1 and 2) are the jail's own pipes to the service, untouched.
+
+`collect` semantics: each pattern is matched per path component with fnmatch (`*` matches
+names starting with a dot too), `**` is any number of directories (zero included; last, it
+matches every file below). Only regular files come back: symlinks are never followed (a link
+to /etc/passwd is not collected, nor is anything under a linked directory), FIFOs, sockets and
+devices are skipped without being read. A hard link is a regular file: in a jail it can only
+name a file of the jail's own /tmp (a link across mounts fails), so it is collected like any
+other. Names that are not valid UTF-8 cannot be JSON keys faithfully and are skipped, as are
+files the runner cannot read and directories deeper than MAX_COLLECT_DEPTH. A walk that looks
+at more than MAX_COLLECT_ENTRIES entries, more than `max_files` matches, or more bytes than the
+result cap is `result_too_large`.
 """
 
 import os
