@@ -1,5 +1,5 @@
-//! A pool of warm, single-use jails, one queue per flavour (plain, or with numpy and pandas
-//! imported). A warm jail is a complete jail whose runner has loaded its interpreter and waits
+//! A pool of warm, single-use jails, one queue per flavour (plain, with numpy and pandas
+//! imported, or with matplotlib's pyplot as well). A warm jail is a complete jail whose runner has loaded its interpreter and waits
 //! for a script; it serves exactly one execution and is then destroyed, exactly like one
 //! started for its request. Jails that waited longer than `max_idle` are retired unused.
 //!
@@ -36,7 +36,7 @@ pub struct Pool<L: Launcher> {
     /// The memory limit and time limit of the executions the jails will serve.
     memory_bytes: u64,
     timeout: Duration,
-    shelves: [Mutex<Shelf<L::Jail>>; 2],
+    shelves: [Mutex<Shelf<L::Jail>>; 3],
     wake: Notify,
     stopped: AtomicBool,
 }
@@ -45,6 +45,7 @@ fn index(flavour: Flavour) -> usize {
     match flavour {
         Flavour::Plain => 0,
         Flavour::Data => 1,
+        Flavour::Chart => 2,
     }
 }
 
@@ -68,7 +69,7 @@ impl<L: Launcher> Pool<L> {
             max_idle,
             memory_bytes,
             timeout,
-            shelves: [shelf(), shelf()],
+            shelves: [shelf(), shelf(), shelf()],
             wake: Notify::new(),
             stopped: AtomicBool::new(false),
         })
@@ -108,7 +109,9 @@ impl<L: Launcher> Pool<L> {
         found
     }
 
-    /// How many ready jails a flavour should have: its recent demand, at least one, at most `size`.
+    /// How many ready jails a flavour should have: its recent demand, at most `size`, and at
+    /// least one, except for charts: their jails are the costliest to keep (pyplot loaded), so
+    /// they are kept only while charts are asked for.
     fn target(&self, flavour: Flavour) -> usize {
         let Ok(shelf) = self.shelves[index(flavour)].lock() else {
             return 0;
@@ -119,7 +122,8 @@ impl<L: Launcher> Pool<L> {
             .iter()
             .filter(|t| now.duration_since(**t) <= DEMAND_WINDOW)
             .count();
-        recent.clamp(1, self.size)
+        let least = usize::from(flavour != Flavour::Chart);
+        recent.clamp(least, self.size.max(least))
     }
 
     pub fn size(&self) -> usize {

@@ -21,6 +21,17 @@ PID 1 of the jail's PID namespace. It:
    `exited <n>\\n{"exit_code"|"signal":N,"usage":{...}}`.
 
 stdout and stderr (fds 1 and 2) are the jail's own pipes to the service, untouched.
+
+`collect` semantics: each pattern is matched per path component with fnmatch (`*` matches
+names starting with a dot too), `**` is any number of directories (zero included; last, it
+matches every file below). Only regular files come back: symlinks are never followed (a link
+to /etc/passwd is not collected, nor is anything under a linked directory), FIFOs, sockets and
+devices are skipped without being read. A hard link is a regular file: in a jail it can only
+name a file of the jail's own /tmp (a link across mounts fails), so it is collected like any
+other. Names that are not valid UTF-8 cannot be JSON keys faithfully and are skipped, as are
+files the runner cannot read and directories deeper than MAX_COLLECT_DEPTH. A walk that looks
+at more than MAX_COLLECT_ENTRIES entries, more than `max_files` matches, or more bytes than the
+result cap is `result_too_large`.
 """
 
 import os
@@ -126,16 +137,40 @@ def hide_runner_arguments():
 
 
 def prepare_matplotlib(config_dir=None, prefix=None):
-    """Headless drawing, and the install-time font cache copied where matplotlib can write:
-    without it the first `import matplotlib.pyplot` in a jail spends seconds building one."""
+    """Headless drawing, and the install-time font cache copied where matplotlib can write
+    (it checks): without it the first `import matplotlib.pyplot` in a jail spends seconds
+    building one. The copy is made when matplotlib is first imported, so a script that does
+    not use it finds nothing of it in /tmp."""
     config_dir = config_dir or MPL_CONFIG_DIR
     os.environ["MPLBACKEND"] = "Agg"
     os.environ["MPLCONFIGDIR"] = config_dir
+    sys.meta_path.insert(0, FontCacheOnImport(config_dir, prefix or sys.prefix))
+
+
+class FontCacheOnImport:
+    """An import hook that finds nothing: it only installs the font cache, once, just before
+    matplotlib is imported for the first time."""
+
+    def __init__(self, config_dir, prefix):
+        self.config_dir = config_dir
+        self.prefix = prefix
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "matplotlib" or name.startswith("matplotlib."):
+            try:
+                sys.meta_path.remove(self)
+            except ValueError:
+                pass
+            install_font_cache(self.config_dir, self.prefix)
+        return None
+
+
+def install_font_cache(config_dir, prefix):
     try:
         os.mkdir(config_dir, 0o700)
-    except FileExistsError:
-        pass
-    source = os.path.join(prefix or sys.prefix, *FONT_CACHE_SOURCE)
+    except OSError:
+        return
+    source = os.path.join(prefix, *FONT_CACHE_SOURCE)
     try:
         names = os.listdir(source)
     except OSError:

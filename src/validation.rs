@@ -19,6 +19,8 @@ pub struct ScriptInfo {
     /// Whether `main` takes a positional parameter (for `input`): `None` when only running the
     /// script can tell (a decorated `main`, or one named in letters Python normalises to it).
     pub main_takes_input: Option<bool>,
+    /// The script imports matplotlib somewhere: its jail has pyplot loaded too.
+    pub imports_chart_library: bool,
 }
 
 /// Deeply nested code makes deeply recursive syntax trees: parse on a thread whose stack
@@ -75,6 +77,7 @@ pub fn validate(script: &str) -> Result<ScriptInfo, ApiError> {
     let mut info = ScriptInfo {
         imports_data_libraries: false,
         main_takes_input: main_takes_input(&mains),
+        imports_chart_library: false,
     };
     note_imports(&suite, &mut info);
     Ok(info)
@@ -206,25 +209,33 @@ fn main_takes_input(mains: &[MainDef]) -> Option<bool> {
     answers.all(|a| a == Some(first)).then_some(first)
 }
 
-/// Looks for `import numpy`, `from pandas.x import y` and the like in every block.
+/// Looks for `import numpy`, `from pandas.x import y`, `import matplotlib.pyplot` and the
+/// like in every block.
 fn note_imports(body: &[Stmt], info: &mut ScriptInfo) {
-    let is_data = |module: &str| {
+    let note = |module: &str, info: &mut ScriptInfo| {
         let top = module.split('.').next().unwrap_or(module);
-        DATA_LIBRARIES.contains(&top)
+        if DATA_LIBRARIES.contains(&top) {
+            info.imports_data_libraries = true;
+        }
+        if top == "matplotlib" {
+            info.imports_chart_library = true;
+        }
     };
     for stmt in body {
-        if info.imports_data_libraries {
+        if info.imports_data_libraries && info.imports_chart_library {
             return;
         }
         match stmt {
             Stmt::Import(s) => {
-                if s.names.iter().any(|alias| is_data(alias.name.as_str())) {
-                    info.imports_data_libraries = true;
+                for alias in &s.names {
+                    note(alias.name.as_str(), info);
                 }
             }
             Stmt::ImportFrom(s) => {
-                if s.level.map_or(0, |l| l.to_u32()) == 0 && s.module.as_ref().is_some_and(|m| is_data(m.as_str())) {
-                    info.imports_data_libraries = true;
+                if s.level.map_or(0, |l| l.to_u32()) == 0 {
+                    if let Some(module) = &s.module {
+                        note(module.as_str(), info);
+                    }
                 }
             }
             other => {
@@ -337,6 +348,22 @@ mod tests {
         assert!(!info("import json\ndef main(): pass\n"));
         assert!(!info("import numpyish\ndef main(): pass\n"));
         assert!(!info("from . import pandas\ndef main(): pass\n"));
+    }
+
+    #[test]
+    fn notes_matplotlib_imports_anywhere() {
+        let info = |s: &str| validate(s).unwrap();
+        let chart = |s: &str| info(s).imports_chart_library;
+        assert!(chart("import matplotlib.pyplot as plt\ndef main(): pass\n"));
+        assert!(chart("import json, matplotlib\ndef main(): pass\n"));
+        assert!(chart("def main():\n    from matplotlib import pyplot\n"));
+        assert!(chart(
+            "import pandas\ndef main():\n    if 1:\n        import matplotlib.pyplot\n"
+        ));
+        assert!(info("import pandas\nimport matplotlib\ndef main(): pass\n").imports_data_libraries);
+        assert!(!chart("import pandas\ndef main(): pass\n"));
+        assert!(!chart("import matplotlibx\ndef main(): pass\n"));
+        assert!(!chart("from .matplotlib import x\ndef main(): pass\n"));
     }
 }
 

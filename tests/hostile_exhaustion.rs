@@ -149,12 +149,13 @@ def main():
         assert_eq!(v["inodes"][0], "ENOSPC", "{v}");
         assert!(v["inodes"][1].as_u64().unwrap() <= 4096, "{v}");
         assert_eq!(v["dirs"][0], "ENOSPC", "{v}");
-        // Left full on purpose: the next execution still gets a fresh, empty /tmp.
+        // Left full on purpose: the next execution still gets a fresh /tmp, empty but for its own
+        // working directory.
         let r = server.execute(
             "import os\ndef main():\n    for i in range(5000):\n        try:\n            open('/tmp/g%d' % i, 'w').close()\n        except OSError:\n            break\n    with open('/dev/shm/x', 'wb') as f:\n        f.write(b'y' * (15 << 20))\n    return 'filled'\n",
         );
         assert_eq!(r.result(), "filled");
-        let r = server.execute("import os\ndef main():\n    return [os.listdir('/tmp'), os.listdir('/dev/shm'), os.statvfs('/tmp').f_bfree == os.statvfs('/tmp').f_blocks]\n");
+        let r = server.execute("import os\ndef main():\n    return [[n for n in os.listdir('/tmp') if n != os.path.basename(os.getcwd())], os.listdir('/dev/shm'), os.statvfs('/tmp').f_bfree == os.statvfs('/tmp').f_blocks]\n");
         assert_eq!(r.result(), json!([[], [], true]));
     });
 }

@@ -50,6 +50,22 @@ fn scripts_importing_pandas_get_a_jail_with_it_loaded_and_plain_scripts_do_not()
 }
 
 #[test]
+fn scripts_importing_matplotlib_get_a_jail_with_pyplot_loaded_kept_only_on_demand() {
+    let server = Server::start_with(&[("POOL_SIZE", "1")]);
+    wait_for_ready(&server, "plain", 1);
+    wait_for_ready(&server, "data", 1);
+    // A chart jail is the costliest to keep: none before charts are asked for.
+    assert_eq!(server.get("/health").json()["pool"]["ready"]["chart"], json!(0));
+    let script = "import sys\nPRELOADED = ['matplotlib.pyplot' in sys.modules, 'pandas' in sys.modules]\nimport matplotlib.pyplot as plt\ndef main():\n    return PRELOADED\n";
+    assert_eq!(server.execute(script).result(), json!([true, true]));
+    wait_for_ready(&server, "chart", 1);
+    assert_eq!(server.execute(script).result(), json!([true, true]));
+    // Data scripts that do not draw do not pay for pyplot.
+    let r = server.execute("import sys\nimport pandas\ndef main():\n    return 'matplotlib' in sys.modules\n");
+    assert_eq!(r.result(), json!(false));
+}
+
+#[test]
 fn the_time_limit_counts_from_handing_over_the_script() {
     let server = Server::start_with(&[("POOL_SIZE", "1"), ("TIMEOUT_SECONDS", "2")]);
     wait_for_ready(&server, "plain", 1);

@@ -773,7 +773,7 @@ class Collect(unittest.TestCase):
 
 
 class Matplotlib(unittest.TestCase):
-    def test_the_font_cache_is_copied_to_a_writable_directory(self):
+    def test_the_font_cache_is_copied_when_matplotlib_is_first_imported(self):
         prefix = tempfile.mkdtemp(prefix="runner-prefix-")
         source = os.path.join(prefix, *runner.FONT_CACHE_SOURCE)
         os.makedirs(source)
@@ -781,10 +781,17 @@ class Matplotlib(unittest.TestCase):
             f.write("{}")
         config = os.path.join(tempfile.mkdtemp(prefix="runner-mpl-"), "mpl")
         saved = {k: os.environ.get(k) for k in ("MPLBACKEND", "MPLCONFIGDIR")}
+        hooks = list(sys.meta_path)
         try:
             runner.prepare_matplotlib(config, prefix)
             self.assertEqual((os.environ["MPLBACKEND"], os.environ["MPLCONFIGDIR"]), ("Agg", config))
+            hook = sys.meta_path[0]
+            self.assertIsNone(hook.find_spec("json"))
+            self.assertFalse(os.path.exists(config), "nothing until matplotlib is imported")
+            self.assertIsNone(hook.find_spec("matplotlib"))
+            self.assertNotIn(hook, sys.meta_path)
         finally:
+            sys.meta_path[:] = hooks
             for k, v in saved.items():
                 if v is None:
                     os.environ.pop(k, None)
@@ -792,6 +799,13 @@ class Matplotlib(unittest.TestCase):
                     os.environ[k] = v
         self.assertEqual(os.listdir(config), ["fontlist-v1.json"])
         self.assertTrue(os.access(config, os.W_OK))
+
+    def test_a_script_without_matplotlib_leaves_tmp_with_its_directory_only(self):
+        parent = tempfile.mkdtemp(prefix="runner-test-")
+        tag, payload, _ = run_main("import os\ndef main():\n    return [os.listdir(%r), os.path.basename(os.getcwd())]\n" % parent,
+                                   parent=parent)
+        listing, cwd = ok_parts(payload)["value"]
+        self.assertEqual(listing, [cwd])
 
     def test_pyplot_imports_without_building_the_font_cache(self):
         """The sandbox's own install-time cache (scripts/prepare-sandbox.sh) is found and used."""

@@ -103,10 +103,11 @@ impl<L: Launcher> Executor<L> {
         // A lowered memory limit may be too small to import numpy and pandas ahead of the
         // script: its jail imports nothing, and the script meets the limit itself (an honest
         // memory_limit rather than a jail that cannot start).
-        let flavour = if job.info.imports_data_libraries && !lowered_memory {
-            Flavour::Data
-        } else {
-            Flavour::Plain
+        let flavour = match (&job.info, lowered_memory) {
+            (_, true) => Flavour::Plain,
+            (info, false) if info.imports_chart_library => Flavour::Chart,
+            (info, false) if info.imports_data_libraries => Flavour::Data,
+            _ => Flavour::Plain,
         };
         let jail = self.jail(flavour, job.timeout, job.memory_bytes).await?;
         let data = std::mem::take(&mut job.data);

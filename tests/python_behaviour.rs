@@ -1,0 +1,215 @@
+//! Python as users write it, against the real service and sandbox: argv, the working
+//! directory, awaitables behind decorators, huge exception messages, numpy and pandas results,
+//! and matplotlib in a jail. Each case runs both in a pooled jail and in a cold one.
+
+mod common;
+use common::Server;
+use serde_json::{json, Value};
+
+/// The default service (pooled jails) and one that starts every jail cold.
+fn servers() -> [Server; 2] {
+    [Server::start(), Server::start_with(&[("POOL_SIZE", "0")])]
+}
+
+#[test]
+fn argv_is_the_script_and_argparse_works() {
+    let script = r#"import argparse, sys
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=10)
+    parser.add_argument("--verbose", action="store_true")
+    args = parser.parse_args()
+    return {"argv": sys.argv, "orig": sys.orig_argv[1:], "rows": args.rows, "verbose": args.verbose}
+"#;
+    for server in servers() {
+        let r = server.execute(script);
+        assert_eq!(
+            r.result(),
+            json!({"argv": ["<script>"], "orig": ["<script>"], "rows": 10, "verbose": false})
+        );
+        let text = r.text();
+        assert!(!text.contains("warm") && !text.contains("cold"), "{text}");
+    }
+}
+
+#[test]
+fn the_working_directory_is_fresh_and_private_under_tmp() {
+    let script = r#"import os, stat
+def main():
+    cwd = os.getcwd()
+    open("mine.txt", "w").write("x")
+    return [os.path.dirname(cwd), cwd != "/tmp", oct(stat.S_IMODE(os.stat(cwd).st_mode)), sorted(os.listdir("."))]
+"#;
+    for server in servers() {
+        assert_eq!(
+            server.execute(script).result(),
+            json!(["/tmp", true, "0o700", ["mine.txt"]])
+        );
+    }
+}
+
+#[test]
+fn an_async_main_behind_a_plain_decorator_is_awaited() {
+    let script = r#"import asyncio, functools
+def logged(f):
+    @functools.wraps(f)
+    def inner(*args, **kwargs):
+        return f(*args, **kwargs)
+    return inner
+
+@logged
+async def main():
+    await asyncio.sleep(0)
+    return "awaited"
+"#;
+    for server in servers() {
+        let r = server.execute(script);
+        assert_eq!(r.text(), r#"{"result":"awaited","stdout":""}"#);
+    }
+}
+
+#[test]
+fn main_with_a_parameter_gets_none_without_input() {
+    let server = Server::start();
+    assert_eq!(
+        server.execute("def main(data):\n    return data\n").result(),
+        Value::Null
+    );
+    assert_eq!(server.execute("def main(n=3):\n    return n\n").result(), json!(3));
+}
+
+#[test]
+fn a_huge_exception_message_is_a_capped_runtime_error() {
+    let server = Server::start();
+    let r = server.execute("def main():\n    raise ValueError('m' * 5_000_000)\n");
+    assert_eq!(
+        (r.status, r.kind().as_str()),
+        (400, "runtime_error"),
+        "{}",
+        &r.text()[..300]
+    );
+    assert!(r.body.len() < 512 * 1024, "{} bytes", r.body.len());
+    let body = r.json();
+    assert_eq!(body["exception"]["type"], "ValueError");
+    let message = body["exception"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("mmmm") && message.contains("...[truncated "),
+        "{}",
+        &message[..100]
+    );
+    assert!(body["error"].as_str().unwrap().starts_with("ValueError: mmm"));
+    assert!(body["traceback"].as_str().unwrap().contains("...[truncated "));
+}
+
+#[test]
+fn numpy_and_pandas_results_just_work() {
+    let cases = [
+        ("np.int64(3)", "3"),
+        ("np.float64(0.25)", "0.25"),
+        ("np.bool_(False)", "false"),
+        ("np.arange(4).reshape(2, 2)", "[[0, 1], [2, 3]]"),
+        ("pd.DataFrame({'x': [1, 2, 3]})['x'].sum()", "6"),
+        (
+            "{'mean': pd.Series([1.0, 2.0]).mean(), 'n': len(pd.Series([1]))}",
+            r#"{"mean": 1.5, "n": 1}"#,
+        ),
+    ];
+    for server in servers() {
+        for (expr, text) in cases {
+            let r = server.execute(&format!(
+                "import numpy as np\nimport pandas as pd\ndef main():\n    return {expr}\n"
+            ));
+            assert_eq!(r.text(), format!(r#"{{"result":{text},"stdout":""}}"#), "{expr}");
+        }
+    }
+}
+
+#[test]
+fn nan_stays_not_json_and_a_dataframe_gets_a_hint() {
+    let server = Server::start();
+    for expr in ["np.float64('nan')", "np.array([1.0, np.inf])"] {
+        let r = server.execute(&format!("import numpy as np\ndef main():\n    return {expr}\n"));
+        assert_eq!(r.kind(), "result_not_json", "{expr}");
+    }
+    let r = server.execute("import pandas as pd\ndef main():\n    return pd.DataFrame({'x': [1]})\n");
+    assert_eq!((r.status, r.kind().as_str()), (400, "result_not_json"));
+    let message = r.json()["error"].as_str().unwrap().to_string();
+    assert!(
+        message.contains("DataFrame") && message.contains(".to_dict()"),
+        "{message}"
+    );
+}
+
+/// matplotlib draws headless, and a jail finds the install-time font cache instead of building
+/// one (matplotlib logs which at DEBUG): imported by the script itself in a plain jail here.
+#[test]
+fn matplotlib_in_a_jail_uses_the_prebuilt_font_cache() {
+    let script = r#"import importlib, io, logging, os
+seen = []
+class Keep(logging.Handler):
+    def emit(self, record):
+        seen.append(record.getMessage())
+logging.getLogger("matplotlib").addHandler(Keep())
+logging.getLogger("matplotlib").setLevel(logging.DEBUG)
+
+def main():
+    plt = importlib.import_module("matplotlib.pyplot")
+    fig, ax = plt.subplots()
+    ax.plot([1, 2, 3], [3, 1, 2])
+    ax.set_title("prices")
+    out = io.BytesIO()
+    fig.savefig(out, format="png")
+    cache = [m for m in seen if "fontManager" in m or "font cache" in m]
+    return {"cache": cache, "backend": plt.get_backend().lower(), "png": out.getvalue()[:4].hex()}
+"#;
+    for server in servers() {
+        let r = server.execute(script);
+        let result = r.result();
+        assert_eq!(result["backend"], "agg");
+        assert_eq!(result["png"], "89504e47");
+        let cache = result["cache"].as_array().unwrap();
+        assert_eq!(cache.len(), 1, "{cache:?}");
+        assert!(
+            cache[0]
+                .as_str()
+                .unwrap()
+                .starts_with("Using fontManager instance from /tmp/"),
+            "{cache:?}"
+        );
+    }
+}
+
+/// A script that imports pyplot the usual way (a chart jail): it draws, and nothing about
+/// the font cache or an unwritable config directory shows on stderr.
+#[test]
+fn matplotlib_imported_as_usual_draws_without_warnings() {
+    // The cache a jail uses is the install-time one, not one matplotlib rebuilt (which it
+    // would write back with different formatting).
+    let script = r#"import io, os, sys
+import matplotlib.pyplot as plt
+from matplotlib import font_manager
+
+def main():
+    fig, ax = plt.subplots()
+    ax.bar(["a", "b"], [1, 2])
+    out = io.BytesIO()
+    fig.savefig(out, format="png")
+    name = "fontlist-v%s.json" % font_manager.FontManager.__version__
+    used = open(os.path.join(os.environ["MPLCONFIGDIR"], name), "rb").read()
+    built = open(os.path.join(sys.prefix, "share", "python-executor", "matplotlib", name), "rb").read()
+    raise RuntimeError("png of %d bytes, prebuilt cache used: %s" % (len(out.getvalue()), used == built))
+"#;
+    for server in servers() {
+        let r = server.execute(script);
+        assert_eq!(r.kind(), "runtime_error", "{}", r.text());
+        let body = r.json();
+        assert!(
+            body["error"].as_str().unwrap().starts_with("RuntimeError: png of "),
+            "{body}"
+        );
+        let stderr = body["stderr"].as_str().unwrap();
+        assert!(!stderr.contains("font cache"), "{stderr}");
+        assert!(!stderr.contains("MPLCONFIGDIR"), "{stderr}");
+        assert!(!stderr.contains("Matplotlib"), "{stderr}");
+    }
+}
