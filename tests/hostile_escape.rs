@@ -446,7 +446,7 @@ def main():
         let result = r.result();
         assert_eq!(
             result["dev"],
-            json!(["null", "random", "shm", "urandom", "zero"]),
+            json!(["fd", "null", "random", "shm", "stderr", "stdin", "stdout", "urandom", "zero"]),
             "{result}"
         );
         assert_eq!(result["sys"], false);
