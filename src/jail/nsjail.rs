@@ -122,6 +122,9 @@ impl Nsjail {
         // drained without waiting for EOF (nsjail holds a copy of each until it exits).
         let (stdout_r, stdout_w) = make_pipe().map_err(pipe_error)?;
         let (stderr_r, stderr_w) = make_pipe().map_err(pipe_error)?;
+        for end in [&stdout_w, &stderr_w] {
+            writable_by_jail(end).map_err(pipe_error)?;
+        }
         let mut command = std::process::Command::new(&self.nsjail);
         command
             .args(self.arguments(spec))
@@ -250,6 +253,20 @@ fn make_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
         libc::fcntl(w.as_raw_fd(), libc::F_SETFL, flags & !libc::O_NONBLOCK);
     }
     Ok((r, w))
+}
+
+/// Lets the jail's uid reopen one of its output pipes for writing through /proc/self/fd/N
+/// (what /dev/stdout and /dev/stderr point to): a pipe is created owner-only (0600) and its
+/// owner is root, so `open('/dev/stdout', 'w')` would fail. Write-only for others is safe:
+/// reaching the pipe through /proc needs a process that holds it, i.e. the jail itself (or
+/// root); writing is what the jail may do to it anyway; reading stays owner-only, so nothing
+/// but the service reads the output. The result pipe (fd 3) keeps 0600: it cannot be reopened.
+fn writable_by_jail(fd: &OwnedFd) -> io::Result<()> {
+    // SAFETY: fchmod on an fd we own.
+    if unsafe { libc::fchmod(fd.as_raw_fd(), 0o602) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// A started nsjail: its runner is loading or waiting for a script.
