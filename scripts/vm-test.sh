@@ -35,11 +35,17 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-image=localhost/python-executor:image-test
-IMAGE=$image IMAGE_BUILD_ONLY=1 ./scripts/image-test.sh
-buildah push --quiet "$image" "docker-archive:$work/image.tar:python-executor:vm-test" >/dev/null
-log "image archive: $(du -h "$work/image.tar" | cut -f1)"
-phase "image build and export"
+# VM_CASES: all (default), native (no image, no Docker) or docker.
+cases=${VM_CASES:-all}
+image_id=none
+if [ "$cases" != native ]; then
+  image=localhost/python-executor:image-test
+  IMAGE=$image IMAGE_BUILD_ONLY=1 ./scripts/image-test.sh
+  image_id=$(buildah inspect --type image --format '{{.FromImageID}}' "$image" | cut -c1-16)
+  buildah push --quiet "$image" "docker-archive:$work/image.tar:python-executor:vm-test-$image_id" >/dev/null
+  log "image $image_id, archive $(du -h "$work/image.tar" | cut -f1)"
+  phase "image build and export"
+fi
 
 # ---- one boot: scripts/vm/guest.sh runs every check and powers the VM off ----
 # /dev/kvm here may be PVM, under which Debian's kernel hangs: software emulation (tcg) works
@@ -51,7 +57,7 @@ timeout "${VM_TIMEOUT:-3600}" qemu-system-x86_64 -accel "${VM_ACCEL:-tcg}" -cpu 
   -drive "file=$vm/disk.img,if=virtio,format=raw,cache=unsafe" -snapshot \
   -virtfs "local,path=$repo,mount_tag=repo,security_model=none,readonly=on" \
   -virtfs "local,path=$work,mount_tag=work,security_model=none" \
-  -append "console=ttyS0 root=/dev/vda rw init=/sbin/vm-init panic=-1 cgroup_no_v1=all quiet vm.repo=$repo vm.script=$repo/scripts/vm/guest.sh" \
+  -append "console=ttyS0 root=/dev/vda rw init=/sbin/vm-init panic=-1 cgroup_no_v1=all quiet vm.repo=$repo vm.script=$repo/scripts/vm/guest.sh vm.image=python-executor:vm-test-$image_id vm.cases=$cases" \
   </dev/null > "$work/console.log" 2>&1 &
 qemu=$!
 # The console as it comes (the guest's own lines; the kernel is quiet).

