@@ -8,6 +8,7 @@ import importlib.util
 import json
 import os
 import pathlib
+import shutil
 import stat
 import subprocess
 import sys
@@ -187,12 +188,28 @@ class ResultPipe(unittest.TestCase):
 SANDBOX_PYTHON = sys.executable
 
 
+def scratch(prefix):
+    """A temporary directory removed when the test run ends (the collect tests make 100 000
+    files: nothing of them may stay behind on the host)."""
+    path = tempfile.mkdtemp(prefix=prefix)
+    SCRATCH.append(path)
+    return path
+
+
+SCRATCH = []
+
+
+def tearDownModule():
+    for path in SCRATCH:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def run_main(script, request=None, mode="cold", modules=(), parent=None):
     """Runs the runner's main() as the jail does (a process of its own, the request on stdin,
     the result channel on fd 3), with its working directory and matplotlib directory under
     `parent` instead of /tmp. Not PID 1, so it kills no other process. Returns
     (frame tag, payload, stderr)."""
-    parent = parent or tempfile.mkdtemp(prefix="runner-test-")
+    parent = parent or scratch("runner-test-")
     r, w = os.pipe()
     code = (
         "import importlib.util, os, sys\n"
@@ -304,7 +321,7 @@ class Protocol(unittest.TestCase):
         self.assertNotIn(b"warm", payload)
 
     def test_working_directory_is_fresh_private_and_has_the_files(self):
-        parent = tempfile.mkdtemp(prefix="runner-test-")
+        parent = scratch("runner-test-")
         script = (
             "import os, stat\n"
             "def main():\n"
@@ -557,7 +574,8 @@ class ExceptionCaps(unittest.TestCase):
 
 class WriteFiles(unittest.TestCase):
     def setUp(self):
-        self.parent = tempfile.mkdtemp(prefix="runner-files-")
+        self.parent = scratch("runner-files-")
+        self.addCleanup(shutil.rmtree, self.parent, True)
         self.path, self.fd = runner.make_workdir(self.parent)
 
     def tearDown(self):
@@ -597,7 +615,7 @@ class WriteFiles(unittest.TestCase):
             self.assertIn("'b.bin'", caught.exception.message)
 
     def test_never_through_a_symlink_nor_over_a_file(self):
-        outside = tempfile.mkdtemp(prefix="runner-outside-")
+        outside = scratch("runner-outside-")
         os.symlink(outside, os.path.join(self.path, "link"))
         os.symlink(os.path.join(outside, "target"), os.path.join(self.path, "dangling"))
         for path in ("link/x", "dangling"):
@@ -613,7 +631,8 @@ class WriteFiles(unittest.TestCase):
 
 class Collect(unittest.TestCase):
     def setUp(self):
-        self.parent = tempfile.mkdtemp(prefix="runner-collect-")
+        self.parent = scratch("runner-collect-")
+        self.addCleanup(shutil.rmtree, self.parent, True)
         self.path, self.fd = runner.make_workdir(self.parent)
 
     def tearDown(self):
@@ -774,12 +793,12 @@ class Collect(unittest.TestCase):
 
 class Matplotlib(unittest.TestCase):
     def test_the_font_cache_is_copied_when_matplotlib_is_first_imported(self):
-        prefix = tempfile.mkdtemp(prefix="runner-prefix-")
+        prefix = scratch("runner-prefix-")
         source = os.path.join(prefix, *runner.FONT_CACHE_SOURCE)
         os.makedirs(source)
         with open(os.path.join(source, "fontlist-v1.json"), "w") as f:
             f.write("{}")
-        config = os.path.join(tempfile.mkdtemp(prefix="runner-mpl-"), "mpl")
+        config = os.path.join(scratch("runner-mpl-"), "mpl")
         saved = {k: os.environ.get(k) for k in ("MPLBACKEND", "MPLCONFIGDIR")}
         hooks = list(sys.meta_path)
         try:
@@ -801,7 +820,7 @@ class Matplotlib(unittest.TestCase):
         self.assertTrue(os.access(config, os.W_OK))
 
     def test_a_script_without_matplotlib_leaves_tmp_with_its_directory_only(self):
-        parent = tempfile.mkdtemp(prefix="runner-test-")
+        parent = scratch("runner-test-")
         tag, payload, _ = run_main("import os\ndef main():\n    return [os.listdir(%r), os.path.basename(os.getcwd())]\n" % parent,
                                    parent=parent)
         listing, cwd = ok_parts(payload)["value"]
