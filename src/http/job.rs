@@ -11,6 +11,9 @@ use serde_json::Value;
 use std::collections::HashMap;
 use std::time::Duration;
 
+/// How deeply the body's arrays and objects may nest (serde_json's own default limit).
+const MAX_NESTING: usize = 128;
+
 /// The job a request body describes, or why it describes none.
 pub async fn job_from_body(settings: &Settings, body: &[u8]) -> Result<Job, ApiError> {
     let (script, timeout, memory_bytes, data) = parse_job(settings, body)?;
@@ -36,6 +39,14 @@ fn parse_job(settings: &Settings, body: &[u8]) -> Result<(String, Duration, u64,
         |e: serde_json::Error| ApiError::new(ErrorKind::InvalidJson, format!("the body is not valid JSON: {e}"));
     // Members are kept as raw JSON text: `input` passes to main as the client wrote it.
     let whole: &RawValue = serde_json::from_slice(body).map_err(invalid_json)?;
+    // Raw members skip serde_json's own nesting limit: the same limit, here, before any
+    // recursive parser (serde's, or Python's for `input`) meets the body.
+    if data::nesting(whole.get()) > MAX_NESTING {
+        return Err(ApiError::new(
+            ErrorKind::InvalidJson,
+            format!("the body is not valid JSON: nested deeper than {MAX_NESTING} levels"),
+        ));
+    }
     if !whole.get().trim_start().starts_with('{') {
         return Err(ApiError::new(
             ErrorKind::InvalidRequest,
@@ -149,6 +160,21 @@ mod tests {
         assert_eq!(kind("{\"script\": \"x\", \"memory_mb\": 128}"), Ok(()));
         assert_eq!(kind("{\"script\": \"x\", \"memory_mb\": 1.5}"), Err("invalid_request"));
         assert_eq!(kind("{\"script\": \"x\", \"memory_mb\": 128.0}"), Ok(()));
+    }
+
+    #[test]
+    fn deep_nesting_is_invalid_json_wherever_it_is() {
+        let s = Settings::defaults();
+        let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        for body in [
+            deep(200),
+            format!("{{\"script\": \"x\", \"input\": {}}}", deep(200)),
+            format!("{{\"script\": \"x\", \"ignored\": {}}}", deep(200)),
+        ] {
+            assert_eq!(parse_job(&s, body.as_bytes()).unwrap_err().kind, ErrorKind::InvalidJson);
+        }
+        let fine = format!("{{\"script\": \"x\", \"input\": {}}}", deep(100));
+        assert!(parse_job(&s, fine.as_bytes()).is_ok());
     }
 
     #[test]
