@@ -164,6 +164,7 @@ impl Cgroups {
     }
 
     /// Creates the cgroup of one jail with its limits.
+    /// A creation that fails halfway removes the directories it made.
     pub fn create(&self, limits: &CgroupLimits) -> io::Result<JailCgroup> {
         let name = format!("jail-{}", self.next.fetch_add(1, Ordering::Relaxed));
         let mut cgroup = JailCgroup {
@@ -171,16 +172,28 @@ impl Cgroups {
             dirs: Vec::new(),
             join_files: Vec::new(),
         };
+        match self.fill(&mut cgroup, &name, limits) {
+            Ok(()) => Ok(cgroup),
+            Err(e) => {
+                // No process has joined yet: the directories are empty and go at once.
+                for dir in cgroup.dirs.iter().rev() {
+                    let _ = fs::remove_dir(dir);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn fill(&self, cgroup: &mut JailCgroup, name: &str, limits: &CgroupLimits) -> io::Result<()> {
         for parent in &self.parents {
-            let dir = parent.join(&name);
+            let dir = parent.join(name);
             fs::create_dir(&dir)?;
             cgroup.dirs.push(dir.clone());
             let procs = CString::new(dir.join("cgroup.procs").into_os_string().into_encoded_bytes())
                 .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in cgroup path"))?;
             cgroup.join_files.push(procs);
         }
-        cgroup.apply(limits, self.has_cpu)?;
-        Ok(cgroup)
+        cgroup.apply(limits, self.has_cpu)
     }
 
     /// Removes the service's parent cgroups at shutdown, with any jail cgroup still in them
@@ -396,6 +409,29 @@ mod tests {
         );
         assert!(container.locate("/docker/abcd").is_err());
         assert!(container.locate("/other").is_err());
+    }
+
+    #[test]
+    fn a_creation_that_fails_halfway_leaves_nothing_behind() {
+        // v1: memory's directory is made, then pids' parent is missing.
+        let root = tempfile::tempdir().unwrap();
+        let memory = root.path().join("memory");
+        fs::create_dir(&memory).unwrap();
+        let cgroups = Cgroups {
+            version: Version::V1,
+            parents: vec![memory.clone(), root.path().join("pids-missing")],
+            has_cpu: false,
+            next: AtomicU64::new(0),
+        };
+        let limits = CgroupLimits {
+            memory_bytes: 64 << 20,
+            max_processes: 8,
+            cpus: 1.0,
+            warm: false,
+        };
+        assert!(cgroups.create(&limits).is_err());
+        let left: Vec<_> = fs::read_dir(&memory).unwrap().flatten().map(|e| e.path()).collect();
+        assert!(left.is_empty(), "left behind: {left:?}");
     }
 
     #[test]
