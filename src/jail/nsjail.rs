@@ -230,8 +230,16 @@ struct CgroupGuard(Option<JailCgroup>);
 impl Drop for CgroupGuard {
     fn drop(&mut self) {
         if let Some(cgroup) = self.0.take() {
-            cgroup.remove();
+            remove_off_thread(cgroup);
         }
+    }
+}
+
+/// Removing a cgroup may wait for killed processes to exit: never on an async worker.
+fn remove_off_thread(cgroup: JailCgroup) {
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => drop(runtime.spawn_blocking(move || cgroup.remove())),
+        Err(_) => cgroup.remove(),
     }
 }
 
@@ -439,10 +447,7 @@ impl Drop for NsjailJail {
         self.kill();
         self.log_reader.abort();
         if let Some(cgroup) = self.cgroup.take() {
-            match tokio::runtime::Handle::try_current() {
-                Ok(runtime) => drop(runtime.spawn_blocking(move || cgroup.remove())),
-                Err(_) => cgroup.remove(),
-            }
+            remove_off_thread(cgroup);
         }
     }
 }

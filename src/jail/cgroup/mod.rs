@@ -296,26 +296,33 @@ fn remove_jail_dir(dir: &Path) {
     }
 }
 
+/// Kills what is in a cgroup until nothing is left, sleeping while killed processes exit:
+/// blocking, for `remove` and shutdown only.
 fn kill_all_in(dir: &Path) {
-    // cgroup.kill (v2, Linux 5.14+) kills atomically; otherwise kill what is listed until
-    // nothing is left (the pids limit bounds how many a fork loop can add meanwhile).
-    if write(&dir.join("cgroup.kill"), "1").is_ok() {
-        return;
-    }
     for _ in 0..100 {
-        let Ok(procs) = fs::read_to_string(dir.join("cgroup.procs")) else {
+        if !signal_all_in(dir) {
             return;
-        };
-        let pids: Vec<i32> = procs.split_whitespace().filter_map(|p| p.parse().ok()).collect();
-        if pids.is_empty() {
-            return;
-        }
-        for pid in pids {
-            // SAFETY: kill(2) with a pid read from the kernel's list of this cgroup's members.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
         }
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
+}
+
+/// One pass: cgroup.kill (v2, Linux 5.14+) kills atomically; otherwise SIGKILL to every
+/// process listed (the pids limit bounds how many a fork loop can add meanwhile). Returns
+/// whether processes may be left (v1: some were listed).
+fn signal_all_in(dir: &Path) -> bool {
+    if write(&dir.join("cgroup.kill"), "1").is_ok() {
+        return false;
+    }
+    let Ok(procs) = fs::read_to_string(dir.join("cgroup.procs")) else {
+        return false;
+    };
+    let pids: Vec<i32> = procs.split_whitespace().filter_map(|p| p.parse().ok()).collect();
+    for &pid in &pids {
+        // SAFETY: kill(2) with a pid read from the kernel's list of this cgroup's members.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    !pids.is_empty()
 }
 
 impl JailCgroup {
@@ -362,10 +369,12 @@ impl JailCgroup {
         })
     }
 
-    /// Kills every process in the jail.
+    /// Signals every process in the jail once, without waiting for them to go: safe on an
+    /// async worker. The runner (PID 1 of the jail) is among them, and its PID namespace dies
+    /// with it; `remove`, off the async workers, kills stragglers until the cgroup is empty.
     pub fn kill_all(&self) {
         for dir in &self.dirs {
-            kill_all_in(dir);
+            signal_all_in(dir);
         }
     }
 
