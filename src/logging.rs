@@ -33,7 +33,10 @@ pub fn log(severity: Severity, message: &str, fields: Map<String, Value>) {
     line.extend(fields);
     let mut text = Value::Object(line).to_string();
     text.push('\n');
-    // A closed stdout must not take the service down with it.
+    // A closed stdout must not take the service down with it. Written synchronously, also
+    // from async workers: one small write that only blocks when whoever reads the logs
+    // (Cloud Run, Docker) has stopped reading for a whole pipe buffer; a writer thread would
+    // then have to block or drop lines all the same, and dropping the security log is worse.
     let _ = std::io::stdout().lock().write_all(text.as_bytes());
 }
 

@@ -3,6 +3,7 @@
 mod common;
 use common::{assert_serving, Server};
 use serde_json::json;
+use std::io::{Read, Write};
 
 const SEED_PANDAS: &str = r#"import pandas as pd
 import numpy as np
@@ -581,4 +582,38 @@ fn unavailable_when_a_sandbox_cannot_start_and_the_message_has_no_internals() {
             .is_some(),
         "the cause is logged for the operator"
     );
+}
+
+/// A client that writes its whole body before reading (Python's urllib and requests do) gets
+/// the JSON 413, not a reset connection, for bodies up to several times the limit.
+#[test]
+fn an_oversized_body_written_whole_still_gets_its_413() {
+    let server = Server::start_cold();
+    for size in [12usize << 20, 3 << 20] {
+        let body = format!("{{\"script\": \"{}\"}}", "x".repeat(size));
+        let mut raw = format!(
+            "POST /execute HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        raw.extend_from_slice(body.as_bytes());
+        // As urllib does: the whole request first (a write error ends it there), then read.
+        let mut stream = server.connect();
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+            .unwrap();
+        stream
+            .write_all(&raw)
+            .unwrap_or_else(|e| panic!("{size} bytes: the service stopped reading the body: {e}"));
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+        assert!(
+            answer.starts_with(b"HTTP/1.1 413"),
+            "{size} bytes: {:?}",
+            String::from_utf8_lossy(&answer[..answer.len().min(200)])
+        );
+        let r = common::Response::parse(&answer);
+        assert_eq!(r.kind(), "payload_too_large");
+    }
+    assert_serving(&server);
 }

@@ -3,10 +3,17 @@
 
 use crate::config::Settings;
 use crate::error::{ApiError, ErrorKind};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{self, HeaderMap};
 use hyper::Request;
+use std::time::Duration;
+
+/// How much of an over-cap body is read and discarded before the 413, so that a client that
+/// writes its whole body before reading (urllib, requests) reads the answer instead of a
+/// broken pipe; a body declared bigger than this is refused unread.
+const DRAIN_BYTES: u64 = 32 << 20;
+const DRAIN_TIME: Duration = Duration::from_secs(5);
 
 pub fn authorize(settings: &Settings, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(token) = &settings.api_token else {
@@ -65,27 +72,68 @@ pub async fn read_body(settings: &Settings, request: Request<Incoming>) -> Resul
         )
         .with("limit_bytes", limit)
     };
-    let declared = request
-        .headers()
+    let headers = request.headers();
+    let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
+    // A client that waits for `100 Continue` sends nothing more: there is nothing to drain.
+    let expects_continue = headers
+        .get(header::EXPECT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
+    let drainable = !expects_continue && declared.is_none_or(|n| n <= DRAIN_BYTES);
+    let mut body = request.into_body();
     if declared.is_some_and(|n| n > limit as u64) {
+        if drainable {
+            drain(&mut body).await;
+        }
         return Err(too_large());
     }
-    let reading = Limited::new(request.into_body(), limit).collect();
+    let reading = async {
+        let mut bytes = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let Ok(data) = frame?.into_data() else { continue };
+            if bytes.len() + data.len() > limit {
+                return Ok(None);
+            }
+            bytes.extend_from_slice(&data);
+        }
+        Ok::<_, hyper::Error>(Some(Bytes::from(bytes)))
+    };
     match tokio::time::timeout(settings.body_read_timeout, reading).await {
         Err(_) => Err(ApiError::new(
             ErrorKind::InvalidRequest,
             "the request body did not arrive in time",
         )),
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(too_large()),
+        Ok(Ok(Some(bytes))) => Ok(bytes),
+        Ok(Ok(None)) => {
+            if drainable {
+                drain(&mut body).await;
+            }
+            Err(too_large())
+        }
         Ok(Err(_)) => Err(ApiError::new(
             ErrorKind::InvalidRequest,
             "the request body could not be read",
         )),
     }
+}
+
+/// Reads and discards the rest of a body, up to DRAIN_BYTES and DRAIN_TIME.
+async fn drain(body: &mut Incoming) {
+    let draining = async {
+        let mut seen = 0u64;
+        while let Some(Ok(frame)) = body.frame().await {
+            if let Some(data) = frame.data_ref() {
+                seen += data.len() as u64;
+                if seen > DRAIN_BYTES {
+                    return;
+                }
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_TIME, draining).await;
 }
 
 #[cfg(test)]

@@ -233,8 +233,16 @@ struct CgroupGuard(Option<JailCgroup>);
 impl Drop for CgroupGuard {
     fn drop(&mut self) {
         if let Some(cgroup) = self.0.take() {
-            cgroup.remove();
+            remove_off_thread(cgroup);
         }
+    }
+}
+
+/// Removing a cgroup may wait for killed processes to exit: never on an async worker.
+fn remove_off_thread(cgroup: JailCgroup) {
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => drop(runtime.spawn_blocking(move || cgroup.remove())),
+        Err(_) => cgroup.remove(),
     }
 }
 
@@ -432,18 +440,21 @@ impl NsjailJail {
                 Err(FrameError::TooLarge) => Ending::ResultTooLarge,
             },
         };
-        if matches!(ending, Ending::TimedOut) || self.oom_killed() {
+        let reported = matches!(ending, Ending::Reported(_));
+        if !reported || self.oom_killed() {
+            // Whatever else happened (time limit, memory, a corrupted or oversized frame, a
+            // vanished runner), nothing more is wanted from this jail: killing it now brings
+            // its pipes to EOF instead of leaving a live script writing into them.
             self.kill();
         }
-        if matches!(ending, Ending::Reported(_)) {
+        if reported {
             // The runner reported after reaping every other process: what is in the pipes
             // is all there will be.
             let _ = finished.send(true);
         }
-        // Otherwise the jail is dead or dying and the pipes reach EOF once nsjail exits.
         // nsjail's exit and the cgroup's removal happen after the answer (on drop).
         let accounting = self.accounting(started, cpu_before);
-        let (stdout, stderr) = tokio::join!(collect(stdout), collect(stderr));
+        let (stdout, stderr) = collect(stdout, stderr, &finished, deadline::DRAIN).await;
         drop(self);
         Execution {
             ending,
@@ -478,21 +489,51 @@ impl Drop for NsjailJail {
         self.kill();
         self.log_reader.abort();
         if let Some(cgroup) = self.cgroup.take() {
-            match tokio::runtime::Handle::try_current() {
-                Ok(runtime) => drop(runtime.spawn_blocking(move || cgroup.remove())),
-                Err(_) => cgroup.remove(),
-            }
+            remove_off_thread(cgroup);
         }
     }
 }
 
-async fn collect(handle: JoinHandle<Captured>) -> Captured {
-    let abort = handle.abort_handle();
-    match tokio::time::timeout(deadline::DRAIN, handle).await {
-        Ok(Ok(captured)) => captured,
-        _ => {
-            abort.abort();
-            Captured::default()
+/// Waits `within` for both readers to reach EOF, then tells them to take what the pipes hold
+/// and stop: what was read is kept on every ending, never dropped for being late.
+async fn collect(
+    mut stdout: JoinHandle<Captured>,
+    mut stderr: JoinHandle<Captured>,
+    finished: &watch::Sender<bool>,
+    within: Duration,
+) -> (Captured, Captured) {
+    let both = async { tokio::join!(&mut stdout, &mut stderr) };
+    let (out, err) = match tokio::time::timeout(within, both).await {
+        Ok(both) => both,
+        Err(_) => {
+            let _ = finished.send(true);
+            tokio::join!(stdout, stderr)
         }
+    };
+    (out.unwrap_or_default(), err.unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn output_read_before_a_late_end_is_kept() {
+        let (finished, finished_rx) = watch::channel(false);
+        let reader = |text: &'static [u8]| {
+            use std::io::Write;
+            let (r, w) = make_pipe().unwrap();
+            let mut writer = std::fs::File::from(w);
+            writer.write_all(text).unwrap();
+            // The writer stays open (a jail that does not die): no EOF comes.
+            let pipe = pipe::Receiver::from_owned_fd(r).unwrap();
+            let reading = tokio::spawn(read_capped(pipe, 1024, Some(finished_rx.clone())));
+            (writer, reading)
+        };
+        let (_out_writer, stdout) = reader(b"printed before the end\n");
+        let (_err_writer, stderr) = reader(b"warned\n");
+        let (stdout, stderr) = collect(stdout, stderr, &finished, Duration::from_millis(200)).await;
+        assert_eq!(stdout.text(), "printed before the end\n");
+        assert_eq!(stderr.text(), "warned\n");
     }
 }

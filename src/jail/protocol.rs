@@ -203,8 +203,11 @@ pub async fn read_frame<R: AsyncRead + Unpin>(result: &mut R, limit: usize) -> R
                     .ok()
                     .and_then(|head| head.split_once(' '))
                     .and_then(|(_, n)| n.parse::<usize>().ok());
-                match length {
-                    Some(length) => expected = Some(newline + 1 + length),
+                // A length near usize::MAX must not wrap around to a short frame.
+                match length.and_then(|length| newline.checked_add(1)?.checked_add(length)) {
+                    Some(total) => expected = Some(total),
+                    // Not a frame header, or a length no frame can have.
+                    None if length.is_some() => return Err(FrameError::Malformed("bad frame length")),
                     // Not a frame header: let the parser say so.
                     None => return Ok(frame),
                 }
@@ -404,6 +407,14 @@ mod tests {
             } => assert_eq!((exit_code, signal, usage), (None, Some(9), None)),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[tokio::test]
+    async fn a_length_that_would_wrap_around_is_rejected() {
+        let header = format!("ok {}\n", usize::MAX - 4);
+        let frame = format!("{header}1");
+        let read = read_frame(&mut frame.as_bytes(), 1 << 20).await;
+        assert_eq!(read, Err(FrameError::Malformed("bad frame length")));
     }
 
     #[test]

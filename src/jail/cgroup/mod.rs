@@ -171,6 +171,7 @@ impl Cgroups {
     }
 
     /// Creates the cgroup of one jail with its limits.
+    /// A creation that fails halfway removes the directories it made.
     pub fn create(&self, limits: &CgroupLimits) -> io::Result<JailCgroup> {
         let name = format!("jail-{}", self.next.fetch_add(1, Ordering::Relaxed));
         let mut cgroup = JailCgroup {
@@ -178,16 +179,28 @@ impl Cgroups {
             dirs: Vec::new(),
             join_files: Vec::new(),
         };
+        match self.fill(&mut cgroup, &name, limits) {
+            Ok(()) => Ok(cgroup),
+            Err(e) => {
+                // No process has joined yet: the directories are empty and go at once.
+                for dir in cgroup.dirs.iter().rev() {
+                    let _ = fs::remove_dir(dir);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn fill(&self, cgroup: &mut JailCgroup, name: &str, limits: &CgroupLimits) -> io::Result<()> {
         for parent in &self.parents {
-            let dir = parent.join(&name);
+            let dir = parent.join(name);
             fs::create_dir(&dir)?;
             cgroup.dirs.push(dir.clone());
             let procs = CString::new(dir.join("cgroup.procs").into_os_string().into_encoded_bytes())
                 .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in cgroup path"))?;
             cgroup.join_files.push(procs);
         }
-        cgroup.apply(limits, self.has_cpu)?;
-        Ok(cgroup)
+        cgroup.apply(limits, self.has_cpu)
     }
 
     /// Removes the service's parent cgroups at shutdown, with any jail cgroup still in them
@@ -290,26 +303,33 @@ fn remove_jail_dir(dir: &Path) {
     }
 }
 
+/// Kills what is in a cgroup until nothing is left, sleeping while killed processes exit:
+/// blocking, for `remove` and shutdown only.
 fn kill_all_in(dir: &Path) {
-    // cgroup.kill (v2, Linux 5.14+) kills atomically; otherwise kill what is listed until
-    // nothing is left (the pids limit bounds how many a fork loop can add meanwhile).
-    if write(&dir.join("cgroup.kill"), "1").is_ok() {
-        return;
-    }
     for _ in 0..100 {
-        let Ok(procs) = fs::read_to_string(dir.join("cgroup.procs")) else {
+        if !signal_all_in(dir) {
             return;
-        };
-        let pids: Vec<i32> = procs.split_whitespace().filter_map(|p| p.parse().ok()).collect();
-        if pids.is_empty() {
-            return;
-        }
-        for pid in pids {
-            // SAFETY: kill(2) with a pid read from the kernel's list of this cgroup's members.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
         }
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
+}
+
+/// One pass: cgroup.kill (v2, Linux 5.14+) kills atomically; otherwise SIGKILL to every
+/// process listed (the pids limit bounds how many a fork loop can add meanwhile). Returns
+/// whether processes may be left (v1: some were listed).
+fn signal_all_in(dir: &Path) -> bool {
+    if write(&dir.join("cgroup.kill"), "1").is_ok() {
+        return false;
+    }
+    let Ok(procs) = fs::read_to_string(dir.join("cgroup.procs")) else {
+        return false;
+    };
+    let pids: Vec<i32> = procs.split_whitespace().filter_map(|p| p.parse().ok()).collect();
+    for &pid in &pids {
+        // SAFETY: kill(2) with a pid read from the kernel's list of this cgroup's members.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    !pids.is_empty()
 }
 
 impl JailCgroup {
@@ -397,10 +417,12 @@ impl JailCgroup {
         }
     }
 
-    /// Kills every process in the jail.
+    /// Signals every process in the jail once, without waiting for them to go: safe on an
+    /// async worker. The runner (PID 1 of the jail) is among them, and its PID namespace dies
+    /// with it; `remove`, off the async workers, kills stragglers until the cgroup is empty.
     pub fn kill_all(&self) {
         for dir in &self.dirs {
-            kill_all_in(dir);
+            signal_all_in(dir);
         }
     }
 
@@ -444,6 +466,29 @@ mod tests {
         );
         assert!(container.locate("/docker/abcd").is_err());
         assert!(container.locate("/other").is_err());
+    }
+
+    #[test]
+    fn a_creation_that_fails_halfway_leaves_nothing_behind() {
+        // v1: memory's directory is made, then pids' parent is missing.
+        let root = tempfile::tempdir().unwrap();
+        let memory = root.path().join("memory");
+        fs::create_dir(&memory).unwrap();
+        let cgroups = Cgroups {
+            version: Version::V1,
+            parents: vec![memory.clone(), root.path().join("pids-missing")],
+            has_cpu: false,
+            next: AtomicU64::new(0),
+        };
+        let limits = CgroupLimits {
+            memory_bytes: 64 << 20,
+            max_processes: 8,
+            cpus: 1.0,
+            warm: false,
+        };
+        assert!(cgroups.create(&limits).is_err());
+        let left: Vec<_> = fs::read_dir(&memory).unwrap().flatten().map(|e| e.path()).collect();
+        assert!(left.is_empty(), "left behind: {left:?}");
     }
 
     #[test]
