@@ -377,8 +377,8 @@ impl JailCgroup {
     }
 
     /// The kernel's accounting of the jail so far: CPU time (v2's `cpu.stat`, there with or
-    /// without the cpu controller; v1 keeps it under cpuacct, which jails do not get) and the
-    /// memory high-water mark.
+    /// without the cpu controller; v1's cpuacct where it is mounted) and the memory high-water
+    /// mark.
     pub fn counters(&self) -> Counters {
         let read_u64 = |path: PathBuf| fs::read_to_string(path).ok().and_then(|t| t.trim().parse::<u64>().ok());
         match self.version {
@@ -395,7 +395,11 @@ impl JailCgroup {
                 }
             }
             Version::V1 => Counters {
-                cpu_usec: None,
+                cpu_usec: self
+                    .dirs
+                    .iter()
+                    .find_map(|dir| read_u64(dir.join("cpuacct.usage")))
+                    .map(|ns| ns / 1000),
                 peak_memory_bytes: self
                     .dirs
                     .iter()

@@ -4,7 +4,7 @@
 use super::*;
 
 /// Sets up cgroup v1: a parent for jails under this process's cgroup in the memory, pids
-/// and (if mounted) cpu hierarchies.
+/// and (if mounted) cpu and cpuacct hierarchies.
 pub(super) fn setup() -> Result<Cgroups, String> {
     let mounts = mounts().map_err(|e| format!("cannot read mountinfo: {e}"))?;
     let find = |controller: &str| {
@@ -13,14 +13,20 @@ pub(super) fn setup() -> Result<Cgroups, String> {
             .find(|m| m.fstype == "cgroup" && m.super_options.split(',').any(|o| o == controller))
     };
     let mut parents = Vec::new();
+    let mut used_points = Vec::new();
     let mut has_cpu = false;
-    for controller in ["memory", "pids", "cpu"] {
+    // cpuacct only counts (a jail's CPU time, for `usage`); it is often mounted with cpu.
+    for controller in ["memory", "pids", "cpu", "cpuacct"] {
         let Some(point) = find(controller) else {
-            if controller == "cpu" {
+            if controller == "cpu" || controller == "cpuacct" {
                 continue;
             }
             return Err(format!("no cgroup v1 {controller} hierarchy is mounted"));
         };
+        if used_points.contains(&&point.point) {
+            continue;
+        }
+        used_points.push(&point.point);
         let own = own_path(Some(controller)).unwrap_or_else(|_| "/".into());
         let base = point.locate(&own)?;
         remove_stale_parents(&base);
