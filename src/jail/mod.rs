@@ -7,6 +7,7 @@
 //! isolation fact the service states (`JAIL_UID`, `IsolationFacts`).
 
 pub mod cgroup;
+pub mod ids;
 pub mod nsjail;
 pub mod output;
 pub mod probe;
@@ -22,7 +23,9 @@ use std::time::{Duration, Instant};
 /// Modules a "data" jail has imported before its script arrives.
 pub const DATA_LIBRARIES: &[&str] = &["numpy", "pandas"];
 
-/// The user and group a script runs as (nobody/nogroup), with or without a user namespace.
+/// The user and group a script runs as inside a user namespace (nobody/nogroup). Outside,
+/// every jail is a host uid and gid of its own (`ids`); without a user namespace, that is
+/// what the script sees too.
 pub const JAIL_UID: u32 = 65534;
 
 /// Every deadline of a jail's life, in one place.

@@ -10,6 +10,7 @@ mod args;
 
 use crate::config::Limits;
 use crate::jail::cgroup::{CgroupLimits, JailCgroup};
+use crate::jail::ids::{JailId, JailIds};
 use crate::jail::output::{read_capped, Captured};
 use crate::jail::probe::Isolation;
 use crate::jail::protocol::{self, FrameError, Report, RunRequest, READY};
@@ -47,6 +48,7 @@ pub struct Nsjail {
     config_facts: args::ConfigFacts,
     jail_python: String,
     venv_mount: Option<String>,
+    ids: JailIds,
     pub isolation: Isolation,
     limits: Limits,
 }
@@ -58,7 +60,9 @@ impl Nsjail {
         python: &Path,
         isolation: Isolation,
         limits: Limits,
+        uid_base: u32,
     ) -> Result<Nsjail, String> {
+        let ids = JailIds::new(uid_base).map_err(|e| format!("invalid configuration: {e}"))?;
         for (name, path) in [
             ("NSJAIL_PATH", nsjail),
             ("NSJAIL_CONFIG", config),
@@ -93,13 +97,28 @@ impl Nsjail {
             config_facts: args::ConfigFacts::read(config)?,
             jail_python,
             venv_mount,
+            ids,
             isolation,
             limits,
         })
     }
 
+    /// Whether a script that reports this uid and gid ran as one of this launcher's jails:
+    /// 65534 inside a user namespace, one of the service's own ids without one.
+    pub fn is_jail_identity(&self, uid: u32, gid: u32) -> bool {
+        if self.isolation.user_namespace {
+            (uid, gid) == (JAIL_UID, JAIL_UID)
+        } else {
+            uid == gid && self.ids.contains(uid)
+        }
+    }
+
     /// Starts nsjail for `spec`; its runner then loads and says `ready` (see `wait_ready`).
     fn spawn(&self, spec: &JailSpec) -> Result<NsjailJail, JailError> {
+        let id = self
+            .ids
+            .take()
+            .ok_or_else(|| JailError::new("every jail uid is in use"))?;
         let cgroup = match &self.isolation.cgroups {
             Some(cgroups) => Some(
                 cgroups
@@ -127,7 +146,7 @@ impl Nsjail {
         }
         let mut command = std::process::Command::new(&self.nsjail);
         command
-            .args(self.arguments(spec))
+            .args(self.arguments(spec, id.get()))
             .env_clear()
             .stdin(Stdio::piped())
             .stdout(Stdio::from(stdout_w))
@@ -184,6 +203,7 @@ impl Nsjail {
             result,
             log_reader,
             cgroup: guard.0.take(),
+            _id: id,
             output_cap: self.limits.max_output_bytes,
             started: Instant::now(),
         })
@@ -222,7 +242,12 @@ impl Launcher for Nsjail {
             cgroup,
             resource_limits,
             seccomp: self.config_facts.seccomp,
-            uid: JAIL_UID,
+            // Without a user namespace each jail runs as a host uid of its own: the first.
+            uid: if isolation.user_namespace {
+                JAIL_UID
+            } else {
+                self.ids.first()
+            },
         }
     }
 }
@@ -278,6 +303,8 @@ pub struct NsjailJail {
     result: pipe::Receiver,
     log_reader: JoinHandle<Captured>,
     cgroup: Option<JailCgroup>,
+    /// The jail's host uid and gid, given back once the jail is destroyed (after `drop`).
+    _id: JailId,
     output_cap: usize,
     started: Instant,
 }

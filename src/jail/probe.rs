@@ -9,7 +9,7 @@ use crate::config::{CgroupChoice, Settings, UsernsChoice};
 use crate::jail::cgroup::Cgroups;
 use crate::jail::nsjail::Nsjail;
 use crate::jail::protocol::{Report, RunRequest};
-use crate::jail::{deadline, Ending, Jail, JailSpec, Launcher, JAIL_UID};
+use crate::jail::{deadline, Ending, Jail, JailSpec, Launcher};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -87,6 +87,7 @@ pub async fn probe(settings: &Settings) -> Result<(Nsjail, ProbeReport), String>
                 &settings.sandbox_python,
                 isolation,
                 settings.limits,
+                settings.jail_uid_base,
             )?;
             match run_probe(&launcher, settings.limits.memory_bytes).await {
                 Ok(python_version) => {
@@ -131,9 +132,9 @@ async fn run_probe(launcher: &Nsjail, memory_bytes: u64) -> Result<String, Strin
         Ending::Reported(Report::Value(raw)) => {
             let value: (String, u32, u32) =
                 serde_json::from_str(raw.get()).map_err(|e| format!("unexpected probe answer: {e}"))?;
-            if (value.1, value.2) != (JAIL_UID, JAIL_UID) {
+            if !launcher.is_jail_identity(value.1, value.2) {
                 return Err(format!(
-                    "the jail ran the script as {}:{}, not {JAIL_UID}",
+                    "the jail ran the script as {}:{}, not as the jail's own user",
                     value.1, value.2
                 ));
             }
