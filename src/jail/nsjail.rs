@@ -7,6 +7,7 @@
 //! fd 4 and only ever into the service's own logs. The host touches no path inside the jail.
 
 mod args;
+mod venv;
 
 use crate::config::Limits;
 use crate::jail::cgroup::{CgroupLimits, JailCgroup};
@@ -47,7 +48,8 @@ pub struct Nsjail {
     config: PathBuf,
     config_facts: args::ConfigFacts,
     jail_python: String,
-    venv_mount: Option<String>,
+    /// The virtualenv's canonical host path, staged for nsjail by `venv`.
+    venv: Option<std::ffi::CString>,
     ids: JailIds,
     pub isolation: Isolation,
     limits: Limits,
@@ -74,14 +76,13 @@ impl Nsjail {
         }
         // A virtualenv (pyvenv.cfg beside its bin/) is mounted read-only at a fixed path, so
         // no host path shows up inside the jail; a Python under /usr is already mounted.
-        let (jail_python, venv_mount) = match python.parent().and_then(Path::parent) {
+        let (jail_python, venv) = match python.parent().and_then(Path::parent) {
             Some(venv) if venv.join("pyvenv.cfg").exists() => {
                 let venv = venv.canonicalize().map_err(|e| format!("SANDBOX_PYTHON: {e}"))?;
                 let file = python.file_name().and_then(|f| f.to_str()).unwrap_or("python3");
-                (
-                    format!("{JAIL_VENV}/bin/{file}"),
-                    Some(format!("{}:{JAIL_VENV}", venv.display())),
-                )
+                let venv = std::ffi::CString::new(venv.into_os_string().into_encoded_bytes())
+                    .map_err(|e| format!("SANDBOX_PYTHON: {e}"))?;
+                (format!("{JAIL_VENV}/bin/{file}"), Some(venv))
             }
             _ if python.starts_with("/usr/") => (python.display().to_string(), None),
             _ => {
@@ -96,7 +97,7 @@ impl Nsjail {
             config: config.to_path_buf(),
             config_facts: args::ConfigFacts::read(config)?,
             jail_python,
-            venv_mount,
+            venv,
             ids,
             isolation,
             limits,
@@ -153,8 +154,9 @@ impl Nsjail {
             .stderr(Stdio::from(stderr_w));
         let join_files: Vec<std::ffi::CString> = guard.0.as_ref().map(|c| c.join_files().to_vec()).unwrap_or_default();
         let (result_w_fd, log_w_fd) = (result_w.as_raw_fd(), log_w.as_raw_fd());
-        // SAFETY: only async-signal-safe calls (open, write, close, fcntl, dup2, prctl) on
-        // memory prepared before fork.
+        let venv = self.venv.clone();
+        // SAFETY: only async-signal-safe calls (open, write, close, fcntl, dup2, prctl,
+        // unshare, mount) on memory prepared before fork.
         unsafe {
             command.pre_exec(move || {
                 for file in &join_files {
@@ -163,6 +165,9 @@ impl Nsjail {
                         return Err(io::Error::last_os_error());
                     }
                     libc::close(fd);
+                }
+                if let Some(venv) = &venv {
+                    venv::stage(venv)?;
                 }
                 // Move both pipe ends clear of 3 and 4 first, then into place (dup2 clears
                 // close-on-exec on the copies).

@@ -92,6 +92,14 @@ pub async fn probe(settings: &Settings) -> Result<(Nsjail, ProbeReport), String>
             match run_probe(&launcher, settings.limits.memory_bytes).await {
                 Ok(python_version) => {
                     let took = started.elapsed();
+                    if !skipped.is_empty() {
+                        // Weaker isolation than this host could give with the right set-up:
+                        // say which stronger configurations failed, and why.
+                        crate::logging::warning(
+                            "isolation: fell back to a weaker configuration",
+                            crate::fields! {"using" => label, "skipped" => skipped.clone()},
+                        );
+                    }
                     let report = ProbeReport {
                         python_version,
                         took,

@@ -1,6 +1,6 @@
 //! nsjail's command line for one jail, and what its configuration file puts in force.
 
-use super::{Nsjail, LOG_FD, RESULT_FD};
+use super::{Nsjail, JAIL_VENV, LOG_FD, RESULT_FD};
 use crate::jail::{protocol, JailSpec, JAIL_UID};
 use std::path::Path;
 
@@ -79,8 +79,8 @@ impl Nsjail {
                 id.to_string(),
             ]);
         }
-        if let Some(mount) = &self.venv_mount {
-            args.extend(["--bindmount_ro".into(), mount.clone()]);
+        if self.venv.is_some() {
+            args.extend(["--bindmount_ro".into(), format!("{}:{JAIL_VENV}", super::venv::STAGE)]);
         }
         let memory_mb = (spec.memory_bytes / (1024 * 1024)).max(1);
         // With a memory cgroup, that is the limit on memory actually used; the address-space
