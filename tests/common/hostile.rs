@@ -22,14 +22,6 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-/// The host uids jails run as (one each; 65534 inside a user namespace): the service's
-/// default JAIL_UID_BASE and its range (src/jail/ids.rs).
-pub fn jail_uids() -> std::ops::Range<u32> {
-    let base = python_executor::config::Settings::from_iter(Vec::new())
-        .map(|s| s.jail_uid_base)
-        .unwrap_or(0);
-    base..base + python_executor::jail::ids::RANGE
-}
 /// How long the host may take to tidy up after an answer (jails are torn down after it).
 pub const SETTLE: Duration = Duration::from_secs(5);
 
@@ -83,7 +75,7 @@ fn suspicious_tmp() -> BTreeSet<OsString> {
         let lossy = name.to_string_lossy().to_ascii_lowercase();
         let owned_by_jail = entry
             .metadata()
-            .map(|m| jail_uids().contains(&m.uid()))
+            .map(|m| crate::common::TEST_JAIL_UIDS.contains(&m.uid()))
             .unwrap_or(false);
         if owned_by_jail || lossy.contains("hostile") || lossy.contains("nsjail") || lossy.contains("python-executor") {
             found.insert(name);
