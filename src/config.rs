@@ -35,6 +35,7 @@ struct Raw {
     sandbox_python: PathBuf,
     sandbox_userns: String,
     sandbox_cgroup: String,
+    jail_uid_base: u32,
     google_cloud_project: Option<String>,
 }
 
@@ -64,6 +65,9 @@ impl Default for Raw {
             sandbox_python: PathBuf::from("/usr/local/bin/python3"),
             sandbox_userns: "auto".into(),
             sandbox_cgroup: "auto".into(),
+            // Clear of host accounts, Debian's subuid ranges and systemd's container range
+            // (524288-1879048191); see src/jail/ids.rs.
+            jail_uid_base: 1_900_000_000,
             google_cloud_project: None,
         }
     }
@@ -108,6 +112,8 @@ pub struct Settings {
     pub sandbox_python: PathBuf,
     pub userns: UsernsChoice,
     pub cgroup: CgroupChoice,
+    /// The first of the host uids/gids the service owns for its jails (src/jail/ids.rs).
+    pub jail_uid_base: u32,
     pub google_cloud_project: Option<String>,
 }
 
@@ -216,6 +222,7 @@ impl Settings {
             sandbox_python: raw.sandbox_python,
             userns,
             cgroup,
+            jail_uid_base: raw.jail_uid_base,
             google_cloud_project: raw.google_cloud_project.filter(|p| !p.is_empty()),
         })
     }

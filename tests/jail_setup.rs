@@ -56,3 +56,55 @@ def main():
     let stderr = body["stderr"].as_str().unwrap_or_default();
     assert!(stderr.starts_with("opened /dev/stderr\nthere\n"), "{body}");
 }
+
+/// A checkout in a directory only its owner may enter (a clone under /root, a `mktemp -d`):
+/// the jail's uid cannot traverse it, yet the user-namespace jail still gets its virtualenv.
+#[test]
+fn a_virtualenv_in_a_private_directory_keeps_the_user_namespace() {
+    use std::os::unix::fs::PermissionsExt;
+    let private = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("private-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&private);
+    std::fs::create_dir_all(&private).unwrap();
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+    // A virtualenv of the host's Python 3.11 (no packages: the plain flavour only).
+    let venv = private.join("venv");
+    let made = std::process::Command::new("/usr/bin/python3.11")
+        .args(["-m", "venv", "--without-pip"])
+        .arg(&venv)
+        .status()
+        .expect("run python3.11 -m venv");
+    assert!(made.success());
+    let python = venv.join("bin/python3");
+    let python = python.to_str().unwrap();
+    // The default choice (auto): a fall back to no user namespace would pass silently.
+    let server = Server::start_with(&[("SANDBOX_PYTHON", python), ("POOL_SIZE", "0")]);
+    let health = server.get("/health").json();
+    assert_eq!(health["isolation"]["user_namespace"], true, "{health}");
+    let r = server.execute("import os, sys\ndef main():\n    return [sys.prefix, os.getuid()]\n");
+    assert_eq!(r.result(), json!(["/opt/venv", 65534]));
+    // Every configuration stronger than the one in use was skipped for a reason, and the
+    // fall back is a WARNING that gives each reason (on this host, maybe cgroup v2).
+    let logs = server.log_lines();
+    let ready = logs
+        .iter()
+        .find(|l| l["message"] == "sandbox ready")
+        .expect("sandbox ready logged");
+    let skipped = ready["skipped"].as_array().cloned().unwrap_or_default();
+    assert!(
+        skipped
+            .iter()
+            .all(|s| !s.as_str().unwrap_or("").starts_with("with user namespace")),
+        "{ready}"
+    );
+    let warnings: Vec<_> = logs.iter().filter(|l| l["severity"] == "WARNING").collect();
+    if skipped.is_empty() {
+        assert!(warnings.is_empty(), "{warnings:?}");
+    } else {
+        assert!(
+            warnings.iter().any(|w| w["skipped"].as_array() == Some(&skipped)),
+            "no WARNING for the fall back: {warnings:?}"
+        );
+    }
+    drop(server);
+    std::fs::remove_dir_all(&private).unwrap();
+}

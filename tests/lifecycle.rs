@@ -75,11 +75,20 @@ fn each_fallback_configuration_works_when_forced() {
         assert_eq!(health["isolation"]["cgroup"], expected_cgroup, "{label}: {health}");
 
         let r = server.execute("import os, socket\ndef main():\n    try:\n        socket.create_connection(('1.1.1.1', 53), timeout=1)\n        net = True\n    except OSError:\n        net = False\n    return [os.getuid(), os.getgid(), net, sorted(os.listdir('/'))]\n");
+        // 65534 inside a user namespace; without one, the jail's own host uid and gid.
+        let uid = r.result()[0].as_u64().unwrap_or(0) as u32;
+        if userns == "off" {
+            // /health gives the first of the server's own range.
+            let base = health["isolation"]["uid"].as_u64().unwrap_or(0) as u32;
+            let range = base..base + python_executor::jail::ids::RANGE;
+            assert!(range.contains(&uid), "{label}: {}", r.text());
+        }
+        let inside = if userns == "on" { 65534 } else { uid };
         assert_eq!(
             r.result(),
             json!([
-                65534,
-                65534,
+                inside,
+                inside,
                 false,
                 ["bin", "dev", "etc", "lib", "lib64", "opt", "proc", "tmp", "usr"]
             ]),

@@ -7,6 +7,7 @@
 //! isolation fact the service states (`JAIL_UID`, `IsolationFacts`).
 
 pub mod cgroup;
+pub mod ids;
 pub mod nsjail;
 pub mod output;
 pub mod probe;
@@ -26,7 +27,9 @@ pub const DATA_LIBRARIES: &[&str] = &["numpy", "pandas"];
 /// pyplot doubles a data jail's start-up time (about 1 s more) for the scripts that never draw.
 pub const CHART_LIBRARIES: &[&str] = &["numpy", "pandas", "matplotlib.pyplot"];
 
-/// The user and group a script runs as (nobody/nogroup), with or without a user namespace.
+/// The user and group a script runs as inside a user namespace (nobody/nogroup). Outside,
+/// every jail is a host uid and gid of its own (`ids`); without a user namespace, that is
+/// what the script sees too.
 pub const JAIL_UID: u32 = 65534;
 
 /// Every deadline of a jail's life, in one place.

@@ -7,9 +7,11 @@
 //! fd 4 and only ever into the service's own logs. The host touches no path inside the jail.
 
 mod args;
+mod venv;
 
 use crate::config::Limits;
 use crate::jail::cgroup::{CgroupLimits, JailCgroup};
+use crate::jail::ids::{JailId, JailIds};
 use crate::jail::output::{read_capped, Captured};
 use crate::jail::probe::Isolation;
 use crate::jail::protocol::{self, FrameError, Report, RunRequest, READY};
@@ -46,7 +48,9 @@ pub struct Nsjail {
     config: PathBuf,
     config_facts: args::ConfigFacts,
     jail_python: String,
-    venv_mount: Option<String>,
+    /// The virtualenv's canonical host path, staged for nsjail by `venv`.
+    venv: Option<std::ffi::CString>,
+    ids: JailIds,
     pub isolation: Isolation,
     limits: Limits,
 }
@@ -58,7 +62,9 @@ impl Nsjail {
         python: &Path,
         isolation: Isolation,
         limits: Limits,
+        uid_base: u32,
     ) -> Result<Nsjail, String> {
+        let ids = JailIds::new(uid_base).map_err(|e| format!("invalid configuration: {e}"))?;
         for (name, path) in [
             ("NSJAIL_PATH", nsjail),
             ("NSJAIL_CONFIG", config),
@@ -70,14 +76,13 @@ impl Nsjail {
         }
         // A virtualenv (pyvenv.cfg beside its bin/) is mounted read-only at a fixed path, so
         // no host path shows up inside the jail; a Python under /usr is already mounted.
-        let (jail_python, venv_mount) = match python.parent().and_then(Path::parent) {
+        let (jail_python, venv) = match python.parent().and_then(Path::parent) {
             Some(venv) if venv.join("pyvenv.cfg").exists() => {
                 let venv = venv.canonicalize().map_err(|e| format!("SANDBOX_PYTHON: {e}"))?;
                 let file = python.file_name().and_then(|f| f.to_str()).unwrap_or("python3");
-                (
-                    format!("{JAIL_VENV}/bin/{file}"),
-                    Some(format!("{}:{JAIL_VENV}", venv.display())),
-                )
+                let venv = std::ffi::CString::new(venv.into_os_string().into_encoded_bytes())
+                    .map_err(|e| format!("SANDBOX_PYTHON: {e}"))?;
+                (format!("{JAIL_VENV}/bin/{file}"), Some(venv))
             }
             _ if python.starts_with("/usr/") => (python.display().to_string(), None),
             _ => {
@@ -92,14 +97,29 @@ impl Nsjail {
             config: config.to_path_buf(),
             config_facts: args::ConfigFacts::read(config)?,
             jail_python,
-            venv_mount,
+            venv,
+            ids,
             isolation,
             limits,
         })
     }
 
+    /// Whether a script that reports this uid and gid ran as one of this launcher's jails:
+    /// 65534 inside a user namespace, one of the service's own ids without one.
+    pub fn is_jail_identity(&self, uid: u32, gid: u32) -> bool {
+        if self.isolation.user_namespace {
+            (uid, gid) == (JAIL_UID, JAIL_UID)
+        } else {
+            uid == gid && self.ids.contains(uid)
+        }
+    }
+
     /// Starts nsjail for `spec`; its runner then loads and says `ready` (see `wait_ready`).
     fn spawn(&self, spec: &JailSpec) -> Result<NsjailJail, JailError> {
+        let id = self
+            .ids
+            .take()
+            .ok_or_else(|| JailError::new("every jail uid is in use"))?;
         let cgroup = match &self.isolation.cgroups {
             Some(cgroups) => Some(
                 cgroups
@@ -127,15 +147,16 @@ impl Nsjail {
         }
         let mut command = std::process::Command::new(&self.nsjail);
         command
-            .args(self.arguments(spec))
+            .args(self.arguments(spec, id.get()))
             .env_clear()
             .stdin(Stdio::piped())
             .stdout(Stdio::from(stdout_w))
             .stderr(Stdio::from(stderr_w));
         let join_files: Vec<std::ffi::CString> = guard.0.as_ref().map(|c| c.join_files().to_vec()).unwrap_or_default();
         let (result_w_fd, log_w_fd) = (result_w.as_raw_fd(), log_w.as_raw_fd());
-        // SAFETY: only async-signal-safe calls (open, write, close, fcntl, dup2, prctl) on
-        // memory prepared before fork.
+        let venv = self.venv.clone();
+        // SAFETY: only async-signal-safe calls (open, write, close, fcntl, dup2, prctl,
+        // unshare, mount) on memory prepared before fork.
         unsafe {
             command.pre_exec(move || {
                 for file in &join_files {
@@ -144,6 +165,9 @@ impl Nsjail {
                         return Err(io::Error::last_os_error());
                     }
                     libc::close(fd);
+                }
+                if let Some(venv) = &venv {
+                    venv::stage(venv)?;
                 }
                 // Move both pipe ends clear of 3 and 4 first, then into place (dup2 clears
                 // close-on-exec on the copies).
@@ -184,6 +208,7 @@ impl Nsjail {
             result,
             log_reader,
             cgroup: guard.0.take(),
+            _id: id,
             output_cap: self.limits.max_output_bytes,
             started: Instant::now(),
         })
@@ -222,7 +247,12 @@ impl Launcher for Nsjail {
             cgroup,
             resource_limits,
             seccomp: self.config_facts.seccomp,
-            uid: JAIL_UID,
+            // Without a user namespace each jail runs as a host uid of its own: the first.
+            uid: if isolation.user_namespace {
+                JAIL_UID
+            } else {
+                self.ids.first()
+            },
         }
     }
 }
@@ -286,6 +316,8 @@ pub struct NsjailJail {
     result: pipe::Receiver,
     log_reader: JoinHandle<Captured>,
     cgroup: Option<JailCgroup>,
+    /// The jail's host uid and gid, given back once the jail is destroyed (after `drop`).
+    _id: JailId,
     output_cap: usize,
     started: Instant,
 }

@@ -9,7 +9,7 @@ use crate::config::{CgroupChoice, Settings, UsernsChoice};
 use crate::jail::cgroup::Cgroups;
 use crate::jail::nsjail::Nsjail;
 use crate::jail::protocol::{Report, RunRequest};
-use crate::jail::{deadline, Ending, Jail, JailSpec, Launcher, JAIL_UID};
+use crate::jail::{deadline, Ending, Jail, JailSpec, Launcher};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -107,10 +107,19 @@ pub async fn probe(settings: &Settings) -> Result<(Nsjail, ProbeReport), String>
                 &settings.sandbox_python,
                 isolation,
                 settings.limits,
+                settings.jail_uid_base,
             )?;
             match run_probe(&launcher, settings.limits.memory_bytes).await {
                 Ok(python) => {
                     let took = started.elapsed();
+                    if !skipped.is_empty() {
+                        // Weaker isolation than this host could give with the right set-up:
+                        // say which stronger configurations failed, and why.
+                        crate::logging::warning(
+                            "isolation: fell back to a weaker configuration",
+                            crate::fields! {"using" => label, "skipped" => skipped.clone()},
+                        );
+                    }
                     let report = ProbeReport { python, took, skipped };
                     return Ok((launcher, report));
                 }
@@ -152,8 +161,10 @@ async fn run_probe(launcher: &Nsjail, memory_bytes: u64) -> Result<SandboxPython
         Ending::Reported(Report::Value { value: raw, .. }) => {
             let (python, uid, gid, packages): (String, u32, u32, BTreeMap<String, String>) =
                 serde_json::from_str(raw.get()).map_err(|e| format!("unexpected probe answer: {e}"))?;
-            if (uid, gid) != (JAIL_UID, JAIL_UID) {
-                return Err(format!("the jail ran the script as {uid}:{gid}, not {JAIL_UID}"));
+            if !launcher.is_jail_identity(uid, gid) {
+                return Err(format!(
+                    "the jail ran the script as {uid}:{gid}, not as the jail's own user"
+                ));
             }
             Ok(SandboxPython {
                 version: python,

@@ -22,8 +22,6 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-/// The uid every jailed process runs as (inside and, with the 1:1 mapping, outside).
-pub const JAIL_UID: u32 = 65534;
 /// How long the host may take to tidy up after an answer (jails are torn down after it).
 pub const SETTLE: Duration = Duration::from_secs(5);
 
@@ -75,7 +73,10 @@ fn suspicious_tmp() -> BTreeSet<OsString> {
     for entry in std::fs::read_dir("/tmp").into_iter().flatten().flatten() {
         let name = entry.file_name();
         let lossy = name.to_string_lossy().to_ascii_lowercase();
-        let owned_by_jail = entry.metadata().map(|m| m.uid() == JAIL_UID).unwrap_or(false);
+        let owned_by_jail = entry
+            .metadata()
+            .map(|m| crate::common::TEST_JAIL_UIDS.contains(&m.uid()))
+            .unwrap_or(false);
         if owned_by_jail || lossy.contains("hostile") || lossy.contains("nsjail") || lossy.contains("python-executor") {
             found.insert(name);
         }

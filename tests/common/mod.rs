@@ -31,6 +31,18 @@ pub fn sandbox_env() -> Vec<(String, String)> {
     ]
 }
 
+/// The lowest JAIL_UID_BASE a test server gets (the service's default); each server's range
+/// lies in `TEST_JAIL_UIDS`.
+pub const TEST_JAIL_UIDS: std::ops::Range<u32> = 1_900_000_000..2_100_000_000;
+
+/// A JAIL_UID_BASE no other test server running at the same time uses (by process and count).
+fn own_jail_uid_base() -> u32 {
+    static SERVERS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = SERVERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 64;
+    let slot = (std::process::id() % 3000) * 64 + n;
+    TEST_JAIL_UIDS.start + slot * python_executor::jail::ids::RANGE
+}
+
 pub struct Server {
     child: Child,
     pub port: u16,
@@ -73,6 +85,10 @@ impl Server {
         for (k, v) in sandbox_env() {
             command.env(k, v);
         }
+        // Each server a range of jail uids of its own, as each service on a host must have:
+        // servers of test binaries running side by side would otherwise share per-user
+        // kernel budgets through jails that happen to get the same uid.
+        command.env("JAIL_UID_BASE", own_jail_uid_base().to_string());
         for (k, v) in extra {
             command.env(k, v);
         }

@@ -1,11 +1,19 @@
 //! nsjail's command line for one jail, and what its configuration file puts in force.
 
-use super::{Nsjail, LOG_FD, RESULT_FD};
+use super::{Nsjail, JAIL_VENV, LOG_FD, RESULT_FD};
 use crate::jail::{protocol, JailSpec, JAIL_UID};
 use std::path::Path;
 
 /// Address space allowed above the memory limit when a cgroup enforces the latter.
 const ADDRESS_SPACE_HEADROOM_MB: u64 = 512;
+/// Real-time signals a jail may have queued at once (RLIMIT_SIGPENDING). With a user
+/// namespace, what a jail queues is also charged to host root, who created the namespace:
+/// the host's default (~96 000) would let one jail take root's and every other jail's.
+const JAIL_SIGPENDING: u32 = 128;
+/// Sets RLIMIT_SIGPENDING inside the jail, before the runner starts. nsjail has no option for
+/// it, and it cannot be set on nsjail itself: the user namespace takes its creator's limit as
+/// the ceiling for what it charges to root, a count every jail shares.
+const PRLIMIT: &str = "/usr/bin/prlimit";
 
 /// What nsjail.cfg puts in force, as far as `/health` states it.
 #[derive(Debug, Clone)]
@@ -49,7 +57,8 @@ impl ConfigFacts {
 
 impl Nsjail {
     /// nsjail's arguments for one jail (everything but the fds, which `spawn` sets up).
-    pub(super) fn arguments(&self, spec: &JailSpec) -> Vec<String> {
+    /// `id` is the jail's own host uid and gid (see `jail::ids`).
+    pub(super) fn arguments(&self, spec: &JailSpec, id: u32) -> Vec<String> {
         let mut args: Vec<String> = vec!["--config".into(), self.config.display().to_string()];
         args.extend([
             "--log_fd".into(),
@@ -57,20 +66,21 @@ impl Nsjail {
             "--pass_fd".into(),
             RESULT_FD.to_string(),
         ]);
+        // The jail's own host uid and gid: JAIL_UID inside a user namespace, itself without one.
         if self.isolation.user_namespace {
-            let mapping = format!("{JAIL_UID}:{JAIL_UID}:1");
+            let mapping = format!("{JAIL_UID}:{id}:1");
             args.extend(["--user".into(), mapping.clone(), "--group".into(), mapping]);
         } else {
             args.extend([
                 "--disable_clone_newuser".into(),
                 "--user".into(),
-                JAIL_UID.to_string(),
+                id.to_string(),
                 "--group".into(),
-                JAIL_UID.to_string(),
+                id.to_string(),
             ]);
         }
-        if let Some(mount) = &self.venv_mount {
-            args.extend(["--bindmount_ro".into(), mount.clone()]);
+        if self.venv.is_some() {
+            args.extend(["--bindmount_ro".into(), format!("{}:{JAIL_VENV}", super::venv::STAGE)]);
         }
         let memory_mb = (spec.memory_bytes / (1024 * 1024)).max(1);
         // With a memory cgroup, that is the limit on memory actually used; the address-space
@@ -95,6 +105,9 @@ impl Nsjail {
         }
         args.push("--".into());
         args.extend([
+            PRLIMIT.into(),
+            format!("--sigpending={JAIL_SIGPENDING}"),
+            "--".into(),
             self.jail_python.clone(),
             "-I".into(),
             "-B".into(),
