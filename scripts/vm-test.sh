@@ -35,6 +35,8 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+# Interrupted (Ctrl-C, kill): still end QEMU, through the EXIT trap.
+trap 'exit 130' INT TERM
 # VM_CASES: all (default), native (no image, no Docker) or docker.
 cases=${VM_CASES:-all}
 image_id=none

@@ -121,8 +121,8 @@ def cgroup_v2(base, cgroup_dir):
     deadline = time.time() + 120
     while time.time() < deadline and busy is None and t.is_alive():
         for d in jail_dirs(cgroup_dir):
-            # The serving jail: at the normal CPU weight (warm pool jails wait at weight 1),
-            # read whole (a jail that ends meanwhile loses its files).
+            # A jail at the normal CPU weight (serving, or handed out; warm pool jails wait at
+            # weight 1), read whole (a jail that ends meanwhile loses its files).
             snapshot = {f: read(os.path.join(d, f)) for f in files}
             if snapshot["cpu.weight"] == "100" and None not in snapshot.values():
                 busy, found = d, snapshot
