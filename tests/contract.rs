@@ -592,7 +592,7 @@ fn an_oversized_body_written_whole_still_gets_its_413() {
     for size in [12usize << 20, 3 << 20] {
         let body = format!("{{\"script\": \"{}\"}}", "x".repeat(size));
         let mut raw = format!(
-            "POST /execute HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            "POST /execute HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
             body.len()
         )
         .into_bytes();

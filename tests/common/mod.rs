@@ -213,7 +213,15 @@ impl Server {
     }
 
     pub fn connect(&self) -> TcpStream {
-        TcpStream::connect(("127.0.0.1", self.port)).expect("connect to the service")
+        TcpStream::connect(("127.0.0.1", self.port)).unwrap_or_else(|e| {
+            // Say why: the service's last words, if it is gone.
+            let logs = self.logs.lock().unwrap();
+            let tail = logs[logs.len().saturating_sub(5)..].join("\n");
+            panic!(
+                "connect to the service: {e}\nits stderr: {}\nits last log lines:\n{tail}",
+                self.stderr.lock().unwrap()
+            )
+        })
     }
 
     /// Sends SIGTERM and waits for the exit status.
