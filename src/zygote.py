@@ -120,8 +120,9 @@ def drop_capabilities():
     check(libc.syscall(126, header, data), "capset")  # SYS_capset on x86-64
 
 
-def child(fds, limits, runner, prog, mounts):
-    """The forked child: becomes a jail, then the runner. Never returns."""
+def child(fds, limits, prog, mounts):
+    """The forked child: becomes a jail (returns in PID 1 of its namespaces, ready for the
+    runner; any other process of the set-up exits here)."""
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     stdin, stdout, stderr, result, ctl = fds
     for source, target in ((stdin, 0), (stdout, 1), (stderr, 2), (result, 3), (ctl, 4)):
@@ -165,13 +166,11 @@ def child(fds, limits, runner, prog, mounts):
     numpy = sys.modules.get("numpy")
     if numpy is not None:
         numpy.random.seed()  # the legacy global RandomState; Generators are seeded per call
-    sys.argv = [sys.argv[0], "warm"]
-    runner.main()
-    runner.flush_std()
-    os._exit(0)
 
 
 def main():
+    """The zygote's loop. Returns only in a forked child that has become a jail, with the
+    runner to run there."""
     settings, runner_source, modules = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3:]
     runner = types.ModuleType("runner")
     exec(compile(runner_source, "<runner>", "exec"), runner.__dict__)
@@ -201,18 +200,26 @@ def main():
         if pid == 0:
             try:
                 control.detach()  # fd 3 is about to be the result channel
-                child(fds, json.loads(message[5:]), runner, prog, mounts)
+                child(fds, json.loads(message[5:]), prog, mounts)
+                return runner
             except BaseException as exc:
                 # Set-up failed: say why on ctl (fd 4 until PID 1 closes it), for the service's log.
                 try:
                     os.write(4, ("error %r" % (exc,)).encode("ascii", "replace")[:2000])
                 except BaseException:
                     pass
-            finally:
                 os._exit(SETUP_FAILED)
         for fd in fds:
             os.close(fd)
 
 
 if __name__ == "__main__":
-    main()
+    # In a child that has become a jail: the runner, at top level as `python3 -c runner.py`
+    # runs it (a script's sys.exit or a crash ends its process the same way).
+    runner = main()
+    sys.argv = [sys.argv[0], "warm"]
+    runner.main()
+    # PID 1 has reported and everything else in its namespace is gone: no need to tear the
+    # interpreter down (and pay for it).
+    runner.flush_std()
+    os._exit(0)
