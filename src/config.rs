@@ -35,6 +35,7 @@ struct Raw {
     sandbox_python: PathBuf,
     sandbox_userns: String,
     sandbox_cgroup: String,
+    sandbox_strategy: String,
     google_cloud_project: Option<String>,
 }
 
@@ -64,6 +65,7 @@ impl Default for Raw {
             sandbox_python: PathBuf::from("/usr/local/bin/python3"),
             sandbox_userns: "auto".into(),
             sandbox_cgroup: "auto".into(),
+            sandbox_strategy: "pool".into(),
             google_cloud_project: None,
         }
     }
@@ -75,6 +77,17 @@ pub enum UsernsChoice {
     Auto,
     On,
     Off,
+}
+
+/// How jails are started (`SANDBOX_STRATEGY`): forked from a zygote, taken from a pool of
+/// warm nsjail jails, or one nsjail per execution; `auto`: zygote if the probe proves it on
+/// this host, else the pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StrategyChoice {
+    Auto,
+    Zygote,
+    Pool,
+    Cold,
 }
 
 /// Which cgroup hierarchy to put jails in: found by the probe, or forced.
@@ -108,6 +121,7 @@ pub struct Settings {
     pub sandbox_python: PathBuf,
     pub userns: UsernsChoice,
     pub cgroup: CgroupChoice,
+    pub strategy: StrategyChoice,
     pub google_cloud_project: Option<String>,
 }
 
@@ -181,6 +195,17 @@ impl Settings {
                 ))
             }
         };
+        let strategy = match raw.sandbox_strategy.to_ascii_lowercase().as_str() {
+            "auto" => StrategyChoice::Auto,
+            "zygote" => StrategyChoice::Zygote,
+            "pool" => StrategyChoice::Pool,
+            "cold" => StrategyChoice::Cold,
+            other => {
+                return Err(format!(
+                    "invalid configuration: SANDBOX_STRATEGY must be auto, zygote, pool or cold, got {other:?}"
+                ))
+            }
+        };
         if let Some(0) = raw.max_concurrent {
             return Err("invalid configuration: MAX_CONCURRENT must be at least 1".into());
         }
@@ -216,6 +241,7 @@ impl Settings {
             sandbox_python: raw.sandbox_python,
             userns,
             cgroup,
+            strategy,
             google_cloud_project: raw.google_cloud_project.filter(|p| !p.is_empty()),
         })
     }

@@ -1,7 +1,5 @@
-//! Zygotes (issue 12): one long-lived process per flavour, started by nsjail with the top-level
-//! `nsjail.cfg`, that has imported the flavour's modules once and forks every execution as a
-//! fresh, completely re-isolated child (`zygote.py` says how). This module is the host's side:
-//! the zygote role's nsjail config, starting a zygote, and handing one execution's fds to it.
+//! A zygote process and the host's side of talking to it: the zygote role's nsjail config,
+//! starting a zygote, and handing one execution's fds to it (`zygote.py` is the other side).
 //!
 //! The zygote role differs from a jail's in two ways, both derived here from the one config:
 //! - its seccomp policy is nsjail.cfg's with `ALLOW { unshare, mount, umount }` in front (kafel
@@ -12,13 +10,21 @@
 //! nsjail (this version) refuses a policy file beside the config's policy strings, and a config
 //! read later replaces the earlier one whole: the derived config is passed on a pipe.
 
+use crate::jail::cgroup::JailCgroup;
+use crate::jail::output::{read_capped, Captured};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::time::Duration;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
+use tokio::task::JoinHandle;
 
-pub const ZYGOTE_SOURCE: &str = include_str!("zygote.py");
+pub const ZYGOTE_SOURCE: &str = include_str!("../../zygote.py");
 
 /// Calls nsjail.cfg denies that a zygote's child needs to become a jail: `(kafel name, x86-64
 /// number)`. The one list both filters are made from.
@@ -29,7 +35,7 @@ pub const NAMESPACE_CALLS: [(&str, libc::c_long); 3] = [
 ];
 
 /// The zygote's fd for its control socket, and the extra mount its role needs.
-pub const CONTROL_FD: RawFd = 3;
+const CONTROL_FD: RawFd = 3;
 pub const PROC_RW_MOUNT: &str = "none:/proc:proc:rw";
 
 /// The zygote role's nsjail config: `config` with the namespace calls allowed ahead of its policy.
@@ -69,12 +75,21 @@ pub fn content_pipe(content: &[u8]) -> io::Result<OwnedFd> {
     // SAFETY: both fds were just created and are owned by nothing else.
     let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
     if content.len() > 60 * 1024 {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "config larger than a pipe holds"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "config larger than a pipe holds",
+        ));
     }
     let mut written = 0;
     while written < content.len() {
         // SAFETY: write(2) from a live slice to a pipe we own.
-        let n = unsafe { libc::write(w.as_raw_fd(), content[written..].as_ptr().cast(), content.len() - written) };
+        let n = unsafe {
+            libc::write(
+                w.as_raw_fd(),
+                content[written..].as_ptr().cast(),
+                content.len() - written,
+            )
+        };
         if n < 0 {
             return Err(io::Error::last_os_error());
         }
@@ -87,7 +102,15 @@ pub fn content_pipe(content: &[u8]) -> io::Result<OwnedFd> {
 pub fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0; 2];
     // SAFETY: socketpair writes two fds into the array on success.
-    if unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()) } < 0 {
+    if unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    } < 0
+    {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: both fds were just created and are owned by nothing else.
@@ -142,7 +165,8 @@ fn send_with_fds(socket: RawFd, message: &[u8], fds: &[RawFd]) -> io::Result<()>
 /// that came with it. Non-blocking. The pid is as this process's PID namespace sees it.
 fn recv_with_credentials(socket: RawFd, buffer: &mut [u8]) -> io::Result<(usize, Option<libc::ucred>)> {
     // SAFETY: CMSG_SPACE is arithmetic.
-    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<libc::ucred>() as u32) as usize + libc::CMSG_SPACE(64) as usize };
+    let space =
+        unsafe { libc::CMSG_SPACE(std::mem::size_of::<libc::ucred>() as u32) as usize + libc::CMSG_SPACE(64) as usize };
     let mut control = vec![0u8; space];
     let mut iov = libc::iovec {
         iov_base: buffer.as_mut_ptr().cast(),
@@ -214,6 +238,18 @@ impl Control {
         }
     }
 
+    /// Whether the other end has been closed (its process ended).
+    pub fn peer_closed(&self) -> bool {
+        let mut poll = libc::pollfd {
+            fd: self.0.as_raw_fd(),
+            events: libc::POLLRDHUP,
+            revents: 0,
+        };
+        // SAFETY: poll(2) on one pollfd we own, without waiting.
+        let n = unsafe { libc::poll(&mut poll, 1, 0) };
+        n != 0 && (n < 0 || poll.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0)
+    }
+
     /// Asks the kernel to attach the sender's credentials to every message received here.
     pub fn pass_credentials(&self) -> io::Result<()> {
         let on: libc::c_int = 1;
@@ -245,6 +281,9 @@ pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
+/// The namespaces a child makes of its own, as /proc/<pid>/ns names them.
+pub const NAMESPACES: [&str; 7] = ["pid", "net", "mnt", "ipc", "uts", "user", "cgroup"];
+
 /// How long a forked child may take to say `hello` (it does so first thing after fork).
 pub const HELLO_WITHIN: Duration = Duration::from_secs(5);
 
@@ -275,6 +314,8 @@ pub struct Forked {
     pub stdout: OwnedFd,
     pub stderr: OwnedFd,
     pub result: OwnedFd,
+    /// The zygote's namespaces (the child's until `go`), as `/proc/<pid>/ns/*` links.
+    pub zygote_namespaces: Vec<String>,
 }
 
 impl Forked {
@@ -282,14 +323,14 @@ impl Forked {
     pub async fn go(&self) -> io::Result<()> {
         self.ctl.send(b"go", &[]).await
     }
+}
 
-    /// Why the child's set-up failed, if it said so (it sends `error ...` on ctl).
-    pub async fn failure(&self) -> Option<String> {
-        let mut buffer = vec![0u8; 4096];
-        match tokio::time::timeout(Duration::from_millis(200), self.ctl.recv(&mut buffer)).await {
-            Ok(Ok((n, _))) if n > 0 => Some(String::from_utf8_lossy(&buffer[..n]).into_owned()),
-            _ => None,
-        }
+/// Why a child's set-up failed, if it said so on its ctl (`error ...`).
+pub async fn failure(ctl: &Control) -> Option<String> {
+    let mut buffer = vec![0u8; 4096];
+    match tokio::time::timeout(Duration::from_millis(200), ctl.recv(&mut buffer)).await {
+        Ok(Ok((n, _))) if n > 0 => Some(String::from_utf8_lossy(&buffer[..n]).into_owned()),
+        _ => None,
     }
 }
 
@@ -298,6 +339,10 @@ pub async fn fork(control: &Control, limits: &ForkLimits) -> Result<Forked, Stri
     let (stdin_r, stdin_w) = pipe().map_err(|e| format!("pipe: {e}"))?;
     let (stdout_r, stdout_w) = pipe().map_err(|e| format!("pipe: {e}"))?;
     let (stderr_r, stderr_w) = pipe().map_err(|e| format!("pipe: {e}"))?;
+    for end in [&stdout_w, &stderr_w] {
+        // /dev/stdout and /dev/stderr reopen them, as in a jail nsjail starts.
+        crate::jail::nsjail::writable_by_jail(end).map_err(|e| format!("pipe: {e}"))?;
+    }
     let (result_r, result_w) = pipe().map_err(|e| format!("pipe: {e}"))?;
     let (ctl, ctl_child) = seqpacket_pair().map_err(|e| format!("socketpair: {e}"))?;
     let ctl = Control::new(ctl).map_err(|e| format!("ctl: {e}"))?;
@@ -328,9 +373,193 @@ pub async fn fork(control: &Control, limits: &ForkLimits) -> Result<Forked, Stri
             stdout: stdout_r,
             stderr: stderr_r,
             result: result_r,
+            zygote_namespaces: Vec::new(),
         }),
         (b"", _) => Err("the zygote's child ended before saying hello".into()),
         _ => Err("the zygote's child did not say hello".into()),
+    }
+}
+
+/// Where the derived config and nsjail's log are inside nsjail (the control socket is at 3).
+const LOG_FD: RawFd = 4;
+const CONFIG_FD: RawFd = 5;
+/// How much of a zygote's nsjail log (and its own stderr) is kept for the service's logs.
+const LOG_KEEP: usize = 16 * 1024;
+
+/// A running zygote: its nsjail, the host's end of its control socket, its own cgroup.
+pub struct Zygote {
+    control: Control,
+    /// Waits for nsjail's exit; aborting it drops (and so kills, kill_on_drop) nsjail, and the
+    /// zygote with every child it forked dies with nsjail's PID namespace.
+    waiter: JoinHandle<()>,
+    exited: Arc<AtomicBool>,
+    broken: AtomicBool,
+    forks: AtomicU64,
+    started: Instant,
+    cgroup: Option<JailCgroup>,
+    log_reader: JoinHandle<Captured>,
+}
+
+/// How nsjail is to be started for a zygote: its path and arguments, with `/dev/fd/5` as the
+/// config (`zygote_config`'s text is put there) and fds 3 (control) and 4 (log) passed.
+pub struct ZygoteCommand {
+    pub nsjail: PathBuf,
+    pub args: Vec<String>,
+    pub config: String,
+}
+
+impl ZygoteCommand {
+    /// The config argument this command's `args` must use.
+    pub fn config_path() -> String {
+        format!("/dev/fd/{CONFIG_FD}")
+    }
+}
+
+impl Zygote {
+    /// Starts a zygote and waits for its `ready` (its modules imported).
+    pub async fn start(command: ZygoteCommand, cgroup: Option<JailCgroup>, within: Duration) -> Result<Zygote, String> {
+        let config = content_pipe(command.config.as_bytes()).map_err(|e| format!("config pipe: {e}"))?;
+        let (control, control_child) = seqpacket_pair().map_err(|e| format!("socketpair: {e}"))?;
+        let (log_r, log_w) = pipe().map_err(|e| format!("pipe: {e}"))?;
+        let join_files: Vec<std::ffi::CString> = cgroup.as_ref().map(|c| c.join_files().to_vec()).unwrap_or_default();
+        let mut std_command = std::process::Command::new(&command.nsjail);
+        // The zygote's own stderr (a traceback if it fails) goes to the log pipe with nsjail's.
+        let log_copy = log_w.try_clone().map_err(|e| format!("pipe: {e}"))?;
+        std_command
+            .args(&command.args)
+            .env_clear()
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::from(log_copy));
+        let fds = [
+            (control_child.as_raw_fd(), CONTROL_FD),
+            (log_w.as_raw_fd(), LOG_FD),
+            (config.as_raw_fd(), CONFIG_FD),
+        ];
+        // SAFETY: only async-signal-safe calls (open, write, close, fcntl, dup2, prctl) on
+        // memory prepared before fork.
+        unsafe {
+            std_command.pre_exec(move || {
+                for file in &join_files {
+                    let fd = libc::open(file.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                    if fd < 0 || libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                        return Err(io::Error::last_os_error());
+                    }
+                    libc::close(fd);
+                }
+                // Clear of 3..=5 first, then into place (dup2 clears close-on-exec).
+                let mut high = [0; 3];
+                for (i, (fd, _)) in fds.iter().enumerate() {
+                    high[i] = libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, 10);
+                    if high[i] < 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                }
+                for (i, (_, target)) in fds.iter().enumerate() {
+                    if libc::dup2(high[i], *target) < 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                }
+                // If the service dies, its zygotes die with it.
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let mut tokio_command = tokio::process::Command::from(std_command);
+        tokio_command.kill_on_drop(true);
+        let mut child = tokio_command.spawn().map_err(|e| format!("cannot start nsjail: {e}"))?;
+        drop((control_child, log_w, config, tokio_command));
+        let log = tokio::net::unix::pipe::Receiver::from_owned_fd(log_r).map_err(|e| format!("pipe: {e}"))?;
+        let log_reader = tokio::spawn(read_capped(log, LOG_KEEP, None));
+        let exited = Arc::new(AtomicBool::new(false));
+        let flag = exited.clone();
+        let waiter = tokio::spawn(async move {
+            let _ = child.wait().await;
+            flag.store(true, Ordering::Release);
+        });
+        let control = Control::new(control).map_err(|e| format!("control: {e}"))?;
+        let mut zygote = Zygote {
+            control,
+            waiter,
+            exited,
+            broken: AtomicBool::new(false),
+            forks: AtomicU64::new(0),
+            started: Instant::now(),
+            cgroup,
+            log_reader,
+        };
+        let mut buffer = [0u8; 16];
+        match tokio::time::timeout(within, zygote.control.recv(&mut buffer)).await {
+            Ok(Ok((5, _))) if &buffer[..5] == b"ready" => Ok(zygote),
+            outcome => {
+                let why = match outcome {
+                    Err(_) => "the zygote did not become ready in time",
+                    _ => "the zygote did not start",
+                };
+                zygote.waiter.abort();
+                let log = tokio::time::timeout(Duration::from_secs(2), &mut zygote.log_reader).await;
+                let log = match log {
+                    Ok(Ok(captured)) => captured.text(),
+                    _ => String::new(),
+                };
+                Err(format!("{why}: {}", log.trim()))
+            }
+        }
+    }
+
+    /// Whether new executions may be forked from this zygote.
+    pub fn usable(&self, max_forks: u64, max_age: Duration) -> bool {
+        !self.exited.load(Ordering::Acquire)
+            && !self.broken.load(Ordering::Acquire)
+            && self.forks.load(Ordering::Relaxed) < max_forks
+            && self.started.elapsed() < max_age
+    }
+
+    /// Marks the zygote as misbehaving: no more forks from it (it is replaced).
+    pub fn set_broken(&self) {
+        self.broken.store(true, Ordering::Release);
+    }
+
+    /// Forks one execution, moves it into `cgroup` (created by the caller with its limits) and
+    /// lets it go on to become a jail. Any error means this zygote should not be used again.
+    pub async fn fork(&self, limits: &ForkLimits, cgroup: &JailCgroup) -> Result<Forked, String> {
+        self.forks.fetch_add(1, Ordering::Relaxed);
+        let mut forked = fork(&self.control, limits).await?;
+        forked.zygote_namespaces = NAMESPACES
+            .iter()
+            .filter_map(|n| std::fs::read_link(format!("/proc/{}/ns/{n}", forked.pid)).ok())
+            .map(|link| link.display().to_string())
+            .collect();
+        // The child waits for `go` and holds its end of ctl until then: while that end is open
+        // the pid is the child's, and cannot have been reused.
+        for file in cgroup.join_files() {
+            let path = std::path::Path::new(std::ffi::OsStr::from_bytes(file.as_bytes()));
+            std::fs::write(path, forked.pid.to_string())
+                .map_err(|e| format!("cannot move the child into its cgroup: {e}"))?;
+            // Fail closed: the child must be seen in its cgroup before it may go on.
+            let members = std::fs::read_to_string(path).unwrap_or_default();
+            if !members.split_whitespace().any(|p| p == forked.pid.to_string()) {
+                return Err("the child is not in its cgroup".into());
+            }
+        }
+        if forked.ctl.peer_closed() {
+            return Err("the zygote's child ended while it was moved into its cgroup".into());
+        }
+        forked.go().await.map_err(|e| format!("ctl: {e}"))?;
+        Ok(forked)
+    }
+}
+
+impl Drop for Zygote {
+    fn drop(&mut self) {
+        self.waiter.abort();
+        self.log_reader.abort();
+        if let Some(cgroup) = self.cgroup.take() {
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => drop(runtime.spawn_blocking(move || cgroup.remove())),
+                Err(_) => cgroup.remove(),
+            }
+        }
     }
 }
 
