@@ -15,8 +15,8 @@ complete jail before anything reaches it:
 1. its fds are exactly 0-3 (request, stdout, stderr, result) and ctl; every other one is closed;
 2. it says `hello` on ctl with SCM_CREDENTIALS (the kernel gives the service its host pid) and
    waits for `go`: by then the service has moved it into the execution's own cgroup;
-3. it lowers its rlimits to the execution's, makes new user (65534 -> 65534), mount, network,
-   IPC, UTS, cgroup and PID namespaces, mounts a fresh /tmp and /dev/shm with the options nsjail
+3. it lowers its rlimits to the execution's, makes new user (65534 -> 65534), mount, network
+   (loopback up), IPC, UTS, cgroup and PID namespaces, mounts a fresh /tmp and /dev/shm with the options nsjail
    gave the zygote's own, and forks PID 1 of the new PID namespace (then exits: PID 1 is
    reparented to the zygote, which lets the kernel reap it);
 4. PID 1 mounts its own /proc, drops every capability, sets no_new_privs, installs the execution
@@ -111,6 +111,14 @@ def mount(source, target, fstype, flags, options):
     check(libc.mount(source, target.encode(), fstype, flags, options), "mount " + target)
 
 
+def loopback_up():
+    """Brings up `lo` in the new network namespace, as nsjail does in a jail's."""
+    import fcntl
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        fcntl.ioctl(s, 0x8914, struct.pack("16sH22x", b"lo", 0x1 | 0x40))  # SIOCSIFFLAGS: UP, RUNNING
+
+
 def drop_capabilities():
     for cap in range(64):
         if libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 and ctypes.get_errno() == 22:
@@ -146,6 +154,7 @@ def child(fds, limits, prog, mounts):
     write("/proc/self/setgroups", "deny")
     write("/proc/self/uid_map", "%d %d 1" % (ID, ID))
     write("/proc/self/gid_map", "%d %d 1" % (ID, ID))
+    loopback_up()
     mount(None, "/", None, MS_REC | MS_PRIVATE, None)
     for point, flags, options in mounts:
         mount(b"tmpfs", point, b"tmpfs", flags, options.encode())
@@ -188,7 +197,7 @@ def main():
     while True:
         message, fds, _, _ = socket.recv_fds(control, 4096, 5)
         if not message:
-            return  # the service is gone
+            return None  # the service is gone
         if len(fds) != 5 or not message.startswith(b"fork "):
             for fd in fds:
                 os.close(fd)
@@ -217,6 +226,8 @@ if __name__ == "__main__":
     # In a child that has become a jail: the runner, at top level as `python3 -c runner.py`
     # runs it (a script's sys.exit or a crash ends its process the same way).
     runner = main()
+    if runner is None:
+        sys.exit(0)  # the zygote itself: the service is gone
     sys.argv = [sys.argv[0], "warm"]
     runner.main()
     # PID 1 has reported and everything else in its namespace is gone: no need to tear the
