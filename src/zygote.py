@@ -172,9 +172,9 @@ def child(fds, limits, prog, mounts):
     import random
 
     random.seed()
-    numpy = sys.modules.get("numpy")
-    if numpy is not None:
-        numpy.random.seed()  # the legacy global RandomState; Generators are seeded per call
+    legacy = sys.modules.get("numpy.random")  # loaded by pandas (numpy loads it lazily)
+    if legacy is not None:
+        legacy.seed()  # the legacy global RandomState; Generators are seeded per call
 
 
 def main():
