@@ -258,6 +258,10 @@ fn a_dead_zygote_is_replaced_and_its_request_falls_back_to_a_cold_jail() {
     );
     let logs = server.raw_logs();
     assert!(logs.contains("cold jail"), "the fallback was not logged: {logs}");
+    assert!(
+        logs.contains("a zygote is replaced"),
+        "the replacement was not logged: {logs}"
+    );
 }
 
 #[test]

@@ -147,7 +147,11 @@ impl Launcher for Launchers {
                 .map(|&f| {
                     let ready = zygotes.slots[index(f)]
                         .lock()
-                        .map(|s| s.current.as_ref().is_some_and(|z| z.usable(MAX_FORKS, MAX_AGE)))
+                        .map(|s| {
+                            s.current
+                                .as_ref()
+                                .is_some_and(|z| z.spent(MAX_FORKS, MAX_AGE).is_none())
+                        })
                         .unwrap_or(false);
                     (f, ready)
                 })
@@ -185,14 +189,23 @@ impl Zygotes {
     /// A usable zygote of this flavour; if the current one is not, it is let go (its running
     /// executions keep it alive until they end) and a new one is started in the background.
     fn current(self: &Arc<Self>, flavour: Flavour) -> Option<Arc<Zygote>> {
-        let found = {
+        let retired = {
             let mut slot = self.slots[index(flavour)].lock().ok()?;
             match &slot.current {
-                Some(z) if z.usable(MAX_FORKS, MAX_AGE) => return Some(z.clone()),
-                _ => slot.current.take(),
+                Some(z) => match z.spent(MAX_FORKS, MAX_AGE) {
+                    None => return Some(z.clone()),
+                    Some(why) => slot.current.take().map(|z| (z, why)),
+                },
+                None => None,
             }
         };
-        drop(found);
+        if let Some((zygote, why)) = retired {
+            crate::logging::warning(
+                "a zygote is replaced; executions get cold jails until the new one is ready",
+                crate::fields! {"flavour" => flavour.as_str(), "reason" => why},
+            );
+            drop(zygote);
+        }
         self.replace(flavour);
         None
     }

@@ -507,12 +507,19 @@ impl Zygote {
         }
     }
 
-    /// Whether new executions may be forked from this zygote.
-    pub fn usable(&self, max_forks: u64, max_age: Duration) -> bool {
-        !self.exited.load(Ordering::Acquire)
-            && !self.broken.load(Ordering::Acquire)
-            && self.forks.load(Ordering::Relaxed) < max_forks
-            && self.started.elapsed() < max_age
+    /// Why no more executions may be forked from this zygote, if so.
+    pub fn spent(&self, max_forks: u64, max_age: Duration) -> Option<&'static str> {
+        if self.exited.load(Ordering::Acquire) {
+            Some("its nsjail exited")
+        } else if self.broken.load(Ordering::Acquire) {
+            Some("a fork failed")
+        } else if self.forks.load(Ordering::Relaxed) >= max_forks {
+            Some("it forked its share")
+        } else if self.started.elapsed() >= max_age {
+            Some("it reached its age")
+        } else {
+            None
+        }
     }
 
     /// Marks the zygote as misbehaving: no more forks from it (it is replaced).
