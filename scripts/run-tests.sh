@@ -47,8 +47,8 @@ run_one() {
   cat "$logs/$name.log"
 }
 export -f run_one
-xargs -P "$jobs" -L 1 bash -c 'run_one "$0" "$1" "'"$logs"'"' < "$logs/order"
-xargs -P 1 -L 1 bash -c 'run_one "$0" "$1" "'"$logs"'"' < "$logs/alone"
+xargs -r -P "$jobs" -L 1 bash -c 'run_one "$0" "$1" "'"$logs"'"' < "$logs/order"
+xargs -r -P 1 -L 1 bash -c 'run_one "$0" "$1" "'"$logs"'"' < "$logs/alone"
 
 failed=$(grep -L '^0$' "$logs"/*.status | xargs -r -n1 basename | sed 's/\.status$//' | tr '\n' ' ')
 if [ -n "$failed" ]; then
