@@ -24,6 +24,14 @@ Measured:
   5. the floor: `python3 -I -c pass` in nsjail with the service's config, and without nsjail.
 Prints a Markdown report, with the goals marked met or not met, and writes it to
 target/bench/latest.md. Standard library only; progress goes to stderr.
+
+`--zygote` runs another comparison instead (issue 12): the pool (default), zygotes
+(SANDBOX_STRATEGY=zygote) and cold jails (POOL_SIZE=0) side by side: sequential p50, CPU per
+execution measured two ways (machine-wide busy time from /proc/stat over the requests and the
+settling after them, the machine's busy rate just before subtracted: meaningless on a machine
+others load; and, on cgroup v1 hosts, the cpuacct usage of a group each server is started in,
+which its jails and zygotes inherit), and throughput at 16 clients (pool vs zygote).
+It writes target/bench/zygote.md.
 """
 
 import argparse
@@ -108,12 +116,18 @@ def _die_with_parent():
         pass
 
 
+def _join_and_die_with_parent(cpuacct):
+    (cpuacct / "cgroup.procs").write_text("0")
+    _die_with_parent()
+
+
 class Server:
     """One python-executor process, its logs drained by threads (it logs a line per request)."""
 
-    def __init__(self, name, extra_env):
+    def __init__(self, name, extra_env, cpuacct=None):
         self.name = name
-        self.pool = extra_env.get("POOL_SIZE") != "0"
+        self.cpuacct = cpuacct
+        self.pool = extra_env.get("POOL_SIZE") != "0" and extra_env.get("SANDBOX_STRATEGY") != "zygote"
         self.port = None
         self.listening_at = None
         self.probe_ms = None
@@ -127,7 +141,7 @@ class Server:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            preexec_fn=_die_with_parent,
+            preexec_fn=(lambda: _join_and_die_with_parent(cpuacct)) if cpuacct else _die_with_parent,
         )
         threading.Thread(target=self._read_stdout, daemon=True).start()
         threading.Thread(target=self._read_stderr, daemon=True).start()
@@ -194,6 +208,17 @@ class Server:
         """No execution running, no jail starting or dying (the service's only children are its
         ready pooled jails), and every flavour of the pool stocked."""
         h = self.health()
+        zygotes = h.get("zygotes")
+        if zygotes is not None:
+            # Zygote mode: the service's only children are its ready zygotes' nsjails (the chart
+            # flavour's starts on demand), plain and data among them.
+            return (
+                h["slots"]["in_use"] == 0
+                and h["slots"]["waiting"] == 0
+                and zygotes.get("plain") is True
+                and zygotes.get("data") is True
+                and len(self.children()) == sum(1 for ready in zygotes.values() if ready)
+            )
         ready = h.get("pool", {}).get("ready", {})
         return (
             h["slots"]["in_use"] == 0
@@ -597,6 +622,162 @@ def floor(count, pandas_count):
     }
 
 
+def busy_seconds():
+    """Machine-wide busy CPU time so far (every CPU's user, nice, system, irq, softirq, steal)."""
+    with open("/proc/stat") as f:
+        fields = f.readline().split()
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[1:9])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_per_execution(servers, server, name, count, baseline=1.0):
+    """Machine-wide CPU seconds per execution on `server`: busy time over `count` sequential
+    requests and the settling after them (a pool's refills included), minus the machine's busy
+    rate measured over `baseline` seconds just before (other users of a shared machine)."""
+    body = execute_body(name)
+    settle_all(servers, calm=0.3)
+    b0, t0 = busy_seconds(), time.perf_counter()
+    time.sleep(baseline)
+    rate = (busy_seconds() - b0) / (time.perf_counter() - t0)
+    conn = Connection(server.port)
+    failures = 0
+    try:
+        m0, s0 = busy_seconds(), time.perf_counter()
+        for _ in range(count):
+            status, data, _ = conn.request("POST", "/execute", body)
+            failures += not check_answer(name, status, data)
+        settle_all(servers, calm=0.3)
+        spent = busy_seconds() - m0 - rate * (time.perf_counter() - s0)
+    finally:
+        conn.close()
+    return spent / count, failures
+
+
+CPUACCT = Path("/sys/fs/cgroup/cpuacct")
+
+
+def cpuacct_group(name):
+    """A cgroup v1 cpuacct group of its own for one server (and so for everything it starts:
+    the service moves its jails into memory, pids and cpu groups, never cpuacct), or None where
+    there is no such hierarchy or no right to make one."""
+    group = CPUACCT / f"python-executor-bench-{os.getpid()}-{name}"
+    try:
+        group.mkdir(exist_ok=True)
+        (group / "cpuacct.usage").read_text()
+        return group
+    except OSError:
+        return None
+
+
+def cpu_per_execution_cgroup(servers, server, name, count):
+    """CPU seconds per execution that `server` and everything it started used (its cpuacct
+    group): over `count` sequential requests and the settling after them. Other users of the
+    machine do not count, unlike in the /proc/stat figure."""
+    usage = server.cpuacct / "cpuacct.usage"
+    body = execute_body(name)
+    settle_all(servers, calm=0.3)
+    conn = Connection(server.port)
+    try:
+        u0 = int(usage.read_text())
+        for _ in range(count):
+            conn.request("POST", "/execute", body)
+        settle_all(servers, calm=0.3)
+        return (int(usage.read_text()) - u0) / 1e9 / count
+    finally:
+        conn.close()
+
+
+def zygote_main(args, info):
+    """Pool, zygote and cold side by side (see the module's docstring)."""
+    servers = []
+    try:
+        log("starting three servers: pool (default), zygote (SANDBOX_STRATEGY=zygote), cold (POOL_SIZE=0)")
+        for name, env in (("pool", {}), ("zygote", {"SANDBOX_STRATEGY": "zygote"}), ("cold", {"POOL_SIZE": "0"})):
+            servers.append(Server(name, env, cpuacct_group(name)))
+        for s in servers:
+            s.wait_listening()
+        pool, zygote, cold = servers
+        strategy = zygote.health().get("strategy")
+        if strategy != "zygote":
+            raise RuntimeError(f"the zygote server runs the {strategy!r} strategy")
+        settle_all(servers, calm=0.7)
+        seq, cpu = {}, {}
+        for name in ("hello", "pandas"):
+            log(f"sequential latency: {name}")
+            seq[name] = sequential(servers, name, args.requests, args.warmup, args.gap)
+            for s in servers:
+                log(f"CPU per execution: {name} on {s.name}")
+                cpu[(name, s.name)] = cpu_per_execution(servers, s, name, args.cpu_requests)
+                if s.cpuacct is not None:
+                    cpu[(name, s.name, "cgroup")] = cpu_per_execution_cgroup(servers, s, name, args.cpu_requests)
+        tput = {}
+        for name in ("hello", "pandas"):
+            log(f"throughput: {name}, 16 clients")
+            tput[name] = throughput([pool, zygote], name, 16, args.ramp, args.window)
+    finally:
+        for s in servers:
+            s.stop()
+            if s.cpuacct is not None:
+                try:
+                    s.cpuacct.rmdir()
+                except OSError:
+                    pass
+    errors = [f"{s.name}: {line}" for s in servers for line in s.errors]
+    out = []
+    w = out.append
+    w("# python-executor benchmark: pool vs zygote (vs cold)")
+    w("")
+    w("| machine | |")
+    w("|---|---|")
+    for k, v in info:
+        w(f"| {k} | {v} |")
+    w(f"| load average at end | {' '.join(f'{x:.2f}' for x in os.getloadavg())} |")
+    w("")
+    w(f"Sequential p50/p90 over {args.requests} requests each (alternating, all settled before each); "
+      f"CPU per execution: machine-wide busy time from /proc/stat over {args.cpu_requests} sequential "
+      "requests and the settling after them, minus the machine's busy rate just before (a shared machine: "
+      "noisy); throughput: 16 closed-loop clients, ABBA slices, pool vs zygote.")
+    w("")
+    w("| script | server | p50 (ms) | p90 (ms) | CPU per execution, /proc/stat (ms) | CPU per execution, the server's cpuacct group (ms) | req/s at 16 clients (answers) | failures |")
+    w("|---|---|---:|---:|---:|---:|---:|---:|")
+    for name in ("hello", "pandas"):
+        for s in servers:
+            r = seq[name][s.name]
+            c, cfail = cpu[(name, s.name)]
+            t = tput[name].get(s.name)
+            rate = f"{t['rps']:.2f} ({t['ok']})" if t else "–"
+            fails = r["failures"] + cfail + (t["error"] if t else 0)
+            own = cpu.get((name, s.name, "cgroup"))
+            own = ms(own) if own is not None else "–"
+            w(f"| {name} | {s.name} | {ms(r['p50'])} | {ms(r['p90'])} | {ms(c)} | {own} | {rate} | {fails} |")
+    w("")
+    w("| ratio | hello | pandas | issue 12 target |")
+    w("|---|---:|---:|---|")
+    def ratio(a, b):
+        return f"{a / b:.2f}" if b else "–"
+    w(f"| throughput at 16 clients, zygote / pool | {ratio(tput['hello']['zygote']['rps'], tput['hello']['pool']['rps'])} | "
+      f"{ratio(tput['pandas']['zygote']['rps'], tput['pandas']['pool']['rps'])} | ≥ 4 / ≥ 8 |")
+    w(f"| p50, zygote / cold | {ratio(seq['hello']['zygote']['p50'], seq['hello']['cold']['p50'])} | "
+      f"{ratio(seq['pandas']['zygote']['p50'], seq['pandas']['cold']['p50'])} | ≤ 0.15 / ≤ 0.03 |")
+    if ("hello", "pool", "cgroup") in cpu:
+        w(f"| CPU per execution (cpuacct), zygote / pool | "
+          f"{ratio(cpu[('hello', 'zygote', 'cgroup')], cpu[('hello', 'pool', 'cgroup')])} | "
+          f"{ratio(cpu[('pandas', 'zygote', 'cgroup')], cpu[('pandas', 'pool', 'cgroup')])} | (≤ 5 ms / ≤ 20 ms absolute) |")
+    w("")
+    if errors:
+        w("## Errors the services logged")
+        w("")
+        for line in errors:
+            w(f"- `{line[:400]}`")
+        w("")
+    text = "\n".join(out)
+    output = Path(args.output).with_name("zygote.md")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(text + "\n")
+    print(text)
+    log(f"written to {output}")
+
+
 # --- report --------------------------------------------------------------------------------
 
 
@@ -737,6 +918,8 @@ def main():
     parser.add_argument("--floor", type=int, default=20, help="runs of the bare interpreter floor")
     parser.add_argument("--floor-pandas", type=int, default=3, help="runs of the `import pandas` floor")
     parser.add_argument("--output", default=str(REPO / "target" / "bench" / "latest.md"))
+    parser.add_argument("--zygote", action="store_true", help="pool vs zygote vs cold instead (issue 12)")
+    parser.add_argument("--cpu-requests", type=int, default=30, help="sequential requests per CPU measurement")
     args = parser.parse_args()
     if not BINARY.exists():
         sys.exit(f"bench: {BINARY} is missing: run `make bench` (it builds first)")
@@ -757,6 +940,9 @@ def main():
         ("load average at start", " ".join(f"{x:.2f}" for x in os.getloadavg())),
         ("commit", git_describe()),
     ]
+    if args.zygote:
+        zygote_main(args, info)
+        return
     servers = []
     try:
         log("starting two servers: pool off (POOL_SIZE=0) and pool on (default)")

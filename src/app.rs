@@ -1,12 +1,13 @@
 //! The service's life: settings → isolation probe → capacity → pool → serve until the shutdown
 //! signal → drain → stop the pool → remove the cgroups. Returns the process's exit code.
 
-use crate::config::Settings;
+use crate::config::{Settings, StrategyChoice};
 use crate::exec::admission::Admission;
 use crate::exec::Executor;
 use crate::fields;
 use crate::http::{self, App};
-use crate::jail::{cgroup, probe};
+use crate::jail::zygote::Launchers;
+use crate::jail::{cgroup, probe, Launcher};
 use crate::logging::{self, Severity};
 use crate::pool::Pool;
 use std::future::Future;
@@ -80,8 +81,37 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = &'static str
         }
     };
     let cgroups = launcher.isolation.cgroups.clone();
+    let nsjail = Arc::new(launcher);
+    let mut capacity = Capacity::of(&settings);
+    let launcher = match settings.strategy {
+        StrategyChoice::Zygote | StrategyChoice::Auto => match Launchers::zygote(nsjail.clone(), settings.limits).await
+        {
+            Ok(zygotes) => zygotes,
+            Err(why) if settings.strategy == StrategyChoice::Zygote => {
+                logging::log(
+                    Severity::Critical,
+                    "refusing to start: SANDBOX_STRATEGY=zygote does not work here",
+                    fields! {"reason" => why},
+                );
+                eprintln!("python-executor: refusing to start: zygote mode: {why}");
+                return 1;
+            }
+            Err(why) => {
+                logging::warning(
+                    "zygote mode is not available; using the pool",
+                    fields! {"reason" => why},
+                );
+                Launchers::nsjail(nsjail)
+            }
+        },
+        StrategyChoice::Pool | StrategyChoice::Cold => Launchers::nsjail(nsjail),
+    };
+    // Zygotes fork each execution as it comes: no pool beside them. `cold`: none at all.
+    if launcher.zygotes_ready().is_some() || settings.strategy == StrategyChoice::Cold {
+        capacity.pool_size = 0;
+    }
+    let strategy = launcher.strategy(capacity.pool_size > 0);
     let launcher = Arc::new(launcher);
-    let capacity = Capacity::of(&settings);
     let admission = Arc::new(Admission::new(
         capacity.slots,
         settings.queue_limit,
@@ -100,7 +130,8 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = &'static str
     logging::info(
         "sandbox ready",
         fields! {
-            "isolation" => launcher.isolation.describe(),
+            "isolation" => launcher.nsjail.isolation.describe(),
+            "strategy" => strategy.as_str(),
             "python" => probe.python.version.clone(),
             "probe_ms" => probe.took.as_millis() as u64,
             "skipped" => probe.skipped,
@@ -143,6 +174,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = &'static str
     if let Some(pool) = &pool {
         pool.stop();
     }
+    app.executor.launcher.stop();
     drop(app);
     if let Some(cgroups) = cgroups {
         // Jails dropped just now may still be removing their cgroups: this removes what is left.

@@ -36,6 +36,7 @@ struct Raw {
     sandbox_userns: String,
     sandbox_cgroup: String,
     jail_uid_base: u32,
+    sandbox_strategy: String,
     google_cloud_project: Option<String>,
 }
 
@@ -68,6 +69,7 @@ impl Default for Raw {
             // Clear of host accounts, Debian's subuid ranges and systemd's container range
             // (524288-1879048191); see src/jail/ids.rs.
             jail_uid_base: 1_900_000_000,
+            sandbox_strategy: "pool".into(),
             google_cloud_project: None,
         }
     }
@@ -79,6 +81,17 @@ pub enum UsernsChoice {
     Auto,
     On,
     Off,
+}
+
+/// How jails are started (`SANDBOX_STRATEGY`): forked from a zygote, taken from a pool of
+/// warm nsjail jails, or one nsjail per execution; `auto`: zygote if the probe proves it on
+/// this host, else the pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StrategyChoice {
+    Auto,
+    Zygote,
+    Pool,
+    Cold,
 }
 
 /// Which cgroup hierarchy to put jails in: found by the probe, or forced.
@@ -114,6 +127,7 @@ pub struct Settings {
     pub cgroup: CgroupChoice,
     /// The first of the host uids/gids the service owns for its jails (src/jail/ids.rs).
     pub jail_uid_base: u32,
+    pub strategy: StrategyChoice,
     pub google_cloud_project: Option<String>,
 }
 
@@ -187,6 +201,17 @@ impl Settings {
                 ))
             }
         };
+        let strategy = match raw.sandbox_strategy.to_ascii_lowercase().as_str() {
+            "auto" => StrategyChoice::Auto,
+            "zygote" => StrategyChoice::Zygote,
+            "pool" => StrategyChoice::Pool,
+            "cold" => StrategyChoice::Cold,
+            other => {
+                return Err(format!(
+                    "invalid configuration: SANDBOX_STRATEGY must be auto, zygote, pool or cold, got {other:?}"
+                ))
+            }
+        };
         if let Some(0) = raw.max_concurrent {
             return Err("invalid configuration: MAX_CONCURRENT must be at least 1".into());
         }
@@ -223,6 +248,7 @@ impl Settings {
             userns,
             cgroup,
             jail_uid_base: raw.jail_uid_base,
+            strategy,
             google_cloud_project: raw.google_cloud_project.filter(|p| !p.is_empty()),
         })
     }

@@ -565,7 +565,12 @@ fn unavailable_when_a_sandbox_cannot_start_and_the_message_has_no_internals() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("nsjail.cfg");
     std::fs::copy(common::repo().join("nsjail.cfg"), &config).unwrap();
-    let server = Server::start_cold_with(&[("NSJAIL_CONFIG", config.to_str().unwrap())]);
+    // Every execution starts its own nsjail (a zygote started before the config broke would
+    // go on serving: tests/zygote.rs covers zygotes that cannot be replaced).
+    let server = Server::start_cold_with(&[
+        ("NSJAIL_CONFIG", config.to_str().unwrap()),
+        ("SANDBOX_STRATEGY", "cold"),
+    ]);
     assert_serving(&server);
     // The jail configuration breaks after start-up: executions must fail, never run unjailed.
     std::fs::write(&config, "mount { this is broken").unwrap();

@@ -41,6 +41,19 @@ pub fn health<L: Launcher>(app: &App<L>) -> Result<Response<Body>, ApiError> {
         "slots".into(),
         json!({"capacity": admission.capacity(), "in_use": admission.in_use(), "waiting": admission.waiting()}),
     );
+    let strategy = match (executor.launcher.zygotes_ready(), &executor.pool) {
+        (Some(ready), _) => {
+            let ready: Map<String, Value> = ready
+                .into_iter()
+                .map(|(f, r)| (f.as_str().to_string(), r.into()))
+                .collect();
+            body.insert("zygotes".into(), Value::Object(ready));
+            "zygote"
+        }
+        (None, Some(_)) => "pool",
+        (None, None) => "cold",
+    };
+    body.insert("strategy".into(), strategy.into());
     if let Some(pool) = &executor.pool {
         let ready: Map<String, Value> = Flavour::ALL
             .iter()

@@ -12,6 +12,7 @@ pub mod nsjail;
 pub mod output;
 pub mod probe;
 pub mod protocol;
+pub mod zygote;
 
 pub use output::Captured;
 pub use protocol::{CollectedFile, FileContent, InputFile, Report, RunRequest, Usage};
@@ -237,6 +238,11 @@ pub trait Launcher: Send + Sync + 'static {
 
     /// The isolation its jails get.
     fn facts(&self) -> IsolationFacts;
+
+    /// With zygotes in force: whether each flavour's is ready (for `/health`).
+    fn zygotes_ready(&self) -> Option<Vec<(Flavour, bool)>> {
+        None
+    }
 }
 
 /// A started jail whose runner waits for its one script.

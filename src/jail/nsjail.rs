@@ -22,10 +22,11 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::unix::pipe;
-use tokio::process::{Child, ChildStdin};
+use tokio::process::Child;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -115,6 +116,11 @@ impl Nsjail {
     }
 
     /// Starts nsjail for `spec`; its runner then loads and says `ready` (see `wait_ready`).
+    /// A host uid and gid of the service's range, for a process that jails run in (a zygote).
+    pub(crate) fn take_id(&self) -> Option<JailId> {
+        self.ids.take()
+    }
+
     fn spawn(&self, spec: &JailSpec) -> Result<NsjailJail, JailError> {
         let id = self
             .ids
@@ -201,14 +207,15 @@ impl Nsjail {
         let (stdout, stderr) = (receiver(stdout_r)?, receiver(stderr_r)?);
         let log_reader = tokio::spawn(read_capped(log, LOG_KEEP, None));
         Ok(NsjailJail {
-            child,
-            stdin: Some(stdin),
+            child: Some(child),
+            parent: None,
+            stdin: Some(Box::new(stdin)),
             stdout: Some(stdout),
             stderr: Some(stderr),
             result,
             log_reader,
             cgroup: guard.0.take(),
-            _id: id,
+            _id: Some(id),
             output_cap: self.limits.max_output_bytes,
             started: Instant::now(),
         })
@@ -299,7 +306,7 @@ fn make_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
 /// reaching the pipe through /proc needs a process that holds it, i.e. the jail itself (or
 /// root); writing is what the jail may do to it anyway; reading stays owner-only, so nothing
 /// but the service reads the output. The result pipe (fd 3) keeps 0600: it cannot be reopened.
-fn writable_by_jail(fd: &OwnedFd) -> io::Result<()> {
+pub(crate) fn writable_by_jail(fd: &OwnedFd) -> io::Result<()> {
     // SAFETY: fchmod on an fd we own.
     if unsafe { libc::fchmod(fd.as_raw_fd(), 0o602) } < 0 {
         return Err(io::Error::last_os_error());
@@ -307,17 +314,20 @@ fn writable_by_jail(fd: &OwnedFd) -> io::Result<()> {
     Ok(())
 }
 
-/// A started nsjail: its runner is loading or waiting for a script.
+/// A started jail: its runner is loading or waiting for a script. Started by nsjail (`child`),
+/// or forked by a zygote (`parent` keeps the zygote alive while the jail lives: the jail is
+/// in the zygote's PID namespace tree and would die with it).
 pub struct NsjailJail {
-    child: Child,
-    stdin: Option<ChildStdin>,
+    child: Option<Child>,
+    parent: Option<Arc<dyn std::any::Any + Send + Sync>>,
+    stdin: Option<Box<dyn AsyncWrite + Send + Unpin>>,
     stdout: Option<pipe::Receiver>,
     stderr: Option<pipe::Receiver>,
     result: pipe::Receiver,
     log_reader: JoinHandle<Captured>,
     cgroup: Option<JailCgroup>,
     /// The jail's host uid and gid, given back once the jail is destroyed (after `drop`).
-    _id: JailId,
+    _id: Option<JailId>,
     output_cap: usize,
     started: Instant,
 }
@@ -327,7 +337,10 @@ impl crate::jail::Jail for NsjailJail {
     }
 
     fn is_alive(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
+        match &mut self.child {
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+            None => true,
+        }
     }
 
     fn to_foreground(&self) {
@@ -342,8 +355,38 @@ impl crate::jail::Jail for NsjailJail {
 }
 
 impl NsjailJail {
+    /// A jail forked by a zygote, from the host's ends of its pipes and its cgroup.
+    pub(crate) fn forked(
+        stdin: OwnedFd,
+        stdout: OwnedFd,
+        stderr: OwnedFd,
+        result: OwnedFd,
+        cgroup: JailCgroup,
+        parent: Arc<dyn std::any::Any + Send + Sync>,
+        output_cap: usize,
+    ) -> Result<NsjailJail, JailError> {
+        let mut guard = CgroupGuard(Some(cgroup));
+        let pipe_error = |e: io::Error| JailError::new(format!("pipe: {e}"));
+        let receiver = |fd| pipe::Receiver::from_owned_fd(fd).map_err(pipe_error);
+        let stdin = pipe::Sender::from_owned_fd(stdin).map_err(pipe_error)?;
+        Ok(NsjailJail {
+            // The zygote holds the host id its executions share.
+            _id: None,
+            child: None,
+            parent: Some(parent),
+            stdin: Some(Box::new(stdin)),
+            stdout: Some(receiver(stdout)?),
+            stderr: Some(receiver(stderr)?),
+            result: receiver(result)?,
+            log_reader: tokio::spawn(async { Captured::default() }),
+            cgroup: guard.0.take(),
+            output_cap,
+            started: Instant::now(),
+        })
+    }
+
     /// Waits for the runner's `ready`. Anything else means the jail could not start.
-    async fn wait_ready(&mut self, within: Duration) -> Result<(), JailError> {
+    pub(crate) async fn wait_ready(&mut self, within: Duration) -> Result<(), JailError> {
         let mut seen = Vec::with_capacity(READY.len());
         let reading = async {
             let mut byte = [0u8; 1];
@@ -365,7 +408,9 @@ impl NsjailJail {
     /// Kills the jail and collects nsjail's log, to explain a start-up failure.
     async fn failure(&mut self, message: &str) -> JailError {
         self.kill();
-        let _ = tokio::time::timeout(deadline::DRAIN, self.child.wait()).await;
+        if let Some(child) = &mut self.child {
+            let _ = tokio::time::timeout(deadline::DRAIN, child.wait()).await;
+        }
         let log = match tokio::time::timeout(deadline::DRAIN, &mut self.log_reader).await {
             Ok(Ok(captured)) => captured.text(),
             _ => String::new(),
@@ -381,7 +426,9 @@ impl NsjailJail {
             cgroup.kill_all();
         }
         // nsjail's child dies with nsjail (PDEATHSIG), and with it the jail's PID namespace.
-        let _ = self.child.start_kill();
+        if let Some(child) = &mut self.child {
+            let _ = child.start_kill();
+        }
     }
 
     /// `Jail::run`: hands over the script and waits for the end.
@@ -451,8 +498,12 @@ impl NsjailJail {
                 Ok(Report::Exited { signal: Some(9), .. }) if self.oom_killed() => Ending::OutOfMemory,
                 Ok(report) => Ending::Reported(report),
                 Err(FrameError::Missing) => {
-                    // The runner itself died: wait for nsjail to say how.
-                    let status = tokio::time::timeout(deadline::DRAIN, self.child.wait()).await;
+                    // The runner itself died: wait for nsjail to say how (a forked jail's
+                    // runner is nobody's child here: no status).
+                    let status = match &mut self.child {
+                        Some(child) => tokio::time::timeout(deadline::DRAIN, child.wait()).await,
+                        None => Ok(Err(io::Error::other("no status"))),
+                    };
                     if self.oom_killed() {
                         Ending::OutOfMemory
                     } else {
@@ -520,6 +571,7 @@ impl Drop for NsjailJail {
     fn drop(&mut self) {
         self.kill();
         self.log_reader.abort();
+        self.parent.take();
         if let Some(cgroup) = self.cgroup.take() {
             remove_off_thread(cgroup);
         }

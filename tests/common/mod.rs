@@ -23,12 +23,17 @@ pub fn sandbox_env() -> Vec<(String, String)> {
         nsjail.exists() && python.exists(),
         "the sandbox is not prepared: run `make test` (or ./scripts/prepare-sandbox.sh) first"
     );
-    vec![
+    let mut env = vec![
         ("NSJAIL_PATH".into(), nsjail.display().to_string()),
         ("NSJAIL_CONFIG".into(), repo.join("nsjail.cfg").display().to_string()),
         ("SANDBOX_PYTHON".into(), python.display().to_string()),
         ("PORT".into(), "0".into()),
-    ]
+    ];
+    // `make test` runs the key suites again under another strategy (SANDBOX_STRATEGY=zygote).
+    if let Ok(strategy) = std::env::var("SANDBOX_STRATEGY") {
+        env.push(("SANDBOX_STRATEGY".into(), strategy));
+    }
+    env
 }
 
 /// The lowest JAIL_UID_BASE a test server gets (the service's default); each server's range

@@ -1,6 +1,8 @@
 //! nsjail's command line for one jail, and what its configuration file puts in force.
 
 use super::{Nsjail, JAIL_VENV, LOG_FD, RESULT_FD};
+use crate::jail::ids::JailId;
+use crate::jail::zygote::fork::{self, ZygoteCommand};
 use crate::jail::{protocol, JailSpec, JAIL_UID};
 use std::path::Path;
 
@@ -59,7 +61,65 @@ impl Nsjail {
     /// nsjail's arguments for one jail (everything but the fds, which `spawn` sets up).
     /// `id` is the jail's own host uid and gid (see `jail::ids`).
     pub(super) fn arguments(&self, spec: &JailSpec, id: u32) -> Vec<String> {
-        let mut args: Vec<String> = vec!["--config".into(), self.config.display().to_string()];
+        let mut args = self.options(spec, &self.config.display().to_string(), id);
+        args.push("--".into());
+        args.extend(limited_pending_signals());
+        args.extend([
+            self.jail_python.clone(),
+            "-I".into(),
+            "-B".into(),
+            "-c".into(),
+            protocol::RUNNER_SOURCE.into(),
+        ]);
+        // The runner's own word for the same thing.
+        args.push(if spec.warm { "warm" } else { "cold" }.into());
+        args.extend(spec.flavour.modules().iter().map(|m| m.to_string()));
+        args
+    }
+
+    /// How to start a zygote of `spec`'s flavour: the same options as a jail's, with the
+    /// zygote role's config (derived from this one) and extra mount, running `zygote.py`.
+    /// The zygote runs as a host id of its own, `id`, as a jail does; the executions it forks
+    /// share it (README: what zygotes give up).
+    pub(crate) fn zygote_command(&self, spec: &JailSpec, id: JailId) -> Result<ZygoteCommand, String> {
+        let text = std::fs::read_to_string(&self.config).map_err(|e| format!("NSJAIL_CONFIG: {e}"))?;
+        let mut args = self.options(spec, &ZygoteCommand::config_path(), id.get());
+        args.extend(["--mount".into(), fork::PROC_RW_MOUNT.into(), "--".into()]);
+        args.extend(limited_pending_signals());
+        args.extend([
+            self.jail_python.clone(),
+            "-I".into(),
+            "-B".into(),
+            "-c".into(),
+            fork::ZYGOTE_SOURCE.into(),
+            fork::zygote_settings(),
+            protocol::RUNNER_SOURCE.into(),
+        ]);
+        args.extend(spec.flavour.modules().iter().map(|m| m.to_string()));
+        Ok(ZygoteCommand {
+            nsjail: self.nsjail.clone(),
+            args,
+            config: fork::zygote_config(&text)?,
+            id,
+        })
+    }
+
+    /// RLIMIT_AS for a jail with this memory limit, in MiB.
+    pub(crate) fn address_space_mb(&self, memory_bytes: u64) -> u64 {
+        let memory_mb = (memory_bytes / (1024 * 1024)).max(1);
+        // With a memory cgroup, that is the limit on memory actually used; the address-space
+        // limit leaves room above it for what libraries reserve without using (numpy and
+        // pandas reserve far more than they touch). Without one, RLIMIT_AS is the limit.
+        if self.isolation.cgroups.is_some() {
+            memory_mb + ADDRESS_SPACE_HEADROOM_MB
+        } else {
+            memory_mb
+        }
+    }
+
+    /// Everything before the program: the config, fds, user mapping, mounts and limits.
+    fn options(&self, spec: &JailSpec, config: &str, id: u32) -> Vec<String> {
+        let mut args: Vec<String> = vec!["--config".into(), config.into()];
         args.extend([
             "--log_fd".into(),
             LOG_FD.to_string(),
@@ -82,15 +142,7 @@ impl Nsjail {
         if self.venv.is_some() {
             args.extend(["--bindmount_ro".into(), format!("{}:{JAIL_VENV}", super::venv::STAGE)]);
         }
-        let memory_mb = (spec.memory_bytes / (1024 * 1024)).max(1);
-        // With a memory cgroup, that is the limit on memory actually used; the address-space
-        // limit leaves room above it for what libraries reserve without using (numpy and
-        // pandas reserve far more than they touch). Without one, RLIMIT_AS is the limit.
-        let address_space_mb = if self.isolation.cgroups.is_some() {
-            memory_mb + ADDRESS_SPACE_HEADROOM_MB
-        } else {
-            memory_mb
-        };
+        let address_space_mb = self.address_space_mb(spec.memory_bytes);
         args.extend([
             "--time_limit".into(),
             spec.wall_backstop().as_secs().to_string(),
@@ -103,20 +155,12 @@ impl Nsjail {
             // Without a pids cgroup, RLIMIT_NPROC is the only bound on processes and threads.
             args.extend(["--rlimit_nproc".into(), self.limits.max_processes.to_string()]);
         }
-        args.push("--".into());
-        args.extend([
-            PRLIMIT.into(),
-            format!("--sigpending={JAIL_SIGPENDING}"),
-            "--".into(),
-            self.jail_python.clone(),
-            "-I".into(),
-            "-B".into(),
-            "-c".into(),
-            protocol::RUNNER_SOURCE.into(),
-        ]);
-        // The runner's own word for the same thing.
-        args.push(if spec.warm { "warm" } else { "cold" }.into());
-        args.extend(spec.flavour.modules().iter().map(|m| m.to_string()));
         args
     }
+}
+
+/// The program prefix that lowers RLIMIT_SIGPENDING (nsjail has no option for it) before the
+/// interpreter starts: every process of the jail inherits it.
+fn limited_pending_signals() -> [String; 3] {
+    [PRLIMIT.into(), format!("--sigpending={JAIL_SIGPENDING}"), "--".into()]
 }

@@ -1,0 +1,392 @@
+//! The strategy in force (`SANDBOX_STRATEGY`) and the zygote launcher (issue 12).
+//!
+//! `pool` and `cold` start every jail with nsjail (`cold` has no pool). `zygote` forks each
+//! execution from a zygote of its flavour (`fork`, `zygote.py`): one per flavour, started with
+//! the service, replaced after `MAX_FORKS` forks or `MAX_AGE`, or as soon as it misbehaves
+//! (a fork that fails, a child that never becomes ready), in the background. An execution that
+//! finds no usable zygote, or whose fork fails, gets a cold nsjail jail instead: no request is
+//! lost to a zygote. Warm jails (the pool's) and executions with a lowered memory limit are
+//! always nsjail's.
+
+pub mod fork;
+
+use crate::config::Limits;
+use crate::jail::cgroup::{CgroupLimits, Cgroups};
+use crate::jail::nsjail::{Nsjail, NsjailJail};
+use crate::jail::{deadline, Flavour, IsolationFacts, JailError, JailSpec, Launcher};
+use fork::{ForkLimits, Zygote};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// A zygote is replaced after this many forks or this age (defence in depth: whatever a child
+/// could have left in it, if anything, is gone with it).
+pub const MAX_FORKS: u64 = 1000;
+pub const MAX_AGE: Duration = Duration::from_secs(600);
+/// A zygote that failed to start is tried again after this pause.
+const RESTART_PAUSE: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    Zygote,
+    Pool,
+    Cold,
+}
+
+impl Strategy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::Zygote => "zygote",
+            Strategy::Pool => "pool",
+            Strategy::Cold => "cold",
+        }
+    }
+}
+
+#[derive(Default)]
+struct Slot {
+    current: Option<Arc<Zygote>>,
+    starting: bool,
+}
+
+/// nsjail's launcher, with zygotes in front of it when the strategy is `zygote`.
+pub struct Launchers {
+    pub nsjail: Arc<Nsjail>,
+    zygotes: Option<Arc<Zygotes>>,
+}
+
+struct Zygotes {
+    nsjail: Arc<Nsjail>,
+    cgroups: Arc<Cgroups>,
+    limits: Limits,
+    slots: [Mutex<Slot>; 3],
+}
+
+fn index(flavour: Flavour) -> usize {
+    match flavour {
+        Flavour::Plain => 0,
+        Flavour::Data => 1,
+        Flavour::Chart => 2,
+    }
+}
+
+impl Launchers {
+    /// nsjail only (`pool`, `cold`).
+    pub fn nsjail(nsjail: Arc<Nsjail>) -> Launchers {
+        Launchers { nsjail, zygotes: None }
+    }
+
+    /// Proves zygote mode on this host (a zygote forks a child whose namespaces, uid, filter
+    /// and cgroup are checked), then starts a zygote per flavour. `Err` says why it cannot be.
+    pub async fn zygote(nsjail: Arc<Nsjail>, limits: Limits) -> Result<Launchers, String> {
+        let cgroups = match (&nsjail.isolation.cgroups, nsjail.isolation.user_namespace) {
+            (Some(cgroups), true) => cgroups.clone(),
+            _ => return Err("zygotes need cgroups and a user namespace".into()),
+        };
+        let zygotes = Arc::new(Zygotes {
+            nsjail: nsjail.clone(),
+            cgroups,
+            limits,
+            slots: Default::default(),
+        });
+        let plain = Arc::new(zygotes.spawn(Flavour::Plain).await?);
+        probe::prove(&zygotes, &plain).await?;
+        if let Ok(mut slot) = zygotes.slots[index(Flavour::Plain)].lock() {
+            slot.current = Some(plain);
+        }
+        // The chart flavour's zygote starts on its first request (pyplot doubles a zygote's
+        // start, and most services never draw).
+        zygotes.replace(Flavour::Data);
+        Ok(Launchers {
+            nsjail,
+            zygotes: Some(zygotes),
+        })
+    }
+
+    pub fn strategy(&self, pool: bool) -> Strategy {
+        match (&self.zygotes, pool) {
+            (Some(_), _) => Strategy::Zygote,
+            (None, true) => Strategy::Pool,
+            (None, false) => Strategy::Cold,
+        }
+    }
+
+    /// Stops every zygote (their children die with them).
+    pub fn stop(&self) {
+        if let Some(zygotes) = &self.zygotes {
+            for slot in &zygotes.slots {
+                let gone = slot.lock().ok().and_then(|mut s| s.current.take());
+                drop(gone);
+            }
+        }
+    }
+}
+
+impl Launcher for Launchers {
+    type Jail = NsjailJail;
+
+    async fn start(&self, spec: JailSpec) -> Result<NsjailJail, JailError> {
+        if let Some(zygotes) = &self.zygotes {
+            if !spec.warm && spec.memory_bytes >= zygotes.limits.memory_bytes {
+                if let Some(jail) = zygotes.start(&spec).await {
+                    return Ok(jail);
+                }
+            }
+        }
+        self.nsjail.start(spec).await
+    }
+
+    fn facts(&self) -> IsolationFacts {
+        self.nsjail.facts()
+    }
+
+    fn zygotes_ready(&self) -> Option<Vec<(Flavour, bool)>> {
+        let zygotes = self.zygotes.as_ref()?;
+        Some(
+            Flavour::ALL
+                .iter()
+                .map(|&f| {
+                    let ready = zygotes.slots[index(f)]
+                        .lock()
+                        .map(|s| {
+                            s.current
+                                .as_ref()
+                                .is_some_and(|z| z.spent(MAX_FORKS, MAX_AGE).is_none())
+                        })
+                        .unwrap_or(false);
+                    (f, ready)
+                })
+                .collect(),
+        )
+    }
+}
+
+impl Zygotes {
+    fn spec(&self, flavour: Flavour) -> JailSpec {
+        JailSpec {
+            flavour,
+            memory_bytes: self.limits.memory_bytes,
+            warm: false,
+            lifetime: deadline::START + MAX_AGE + self.limits.timeout,
+            start_within: deadline::START,
+        }
+    }
+
+    async fn spawn(&self, flavour: Flavour) -> Result<Zygote, String> {
+        let spec = self.spec(flavour);
+        let cgroup = self
+            .cgroups
+            .create(&CgroupLimits {
+                memory_bytes: self.limits.memory_bytes,
+                max_processes: self.limits.max_processes,
+                cpus: self.limits.jail_cpus,
+                warm: false,
+            })
+            .map_err(|e| format!("cannot create the zygote's cgroup: {e}"))?;
+        let id = self.nsjail.take_id().ok_or("every jail uid is in use")?;
+        let command = self.nsjail.zygote_command(&spec, id)?;
+        Zygote::start(command, Some(cgroup), spec.start_within).await
+    }
+
+    /// A usable zygote of this flavour; if the current one is not, it is let go (its running
+    /// executions keep it alive until they end) and a new one is started in the background.
+    fn current(self: &Arc<Self>, flavour: Flavour) -> Option<Arc<Zygote>> {
+        let retired = {
+            let mut slot = self.slots[index(flavour)].lock().ok()?;
+            match &slot.current {
+                Some(z) => match z.spent(MAX_FORKS, MAX_AGE) {
+                    None => return Some(z.clone()),
+                    Some(why) => slot.current.take().map(|z| (z, why)),
+                },
+                None => None,
+            }
+        };
+        if let Some((zygote, why)) = retired {
+            crate::logging::warning(
+                "a zygote is replaced; executions get cold jails until the new one is ready",
+                crate::fields! {"flavour" => flavour.as_str(), "reason" => why},
+            );
+            drop(zygote);
+        }
+        self.replace(flavour);
+        None
+    }
+
+    /// Starts a new zygote for `flavour` in the background, unless one is starting already.
+    fn replace(self: &Arc<Self>, flavour: Flavour) {
+        {
+            let Ok(mut slot) = self.slots[index(flavour)].lock() else {
+                return;
+            };
+            if slot.starting {
+                return;
+            }
+            slot.starting = true;
+        }
+        let zygotes = self.clone();
+        tokio::spawn(async move {
+            loop {
+                match zygotes.spawn(flavour).await {
+                    Ok(zygote) => {
+                        if let Ok(mut slot) = zygotes.slots[index(flavour)].lock() {
+                            slot.current = Some(Arc::new(zygote));
+                            slot.starting = false;
+                        }
+                        return;
+                    }
+                    Err(why) => {
+                        crate::logging::error(
+                            "cannot start a zygote",
+                            crate::fields! {"flavour" => flavour.as_str(), "reason" => why},
+                        );
+                        tokio::time::sleep(RESTART_PAUSE).await;
+                    }
+                }
+            }
+        });
+    }
+
+    /// A jail forked from this flavour's zygote, ready for its script; None (logged) if there
+    /// is no usable zygote or the fork failed: the caller starts a cold jail.
+    async fn start(self: &Arc<Self>, spec: &JailSpec) -> Option<NsjailJail> {
+        let zygote = self.current(spec.flavour)?;
+        match self.fork(&zygote, spec).await {
+            Ok(jail) => Some(jail),
+            Err(why) => {
+                zygote.set_broken();
+                self.current(spec.flavour);
+                crate::logging::warning(
+                    "a zygote failed to fork a jail; this execution gets a cold jail",
+                    crate::fields! {"flavour" => spec.flavour.as_str(), "reason" => why},
+                );
+                None
+            }
+        }
+    }
+
+    async fn fork(&self, zygote: &Arc<Zygote>, spec: &JailSpec) -> Result<NsjailJail, String> {
+        self.fork_seeing(zygote, spec).await.map(|(jail, _)| jail)
+    }
+
+    /// `fork`, and the zygote's namespaces as the host saw them before the child left them.
+    async fn fork_seeing(&self, zygote: &Arc<Zygote>, spec: &JailSpec) -> Result<(NsjailJail, Vec<String>), String> {
+        let cgroup = self
+            .cgroups
+            .create(&CgroupLimits {
+                memory_bytes: spec.memory_bytes,
+                max_processes: self.limits.max_processes,
+                cpus: self.limits.jail_cpus,
+                warm: false,
+            })
+            .map_err(|e| format!("cannot create the jail's cgroup: {e}"))?;
+        let limits = ForkLimits {
+            address_space_bytes: self.nsjail.address_space_mb(spec.memory_bytes) << 20,
+            cpu_seconds: spec.cpu_backstop().as_secs(),
+            processes: None,
+        };
+        let forked = match zygote.fork(&limits, &cgroup).await {
+            Ok(forked) => forked,
+            Err(why) => {
+                let _ = tokio::task::spawn_blocking(move || cgroup.remove());
+                return Err(why);
+            }
+        };
+        let ctl = forked.ctl;
+        let namespaces = forked.zygote_namespaces;
+        let mut jail = NsjailJail::forked(
+            forked.stdin,
+            forked.stdout,
+            forked.stderr,
+            forked.result,
+            cgroup,
+            zygote.clone(),
+            self.limits.max_output_bytes,
+        )
+        .map_err(|e| e.message)?;
+        match jail.wait_ready(spec.start_within).await {
+            Ok(()) => Ok((jail, namespaces)),
+            Err(e) => Err(match fork::failure(&ctl).await {
+                Some(why) => format!("{}: {why}", e.message),
+                None => e.message,
+            }),
+        }
+    }
+}
+
+/// The start-up proof of zygote mode: two children forked from the plain zygote each run a
+/// script that reports what it is; both must be jails of their own.
+mod probe {
+    use super::fork::{Zygote, NAMESPACES};
+    use super::Zygotes;
+    use crate::jail::protocol::{Report, RunRequest};
+    use crate::jail::{Ending, Jail, JailSpec, JAIL_UID};
+    use serde_json::Value;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    const SCRIPT: &str = r#"import os
+
+def main():
+    status = dict(l.split(":", 1) for l in open("/proc/self/status").read().splitlines())
+    return {
+        "uid": os.getuid(), "gid": os.getgid(),
+        "filters": int(status["Seccomp_filters"]), "no_new_privs": int(status["NoNewPrivs"]),
+        "capabilities": status["CapEff"].strip(), "bounding": status["CapBnd"].strip(),
+        "pids": sorted(int(p) for p in os.listdir("/proc") if p.isdigit()),
+        "fds": sorted(int(f) for f in os.listdir("/proc/self/fd")),
+        "namespaces": {n: os.readlink("/proc/self/ns/" + n) for n in ("pid", "net", "mnt", "ipc", "uts", "user", "cgroup")},
+    }
+"#;
+
+    pub(super) async fn prove(zygotes: &Arc<Zygotes>, zygote: &Arc<Zygote>) -> Result<(), String> {
+        let ours: Vec<String> = NAMESPACES
+            .iter()
+            .filter_map(|n| std::fs::read_link(format!("/proc/self/ns/{n}")).ok())
+            .map(|link| link.display().to_string())
+            .collect();
+        // Namespace ids are reused once freed: a child is compared with what is alive while it
+        // runs (the service's and the zygote's), not with an earlier child.
+        for _ in 0..2 {
+            let spec = JailSpec::probe(zygotes.limits.memory_bytes);
+            let (jail, theirs) = zygotes.fork_seeing(zygote, &spec).await?;
+            if theirs.len() != NAMESPACES.len() || ours.len() != NAMESPACES.len() {
+                return Err("cannot read the zygote's namespaces".into());
+            }
+            let request = RunRequest::new(SCRIPT, 64 * 1024);
+            let execution = jail.run(request, Duration::from_secs(15)).await;
+            let Ending::Reported(Report::Value { value: raw, .. }) = execution.ending else {
+                return Err(format!(
+                    "the probe script failed: {:?}; stderr: {}",
+                    execution.ending,
+                    execution.stderr.text()
+                ));
+            };
+            let v: Value = serde_json::from_str(raw.get()).map_err(|e| e.to_string())?;
+            let checks = [
+                ("uid", v["uid"] == JAIL_UID && v["gid"] == JAIL_UID),
+                (
+                    "seccomp filter stacked on nsjail's",
+                    v["filters"].as_u64().is_some_and(|n| n >= 2),
+                ),
+                ("no_new_privs", v["no_new_privs"] == 1),
+                (
+                    "no capability",
+                    v["capabilities"] == "0000000000000000" && v["bounding"] == "0000000000000000",
+                ),
+                ("a PID namespace of its own", v["pids"] == serde_json::json!([1, 2])),
+                ("no fd but its own", v["fds"].as_array().is_some_and(|f| f.len() <= 6)),
+            ];
+            for (what, ok) in checks {
+                if !ok {
+                    return Err(format!("a zygote's child failed the probe ({what}): {v}"));
+                }
+            }
+            for name in NAMESPACES {
+                let link = &v["namespaces"][name];
+                if link.as_str().is_none() || ours.iter().chain(&theirs).any(|other| link == other.as_str()) {
+                    return Err(format!("a zygote's child shares its {name} namespace: {v}"));
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,618 @@
+//! A zygote process and the host's side of talking to it: the zygote role's nsjail config,
+//! starting a zygote, and handing one execution's fds to it (`zygote.py` is the other side).
+//!
+//! The zygote role differs from a jail's in two ways, both derived here from the one config:
+//! - its seccomp policy is nsjail.cfg's with `ALLOW { unshare, mount, umount }` in front (kafel
+//!   takes the first rule that matches), so that a child can make its own namespaces; each
+//!   child denies exactly those calls again in its own filter before any script byte reaches it;
+//! - a writable /proc mounted over nsjail.cfg's read-only one, so that a child can write its own
+//!   uid_map (the child then mounts its own read-only /proc over it).
+//! nsjail (this version) refuses a policy file beside the config's policy strings, and a config
+//! read later replaces the earlier one whole: the derived config is passed on a pipe.
+
+use crate::jail::cgroup::JailCgroup;
+use crate::jail::ids::JailId;
+use crate::jail::output::{read_capped, Captured};
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
+use tokio::task::JoinHandle;
+
+pub const ZYGOTE_SOURCE: &str = include_str!("../../zygote.py");
+
+/// Calls nsjail.cfg denies that a zygote's child needs to become a jail: `(kafel name, x86-64
+/// number)`. The one list both filters are made from.
+pub const NAMESPACE_CALLS: [(&str, libc::c_long); 3] = [
+    ("unshare", libc::SYS_unshare),
+    ("mount", libc::SYS_mount),
+    ("umount", libc::SYS_umount2),
+];
+
+/// The zygote's fd for its control socket, and the extra mount its role needs.
+const CONTROL_FD: RawFd = 3;
+pub const PROC_RW_MOUNT: &str = "none:/proc:proc:rw";
+
+/// The zygote role's nsjail config: `config` with the namespace calls allowed ahead of its policy.
+pub fn zygote_config(config: &str) -> Result<String, String> {
+    if config.contains("seccomp_policy_file") {
+        return Err("the nsjail config uses a policy file; the zygote's policy is derived from seccomp_string".into());
+    }
+    let (policy, rest): (Vec<&str>, Vec<&str>) = config
+        .lines()
+        .partition(|line| line.trim_start().starts_with("seccomp_string:"));
+    if policy.is_empty() {
+        return Err("the nsjail config has no seccomp_string policy to derive the zygote's from".into());
+    }
+    let names: Vec<&str> = NAMESPACE_CALLS.iter().map(|(name, _)| *name).collect();
+    let mut derived = rest.join("\n");
+    derived.push_str(&format!("\nseccomp_string: \"ALLOW {{ {} }}\"\n", names.join(", ")));
+    for line in policy {
+        derived.push_str(line);
+        derived.push('\n');
+    }
+    Ok(derived)
+}
+
+/// The zygote's first argument: what `zygote.py` needs from the service.
+pub fn zygote_settings() -> String {
+    let numbers: Vec<libc::c_long> = NAMESPACE_CALLS.iter().map(|(_, nr)| *nr).collect();
+    serde_json::json!({ "deny": numbers }).to_string()
+}
+
+/// A pipe holding `content` whose read end nsjail reads as `/dev/fd/N` (not close-on-exec).
+pub fn content_pipe(content: &[u8]) -> io::Result<OwnedFd> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two fds into the array on success.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: both fds were just created and are owned by nothing else.
+    let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    if content.len() > 60 * 1024 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "config larger than a pipe holds",
+        ));
+    }
+    let mut written = 0;
+    while written < content.len() {
+        // SAFETY: write(2) from a live slice to a pipe we own.
+        let n = unsafe {
+            libc::write(
+                w.as_raw_fd(),
+                content[written..].as_ptr().cast(),
+                content.len() - written,
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        written += n as usize;
+    }
+    Ok(r)
+}
+
+/// A connected pair of SOCK_SEQPACKET unix sockets (messages keep their bounds and their fds).
+pub fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: socketpair writes two fds into the array on success.
+    if unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    } < 0
+    {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: both fds were just created and are owned by nothing else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+pub fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
+    // SAFETY: fcntl on an fd we own.
+    unsafe {
+        let flags = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
+        if flags < 0 || libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Sends one message with `fds` attached (SCM_RIGHTS). Non-blocking: WouldBlock if full.
+fn send_with_fds(socket: RawFd, message: &[u8], fds: &[RawFd]) -> io::Result<()> {
+    let fd_bytes = std::mem::size_of_val(fds);
+    // SAFETY: CMSG_SPACE is arithmetic.
+    let space = unsafe { libc::CMSG_SPACE(fd_bytes as u32) } as usize;
+    let mut control = vec![0u8; space];
+    let mut iov = libc::iovec {
+        iov_base: message.as_ptr() as *mut libc::c_void,
+        iov_len: message.len(),
+    };
+    // SAFETY: msghdr is plain data; every pointer set below stays valid during sendmsg.
+    unsafe {
+        let mut header: libc::msghdr = std::mem::zeroed();
+        header.msg_iov = &mut iov;
+        header.msg_iovlen = 1;
+        header.msg_control = control.as_mut_ptr().cast();
+        header.msg_controllen = space;
+        let cmsg = libc::CMSG_FIRSTHDR(&header);
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(fd_bytes as u32) as usize;
+        std::ptr::copy_nonoverlapping(fds.as_ptr().cast::<u8>(), libc::CMSG_DATA(cmsg), fd_bytes);
+        let sent = libc::sendmsg(socket, &header, libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT);
+        if sent < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if sent as usize != message.len() {
+            return Err(io::Error::new(io::ErrorKind::WriteZero, "message cut short"));
+        }
+    }
+    Ok(())
+}
+
+/// Receives one message and the sender's credentials (SO_PASSCRED must be on), closing any fd
+/// that came with it. Non-blocking. The pid is as this process's PID namespace sees it.
+fn recv_with_credentials(socket: RawFd, buffer: &mut [u8]) -> io::Result<(usize, Option<libc::ucred>)> {
+    // SAFETY: CMSG_SPACE is arithmetic.
+    let space =
+        unsafe { libc::CMSG_SPACE(std::mem::size_of::<libc::ucred>() as u32) as usize + libc::CMSG_SPACE(64) as usize };
+    let mut control = vec![0u8; space];
+    let mut iov = libc::iovec {
+        iov_base: buffer.as_mut_ptr().cast(),
+        iov_len: buffer.len(),
+    };
+    let mut credentials = None;
+    // SAFETY: msghdr is plain data; every pointer set below stays valid during recvmsg, and
+    // the control messages are read within the length the kernel reports.
+    unsafe {
+        let mut header: libc::msghdr = std::mem::zeroed();
+        header.msg_iov = &mut iov;
+        header.msg_iovlen = 1;
+        header.msg_control = control.as_mut_ptr().cast();
+        header.msg_controllen = space;
+        let received = libc::recvmsg(socket, &mut header, libc::MSG_DONTWAIT | libc::MSG_CMSG_CLOEXEC);
+        if received < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let mut cmsg = libc::CMSG_FIRSTHDR(&header);
+        while !cmsg.is_null() {
+            let data = libc::CMSG_DATA(cmsg);
+            let length = (*cmsg).cmsg_len as usize - (data as usize - cmsg as usize);
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_CREDENTIALS {
+                if length >= std::mem::size_of::<libc::ucred>() {
+                    credentials = Some(std::ptr::read_unaligned(data.cast::<libc::ucred>()));
+                }
+            } else if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
+                for i in 0..length / std::mem::size_of::<RawFd>() {
+                    let fd = std::ptr::read_unaligned(data.cast::<RawFd>().add(i));
+                    drop(OwnedFd::from_raw_fd(fd));
+                }
+            }
+            cmsg = libc::CMSG_NXTHDR(&header, cmsg);
+        }
+        Ok((received as usize, credentials))
+    }
+}
+
+/// The host's end of a zygote's control socket.
+pub struct Control(AsyncFd<OwnedFd>);
+
+impl Control {
+    pub fn new(fd: OwnedFd) -> io::Result<Control> {
+        set_nonblocking(&fd)?;
+        // SAFETY: the OwnedFd is open and AsyncFd owns it until dropped: the fd stays the same.
+        let fd = unsafe { AsyncFd::register(fd) }.map_err(|e| io::Error::other(e.to_string()))?;
+        Ok(Control(fd))
+    }
+
+    /// Waits for one message (of at most `buffer.len()` bytes); 0 bytes means the peer is gone.
+    pub async fn recv(&self, buffer: &mut [u8]) -> io::Result<(usize, Option<libc::ucred>)> {
+        loop {
+            let mut guard = self.0.ready(Interest::READABLE).await?;
+            match guard.try_io(|fd| recv_with_credentials(fd.as_raw_fd(), buffer)) {
+                Ok(result) => return result,
+                Err(_would_block) => continue,
+            }
+        }
+    }
+
+    /// Sends one message with fds attached, waiting while the socket is full.
+    pub async fn send(&self, message: &[u8], fds: &[RawFd]) -> io::Result<()> {
+        loop {
+            let mut guard = self.0.ready(Interest::WRITABLE).await?;
+            match guard.try_io(|fd| send_with_fds(fd.as_raw_fd(), message, fds)) {
+                Ok(result) => return result,
+                Err(_would_block) => continue,
+            }
+        }
+    }
+
+    /// Whether the other end has been closed (its process ended).
+    pub fn peer_closed(&self) -> bool {
+        let mut poll = libc::pollfd {
+            fd: self.0.as_raw_fd(),
+            events: libc::POLLRDHUP,
+            revents: 0,
+        };
+        // SAFETY: poll(2) on one pollfd we own, without waiting.
+        let n = unsafe { libc::poll(&mut poll, 1, 0) };
+        n != 0 && (n < 0 || poll.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0)
+    }
+
+    /// Asks the kernel to attach the sender's credentials to every message received here.
+    pub fn pass_credentials(&self) -> io::Result<()> {
+        let on: libc::c_int = 1;
+        // SAFETY: setsockopt with a pointer to a live int of the size given.
+        let result = unsafe {
+            libc::setsockopt(
+                self.0.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_PASSCRED,
+                (&on as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if result < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
+
+/// A blocking pipe end for the child, and its non-blocking, close-on-exec other end for us.
+pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two fds into the array on success.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: both fds were just created and are owned by nothing else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// The namespaces a child makes of its own, as /proc/<pid>/ns names them.
+pub const NAMESPACES: [&str; 7] = ["pid", "net", "mnt", "ipc", "uts", "user", "cgroup"];
+
+/// How long a forked child may take to say `hello` (it does so first thing after fork).
+pub const HELLO_WITHIN: Duration = Duration::from_secs(5);
+
+/// The per-execution limits a child sets on itself (it can only lower the zygote's).
+#[derive(Debug, Clone, Copy)]
+pub struct ForkLimits {
+    pub address_space_bytes: u64,
+    pub cpu_seconds: u64,
+    pub processes: Option<u64>,
+}
+
+impl ForkLimits {
+    fn message(&self) -> Vec<u8> {
+        let mut limits = serde_json::json!({"as": self.address_space_bytes, "cpu": self.cpu_seconds});
+        if let Some(processes) = self.processes {
+            limits["nproc"] = processes.into();
+        }
+        format!("fork {limits}").into_bytes()
+    }
+}
+
+/// One forked child that has said hello and waits for `go`, with the host's ends of its fds.
+pub struct Forked {
+    /// The child's pid as the host sees it (the kernel translated it).
+    pub pid: libc::pid_t,
+    pub ctl: Control,
+    pub stdin: OwnedFd,
+    pub stdout: OwnedFd,
+    pub stderr: OwnedFd,
+    pub result: OwnedFd,
+    /// The zygote's namespaces (the child's until `go`), as `/proc/<pid>/ns/*` links.
+    pub zygote_namespaces: Vec<String>,
+}
+
+impl Forked {
+    /// Lets the child go on to become a jail (after the host has moved it into its cgroup).
+    pub async fn go(&self) -> io::Result<()> {
+        self.ctl.send(b"go", &[]).await
+    }
+}
+
+/// Why a child's set-up failed, if it said so on its ctl (`error ...`).
+pub async fn failure(ctl: &Control) -> Option<String> {
+    let mut buffer = vec![0u8; 4096];
+    match tokio::time::timeout(Duration::from_millis(200), ctl.recv(&mut buffer)).await {
+        Ok(Ok((n, _))) if n > 0 => Some(String::from_utf8_lossy(&buffer[..n]).into_owned()),
+        _ => None,
+    }
+}
+
+/// Asks the zygote behind `control` to fork one execution; returns once the child said hello.
+pub async fn fork(control: &Control, limits: &ForkLimits) -> Result<Forked, String> {
+    let (stdin_r, stdin_w) = pipe().map_err(|e| format!("pipe: {e}"))?;
+    let (stdout_r, stdout_w) = pipe().map_err(|e| format!("pipe: {e}"))?;
+    let (stderr_r, stderr_w) = pipe().map_err(|e| format!("pipe: {e}"))?;
+    for end in [&stdout_w, &stderr_w] {
+        // /dev/stdout and /dev/stderr reopen them, as in a jail nsjail starts.
+        crate::jail::nsjail::writable_by_jail(end).map_err(|e| format!("pipe: {e}"))?;
+    }
+    let (result_r, result_w) = pipe().map_err(|e| format!("pipe: {e}"))?;
+    let (ctl, ctl_child) = seqpacket_pair().map_err(|e| format!("socketpair: {e}"))?;
+    let ctl = Control::new(ctl).map_err(|e| format!("ctl: {e}"))?;
+    ctl.pass_credentials().map_err(|e| format!("SO_PASSCRED: {e}"))?;
+    let fds = [
+        stdin_r.as_raw_fd(),
+        stdout_w.as_raw_fd(),
+        stderr_w.as_raw_fd(),
+        result_w.as_raw_fd(),
+        ctl_child.as_raw_fd(),
+    ];
+    tokio::time::timeout(HELLO_WITHIN, control.send(&limits.message(), &fds))
+        .await
+        .map_err(|_| "the zygote does not take requests".to_string())?
+        .map_err(|e| format!("cannot reach the zygote: {e}"))?;
+    // Only the child holds these now.
+    drop((stdin_r, stdout_w, stderr_w, result_w, ctl_child));
+    let mut buffer = [0u8; 64];
+    let (n, credentials) = tokio::time::timeout(HELLO_WITHIN, ctl.recv(&mut buffer))
+        .await
+        .map_err(|_| "the zygote's child did not say hello in time".to_string())?
+        .map_err(|e| format!("ctl: {e}"))?;
+    match (&buffer[..n], credentials) {
+        (b"hello", Some(credentials)) if credentials.pid > 0 => Ok(Forked {
+            pid: credentials.pid,
+            ctl,
+            stdin: stdin_w,
+            stdout: stdout_r,
+            stderr: stderr_r,
+            result: result_r,
+            zygote_namespaces: Vec::new(),
+        }),
+        (b"", _) => Err("the zygote's child ended before saying hello".into()),
+        _ => Err("the zygote's child did not say hello".into()),
+    }
+}
+
+/// Where the derived config and nsjail's log are inside nsjail (the control socket is at 3).
+const LOG_FD: RawFd = 4;
+const CONFIG_FD: RawFd = 5;
+/// How much of a zygote's nsjail log (and its own stderr) is kept for the service's logs.
+const LOG_KEEP: usize = 16 * 1024;
+
+/// A running zygote: its nsjail, the host's end of its control socket, its own cgroup.
+pub struct Zygote {
+    control: Control,
+    /// Waits for nsjail's exit; aborting it drops (and so kills, kill_on_drop) nsjail, and the
+    /// zygote with every child it forked dies with nsjail's PID namespace.
+    waiter: JoinHandle<()>,
+    exited: Arc<AtomicBool>,
+    broken: AtomicBool,
+    forks: AtomicU64,
+    started: Instant,
+    cgroup: Option<JailCgroup>,
+    log_reader: JoinHandle<Captured>,
+    _id: JailId,
+}
+
+/// How nsjail is to be started for a zygote: its path and arguments, with `/dev/fd/5` as the
+/// config (`zygote_config`'s text is put there) and fds 3 (control) and 4 (log) passed.
+pub struct ZygoteCommand {
+    pub nsjail: PathBuf,
+    pub args: Vec<String>,
+    pub config: String,
+    /// The zygote's host uid and gid, shared by the executions it forks; given back with it.
+    pub id: JailId,
+}
+
+impl ZygoteCommand {
+    /// The config argument this command's `args` must use.
+    pub fn config_path() -> String {
+        format!("/dev/fd/{CONFIG_FD}")
+    }
+}
+
+impl Zygote {
+    /// Starts a zygote and waits for its `ready` (its modules imported).
+    pub async fn start(command: ZygoteCommand, cgroup: Option<JailCgroup>, within: Duration) -> Result<Zygote, String> {
+        let config = content_pipe(command.config.as_bytes()).map_err(|e| format!("config pipe: {e}"))?;
+        let (control, control_child) = seqpacket_pair().map_err(|e| format!("socketpair: {e}"))?;
+        let (log_r, log_w) = pipe().map_err(|e| format!("pipe: {e}"))?;
+        let join_files: Vec<std::ffi::CString> = cgroup.as_ref().map(|c| c.join_files().to_vec()).unwrap_or_default();
+        let mut std_command = std::process::Command::new(&command.nsjail);
+        // The zygote's own stderr (a traceback if it fails) goes to the log pipe with nsjail's.
+        let log_copy = log_w.try_clone().map_err(|e| format!("pipe: {e}"))?;
+        std_command
+            .args(&command.args)
+            .env_clear()
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::from(log_copy));
+        let fds = [
+            (control_child.as_raw_fd(), CONTROL_FD),
+            (log_w.as_raw_fd(), LOG_FD),
+            (config.as_raw_fd(), CONFIG_FD),
+        ];
+        // SAFETY: only async-signal-safe calls (open, write, close, fcntl, dup2, prctl) on
+        // memory prepared before fork.
+        unsafe {
+            std_command.pre_exec(move || {
+                for file in &join_files {
+                    let fd = libc::open(file.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                    if fd < 0 || libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                        return Err(io::Error::last_os_error());
+                    }
+                    libc::close(fd);
+                }
+                // Clear of 3..=5 first, then into place (dup2 clears close-on-exec).
+                let mut high = [0; 3];
+                for (i, (fd, _)) in fds.iter().enumerate() {
+                    high[i] = libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, 10);
+                    if high[i] < 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                }
+                for (i, (_, target)) in fds.iter().enumerate() {
+                    if libc::dup2(high[i], *target) < 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                }
+                // If the service dies, its zygotes die with it.
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let mut tokio_command = tokio::process::Command::from(std_command);
+        tokio_command.kill_on_drop(true);
+        let mut child = tokio_command.spawn().map_err(|e| format!("cannot start nsjail: {e}"))?;
+        drop((control_child, log_w, config, tokio_command));
+        let log = tokio::net::unix::pipe::Receiver::from_owned_fd(log_r).map_err(|e| format!("pipe: {e}"))?;
+        let log_reader = tokio::spawn(read_capped(log, LOG_KEEP, None));
+        let exited = Arc::new(AtomicBool::new(false));
+        let flag = exited.clone();
+        let waiter = tokio::spawn(async move {
+            let _ = child.wait().await;
+            flag.store(true, Ordering::Release);
+        });
+        let control = Control::new(control).map_err(|e| format!("control: {e}"))?;
+        let mut zygote = Zygote {
+            control,
+            waiter,
+            exited,
+            broken: AtomicBool::new(false),
+            forks: AtomicU64::new(0),
+            started: Instant::now(),
+            cgroup,
+            log_reader,
+            _id: command.id,
+        };
+        let mut buffer = [0u8; 16];
+        match tokio::time::timeout(within, zygote.control.recv(&mut buffer)).await {
+            Ok(Ok((5, _))) if &buffer[..5] == b"ready" => Ok(zygote),
+            outcome => {
+                let why = match outcome {
+                    Err(_) => "the zygote did not become ready in time",
+                    _ => "the zygote did not start",
+                };
+                zygote.waiter.abort();
+                let log = tokio::time::timeout(Duration::from_secs(2), &mut zygote.log_reader).await;
+                let log = match log {
+                    Ok(Ok(captured)) => captured.text(),
+                    _ => String::new(),
+                };
+                Err(format!("{why}: {}", log.trim()))
+            }
+        }
+    }
+
+    /// Why no more executions may be forked from this zygote, if so.
+    pub fn spent(&self, max_forks: u64, max_age: Duration) -> Option<&'static str> {
+        if self.exited.load(Ordering::Acquire) {
+            Some("its nsjail exited")
+        } else if self.broken.load(Ordering::Acquire) {
+            Some("a fork failed")
+        } else if self.forks.load(Ordering::Relaxed) >= max_forks {
+            Some("it forked its share")
+        } else if self.started.elapsed() >= max_age {
+            Some("it reached its age")
+        } else {
+            None
+        }
+    }
+
+    /// Marks the zygote as misbehaving: no more forks from it (it is replaced).
+    pub fn set_broken(&self) {
+        self.broken.store(true, Ordering::Release);
+    }
+
+    /// Forks one execution, moves it into `cgroup` (created by the caller with its limits) and
+    /// lets it go on to become a jail. Any error means this zygote should not be used again.
+    pub async fn fork(&self, limits: &ForkLimits, cgroup: &JailCgroup) -> Result<Forked, String> {
+        self.forks.fetch_add(1, Ordering::Relaxed);
+        let mut forked = fork(&self.control, limits).await?;
+        forked.zygote_namespaces = NAMESPACES
+            .iter()
+            .filter_map(|n| std::fs::read_link(format!("/proc/{}/ns/{n}", forked.pid)).ok())
+            .map(|link| link.display().to_string())
+            .collect();
+        // The child waits for `go` and holds its end of ctl until then: while that end is open
+        // the pid is the child's, and cannot have been reused.
+        for file in cgroup.join_files() {
+            let path = std::path::Path::new(std::ffi::OsStr::from_bytes(file.as_bytes()));
+            std::fs::write(path, forked.pid.to_string())
+                .map_err(|e| format!("cannot move the child into its cgroup: {e}"))?;
+            // Fail closed: the child must be seen in its cgroup before it may go on.
+            let members = std::fs::read_to_string(path).unwrap_or_default();
+            if !members.split_whitespace().any(|p| p == forked.pid.to_string()) {
+                return Err("the child is not in its cgroup".into());
+            }
+        }
+        if forked.ctl.peer_closed() {
+            return Err("the zygote's child ended while it was moved into its cgroup".into());
+        }
+        forked.go().await.map_err(|e| format!("ctl: {e}"))?;
+        Ok(forked)
+    }
+}
+
+impl Drop for Zygote {
+    fn drop(&mut self) {
+        self.waiter.abort();
+        self.log_reader.abort();
+        if let Some(cgroup) = self.cgroup.take() {
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => drop(runtime.spawn_blocking(move || cgroup.remove())),
+                Err(_) => cgroup.remove(),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_zygote_policy_allows_the_namespace_calls_ahead_of_the_config_policy() {
+        let config = "name: \"x\"\nseccomp_string: \"ERRNO(1) { unshare, mount }\"\nseccomp_string: \"DEFAULT ALLOW\"\nmode: ONCE\n";
+        let derived = zygote_config(config).unwrap();
+        let lines: Vec<&str> = derived.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "name: \"x\"",
+                "mode: ONCE",
+                "seccomp_string: \"ALLOW { unshare, mount, umount }\"",
+                "seccomp_string: \"ERRNO(1) { unshare, mount }\"",
+                "seccomp_string: \"DEFAULT ALLOW\"",
+            ]
+        );
+        assert!(zygote_config("name: \"x\"\n").is_err());
+        assert!(zygote_config("seccomp_policy_file: \"p\"\nseccomp_string: \"DEFAULT ALLOW\"\n").is_err());
+    }
+
+    #[test]
+    fn the_child_filter_denies_exactly_what_the_zygote_policy_allows() {
+        let settings: serde_json::Value = serde_json::from_str(&zygote_settings()).unwrap();
+        // x86-64 numbers of the names kafel is given (kafel's `umount` is umount2).
+        assert_eq!(settings["deny"], serde_json::json!([272, 165, 166]));
+    }
+
+    #[test]
+    fn the_real_config_derives() {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/nsjail.cfg")).unwrap();
+        let derived = zygote_config(&text).unwrap();
+        assert!(derived.contains("ALLOW { unshare, mount, umount }"));
+        assert_eq!(
+            derived.lines().filter(|l| l.starts_with("seccomp_string:")).count(),
+            text.lines().filter(|l| l.starts_with("seccomp_string:")).count() + 1
+        );
+    }
+}
