@@ -34,7 +34,7 @@ test: prepare prepare-tools
 	exit $$status
 
 bench: prepare build
-	./scripts/bench.sh
+	./scripts/bench.sh $(BENCH_ARGS)
 
 # Builds the image from the Dockerfile with buildah and runs it as `docker run --privileged`
 # would (no Docker engine needed; root, apt). Not part of `make test`: it takes minutes.

@@ -32,6 +32,11 @@ settling after them, the machine's busy rate just before subtracted: meaningless
 others load; and, on cgroup v1 hosts, the cpuacct usage of a group each server is started in,
 which its jails and zygotes inherit), and throughput at 16 clients (pool vs zygote).
 It writes target/bench/zygote.md.
+
+`--data` (`make bench BENCH_ARGS=--data`) measures what data in and out cost (issue 13), against one server with its default
+pool: the same hello script plain, with an empty `collect` (a pattern nothing matches), and with
+1 MiB of `files` in, interleaved request by request; the p50 differences are the costs.
+It writes target/bench/data.md.
 """
 
 import argparse
@@ -897,6 +902,52 @@ def report(info, seq, tput, cold, memory, floors, args, errors):
     return "\n".join(out)
 
 
+def data_main(args, info):
+    """The cost of an empty collect and of 1 MiB of files in (p50 differences against plain)."""
+    hello = SCRIPTS["hello"]
+    megabyte = "x" * MIB
+    bodies = {
+        "plain": json.dumps({"script": hello}).encode(),
+        "empty collect": json.dumps({"script": hello, "collect": ["*.none"]}).encode(),
+        "1 MiB of files in": json.dumps({"script": hello, "files": {"in.txt": megabyte}}).encode(),
+    }
+    server = Server("on", {})
+    try:
+        server.wait_listening()
+        settle_all([server], calm=0.7)
+        conn = Connection(server.port)
+        took = {name: [] for name in bodies}
+        for i in range(args.warmup + args.requests):
+            for name, body in bodies.items():
+                settle_all([server])
+                time.sleep(args.gap)
+                status, data, seconds = conn.request("POST", "/execute", body)
+                if status != 200 or json.loads(data)["result"] != "hello":
+                    raise SystemExit(f"bench: {name}: {status} {data[:200]!r}")
+                if i >= args.warmup:
+                    took[name].append(seconds)
+        conn.close()
+    finally:
+        server.stop()
+    p50 = {name: percentile(values, 50) for name, values in took.items()}
+    lines = ["# python-executor: data in and out (make bench BENCH_ARGS=--data)", ""]
+    lines += [f"- {k}: {v}" for k, v in info]
+    lines += ["", f"p50 of {args.requests} requests each, interleaved, pool on (ms)", ""]
+    lines += ["| request | p50 | cost over plain | target | |", "|---|---:|---:|---:|---|"]
+    targets = {"empty collect": 2.0, "1 MiB of files in": 5.0}
+    for name, value in p50.items():
+        if name == "plain":
+            lines.append(f"| {name} | {ms(value)} | | | |")
+            continue
+        cost = (value - p50["plain"]) * 1000
+        lines.append(f"| {name} | {ms(value)} | {cost:.1f} | ≤ {targets[name]:.0f} | {met(cost <= targets[name])} |")
+    text = "\n".join(lines) + "\n"
+    out = REPO / "target" / "bench" / "data.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    print(text)
+
+
 def git_describe():
     try:
         head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
@@ -919,6 +970,7 @@ def main():
     parser.add_argument("--floor-pandas", type=int, default=3, help="runs of the `import pandas` floor")
     parser.add_argument("--output", default=str(REPO / "target" / "bench" / "latest.md"))
     parser.add_argument("--zygote", action="store_true", help="pool vs zygote vs cold instead (issue 12)")
+    parser.add_argument("--data", action="store_true", help="the cost of an empty collect and of 1 MiB of files in (issue 13)")
     parser.add_argument("--cpu-requests", type=int, default=30, help="sequential requests per CPU measurement")
     args = parser.parse_args()
     if not BINARY.exists():
@@ -942,6 +994,9 @@ def main():
     ]
     if args.zygote:
         zygote_main(args, info)
+        return
+    if args.data:
+        data_main(args, info)
         return
     servers = []
     try:
