@@ -7,7 +7,7 @@
 //! fd 4 and only ever into the service's own logs. The host touches no path inside the jail.
 
 mod args;
-mod venv;
+pub(crate) mod venv;
 
 use crate::config::Limits;
 use crate::jail::cgroup::{CgroupLimits, JailCgroup};

@@ -101,6 +101,7 @@ impl Nsjail {
             args,
             config: fork::zygote_config(&text)?,
             id,
+            venv: self.venv.clone(),
         })
     }
 

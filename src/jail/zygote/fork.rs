@@ -410,6 +410,8 @@ pub struct ZygoteCommand {
     pub config: String,
     /// The zygote's host uid and gid, shared by the executions it forks; given back with it.
     pub id: JailId,
+    /// The sandbox virtualenv's host path, staged for nsjail as a jail's is (`nsjail::venv`).
+    pub venv: Option<std::ffi::CString>,
 }
 
 impl ZygoteCommand {
@@ -443,7 +445,11 @@ impl Zygote {
         // SAFETY: only async-signal-safe calls (open, write, close, fcntl, dup2, prctl) on
         // memory prepared before fork.
         unsafe {
+            let venv = command.venv.clone();
             std_command.pre_exec(move || {
+                if let Some(venv) = &venv {
+                    crate::jail::nsjail::venv::stage(venv)?;
+                }
                 for file in &join_files {
                     let fd = libc::open(file.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
                     if fd < 0 || libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
