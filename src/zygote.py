@@ -58,9 +58,10 @@ def check(result, what):
     return result
 
 
-def seccomp_filter(denied):
+def seccomp_filter(denied, errno):
     """BPF for the execution's filter: the architecture is x86-64 (else kill), the x32 ABI gets
-    ENOSYS, the `denied` syscall numbers get EPERM, anything else is left to nsjail's filter."""
+    ENOSYS, the `denied` syscall numbers get `errno` (nsjail.cfg's), anything else is left to
+    nsjail's filter."""
     def insn(code, k, jt=0, jf=0):
         return struct.pack("=HBBI", code, jt, jf, k)
 
@@ -68,7 +69,7 @@ def seccomp_filter(denied):
     prog = [insn(ld, 4), insn(jeq, 0xC000003E, 1, 0), insn(ret, 0x80000000),  # arch; KILL_PROCESS
             insn(ld, 0), insn(jge, 0x40000000, 0, 1), insn(ret, 0x00050000 | 38)]  # nr; x32: ENOSYS
     for nr in denied:
-        prog += [insn(jeq, nr, 0, 1), insn(ret, 0x00050000 | 1)]  # EPERM, as nsjail.cfg's ERRNO(1)
+        prog += [insn(jeq, nr, 0, 1), insn(ret, 0x00050000 | errno)]
     prog.append(insn(ret, 0x7FFF0000))  # ALLOW: nsjail's filter still applies
     code = b"".join(prog)
     buffer = ctypes.create_string_buffer(code, len(code))
@@ -87,7 +88,10 @@ def scratch_mounts():
             fstype, _, super_options = right.split()[:3]
             if point in ("/tmp", "/dev/shm") and fstype == "tmpfs":
                 bits = sum(flags.get(o, 0) for o in options.split(","))
-                kept = ",".join(o for o in super_options.split(",") if o not in ("rw", "ro"))
+                # uid=/gid= name the zygote's own owner, which the child's user namespace does
+                # not map (EINVAL): the child's scratch belongs to its own root, mode 1777.
+                kept = ",".join(o for o in super_options.split(",")
+                                if o not in ("rw", "ro") and not o.startswith(("uid=", "gid=")))
                 found[point] = (bits, kept)
     return [(point,) + found[point] for point in ("/tmp", "/dev/shm")]
 
@@ -190,7 +194,7 @@ def main():
 
     refuse_shared_writable_memory()
     mounts = scratch_mounts()
-    buffer, prog = seccomp_filter(settings["deny"])
+    buffer, prog = seccomp_filter(settings["deny"], settings.get("errno", 1))
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps children and orphans
     control = socket.socket(fileno=CONTROL_FD)
     control.send(b"ready")

@@ -92,7 +92,7 @@ impl Nsjail {
             "-B".into(),
             "-c".into(),
             fork::ZYGOTE_SOURCE.into(),
-            fork::zygote_settings(),
+            fork::zygote_settings(&text),
             protocol::RUNNER_SOURCE.into(),
         ]);
         args.extend(spec.flavour.modules().iter().map(|m| m.to_string()));

@@ -60,10 +60,20 @@ pub fn zygote_config(config: &str) -> Result<String, String> {
     Ok(derived)
 }
 
-/// The zygote's first argument: what `zygote.py` needs from the service.
-pub fn zygote_settings() -> String {
+/// The zygote's first argument: what `zygote.py` needs from the service: the calls its
+/// children deny, and the errno they answer (the config's first `ERRNO(n)`, so that a script
+/// sees the same answer from either filter).
+pub fn zygote_settings(config: &str) -> String {
     let numbers: Vec<libc::c_long> = NAMESPACE_CALLS.iter().map(|(_, nr)| *nr).collect();
-    serde_json::json!({ "deny": numbers }).to_string()
+    let errno = config
+        .lines()
+        .filter(|line| line.trim_start().starts_with("seccomp_string:"))
+        .find_map(|line| {
+            let rest = &line[line.find("ERRNO(")? + "ERRNO(".len()..];
+            rest[..rest.find(')')?].trim().parse::<u32>().ok()
+        })
+        .unwrap_or(libc::EPERM as u32);
+    serde_json::json!({ "deny": numbers, "errno": errno }).to_string()
 }
 
 /// A pipe holding `content` whose read end nsjail reads as `/dev/fd/N` (not close-on-exec).
@@ -606,9 +616,13 @@ mod tests {
 
     #[test]
     fn the_child_filter_denies_exactly_what_the_zygote_policy_allows() {
-        let settings: serde_json::Value = serde_json::from_str(&zygote_settings()).unwrap();
+        let config = "seccomp_string: \"ERRNO(38) {\"\nseccomp_string: \"  mount\"\nseccomp_string: \"}\"\n";
+        let settings: serde_json::Value = serde_json::from_str(&zygote_settings(config)).unwrap();
         // x86-64 numbers of the names kafel is given (kafel's `umount` is umount2).
         assert_eq!(settings["deny"], serde_json::json!([272, 165, 166]));
+        assert_eq!(settings["errno"], 38);
+        let settings: serde_json::Value = serde_json::from_str(&zygote_settings("")).unwrap();
+        assert_eq!(settings["errno"], 1);
     }
 
     #[test]
