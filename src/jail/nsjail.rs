@@ -12,7 +12,7 @@ pub(crate) mod venv;
 use crate::config::Limits;
 use crate::jail::cgroup::{CgroupLimits, JailCgroup};
 use crate::jail::ids::{JailId, JailIds};
-use crate::jail::output::{read_capped, Captured};
+use crate::jail::output::{collect, read_capped, Captured};
 use crate::jail::probe::Isolation;
 use crate::jail::protocol::{self, FrameError, Report, RunRequest, READY};
 use crate::jail::{deadline, Accounting, Ending, Execution, IsolationFacts, JailError, JailSpec, Launcher, JAIL_UID};
@@ -575,49 +575,5 @@ impl Drop for NsjailJail {
         if let Some(cgroup) = self.cgroup.take() {
             remove_off_thread(cgroup);
         }
-    }
-}
-
-/// Waits `within` for both readers to reach EOF, then tells them to take what the pipes hold
-/// and stop: what was read is kept on every ending, never dropped for being late.
-async fn collect(
-    mut stdout: JoinHandle<Captured>,
-    mut stderr: JoinHandle<Captured>,
-    finished: &watch::Sender<bool>,
-    within: Duration,
-) -> (Captured, Captured) {
-    let both = async { tokio::join!(&mut stdout, &mut stderr) };
-    let (out, err) = match tokio::time::timeout(within, both).await {
-        Ok(both) => both,
-        Err(_) => {
-            let _ = finished.send(true);
-            tokio::join!(stdout, stderr)
-        }
-    };
-    (out.unwrap_or_default(), err.unwrap_or_default())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn output_read_before_a_late_end_is_kept() {
-        let (finished, finished_rx) = watch::channel(false);
-        let reader = |text: &'static [u8]| {
-            use std::io::Write;
-            let (r, w) = make_pipe().unwrap();
-            let mut writer = std::fs::File::from(w);
-            writer.write_all(text).unwrap();
-            // The writer stays open (a jail that does not die): no EOF comes.
-            let pipe = pipe::Receiver::from_owned_fd(r).unwrap();
-            let reading = tokio::spawn(read_capped(pipe, 1024, Some(finished_rx.clone())));
-            (writer, reading)
-        };
-        let (_out_writer, stdout) = reader(b"printed before the end\n");
-        let (_err_writer, stderr) = reader(b"warned\n");
-        let (stdout, stderr) = collect(stdout, stderr, &finished, Duration::from_millis(200)).await;
-        assert_eq!(stdout.text(), "printed before the end\n");
-        assert_eq!(stderr.text(), "warned\n");
     }
 }

@@ -3,8 +3,10 @@
 
 use std::io;
 use std::os::fd::AsRawFd;
+use std::time::Duration;
 use tokio::net::unix::pipe;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 /// Output read from one of the jail's pipes, capped.
 #[derive(Debug, Default, Clone)]
@@ -79,5 +81,56 @@ pub async fn read_capped(pipe: pipe::Receiver, cap: usize, finished: Option<watc
             _ if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted => continue,
             _ => return captured,
         }
+    }
+}
+
+/// Waits `within` for both readers to reach EOF, then tells them to take what the pipes hold
+/// and stop: what was read is kept on every ending, never dropped for being late.
+pub async fn collect(
+    mut stdout: JoinHandle<Captured>,
+    mut stderr: JoinHandle<Captured>,
+    finished: &watch::Sender<bool>,
+    within: Duration,
+) -> (Captured, Captured) {
+    let both = async { tokio::join!(&mut stdout, &mut stderr) };
+    let (out, err) = match tokio::time::timeout(within, both).await {
+        Ok(both) => both,
+        Err(_) => {
+            let _ = finished.send(true);
+            tokio::join!(stdout, stderr)
+        }
+    };
+    (out.unwrap_or_default(), err.unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::{FromRawFd, OwnedFd};
+    use tokio::net::unix::pipe;
+
+    #[tokio::test]
+    async fn output_read_before_a_late_end_is_kept() {
+        let (finished, finished_rx) = watch::channel(false);
+        let reader = |text: &'static [u8]| {
+            use std::io::Write;
+            let mut fds = [0; 2];
+            // SAFETY: pipe2 fills the array with two new fds, owned from here on.
+            assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+            let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+            // SAFETY: fcntl on an fd we own: the reading end is non-blocking, as tokio wants.
+            unsafe { libc::fcntl(r.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
+            let mut writer = std::fs::File::from(w);
+            writer.write_all(text).unwrap();
+            // The writer stays open (a jail that does not die): no EOF comes.
+            let pipe = pipe::Receiver::from_owned_fd(r).unwrap();
+            let reading = tokio::spawn(read_capped(pipe, 1024, Some(finished_rx.clone())));
+            (writer, reading)
+        };
+        let (_out_writer, stdout) = reader(b"printed before the end\n");
+        let (_err_writer, stderr) = reader(b"warned\n");
+        let (stdout, stderr) = collect(stdout, stderr, &finished, Duration::from_millis(200)).await;
+        assert_eq!(stdout.text(), "printed before the end\n");
+        assert_eq!(stderr.text(), "warned\n");
     }
 }

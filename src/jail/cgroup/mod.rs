@@ -424,29 +424,6 @@ mod tests {
     }
 
     #[test]
-    fn a_creation_that_fails_halfway_leaves_nothing_behind() {
-        // v1: memory's directory is made, then pids' parent is missing.
-        let root = tempfile::tempdir().unwrap();
-        let memory = root.path().join("memory");
-        fs::create_dir(&memory).unwrap();
-        let cgroups = Cgroups {
-            version: Version::V1,
-            parents: vec![memory.clone(), root.path().join("pids-missing")],
-            has_cpu: false,
-            next: AtomicU64::new(0),
-        };
-        let limits = CgroupLimits {
-            memory_bytes: 64 << 20,
-            max_processes: 8,
-            cpus: 1.0,
-            warm: false,
-        };
-        assert!(cgroups.create(&limits).is_err());
-        let left: Vec<_> = fs::read_dir(&memory).unwrap().flatten().map(|e| e.path()).collect();
-        assert!(left.is_empty(), "left behind: {left:?}");
-    }
-
-    #[test]
     fn parent_names_carry_the_pid_namespace_and_pid() {
         let name = parent_name();
         let rest = name.strip_prefix(PARENT_PREFIX).unwrap();
