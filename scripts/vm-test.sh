@@ -53,6 +53,7 @@ fi
 # /dev/kvm here may be PVM, under which Debian's kernel hangs: software emulation (tcg) works
 # anywhere, 10-50x slower. VM_ACCEL=kvm where real KVM is available.
 log "booting the VM (QEMU, ${VM_ACCEL:-tcg}); the checks' output follows"
+: > "$work/console.log"   # before tail follows it
 timeout "${VM_TIMEOUT:-3600}" qemu-system-x86_64 -accel "${VM_ACCEL:-tcg}" -cpu max -machine q35 -m 3072 -smp 1 \
   -nographic -no-reboot -nic none \
   -kernel "$vm/vmlinuz" -initrd "$vm/initrd.img" \
@@ -60,7 +61,7 @@ timeout "${VM_TIMEOUT:-3600}" qemu-system-x86_64 -accel "${VM_ACCEL:-tcg}" -cpu 
   -virtfs "local,path=$repo,mount_tag=repo,security_model=none,readonly=on" \
   -virtfs "local,path=$work,mount_tag=work,security_model=none" \
   -append "console=ttyS0 root=/dev/vda rw init=/sbin/vm-init panic=-1 cgroup_no_v1=all quiet vm.repo=$repo vm.script=$repo/scripts/vm/guest.sh vm.image=python-executor:vm-test-$image_id vm.cases=$cases" \
-  </dev/null > "$work/console.log" 2>&1 &
+  </dev/null >> "$work/console.log" 2>&1 &
 qemu=$!
 # The console as it comes (the guest's own lines; the kernel is quiet).
 tail -n +1 -f "$work/console.log" --pid "$qemu" | grep --line-buffered -v '^\s*$' &
