@@ -25,7 +25,7 @@ run: prepare build
 # The suites that judge isolation and the contract run a second time with every execution forked
 # from a zygote (issue 12); both runs always happen, and either failing fails `make test`.
 ZYGOTE_SUITES := contract hostile_escape hostile_runner hostile_secrets hostile_time hostile_exhaustion \
-	hostile_burst
+	hostile_burst data_in_out hostile_data python_behaviour
 
 test: prepare prepare-tools
 	@status=0; \
