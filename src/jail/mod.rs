@@ -69,6 +69,26 @@ pub mod deadline {
     }
 }
 
+/// The isolation the start-up probe settled on, which a launcher puts in force.
+#[derive(Debug, Clone)]
+pub struct Isolation {
+    pub user_namespace: bool,
+    pub cgroups: Option<std::sync::Arc<cgroup::Cgroups>>,
+}
+
+impl Isolation {
+    pub fn describe(&self) -> String {
+        format!(
+            "{} user namespace, {}",
+            if self.user_namespace { "with" } else { "without" },
+            match &self.cgroups {
+                Some(c) => format!("cgroup {} limits", c.version().as_str()),
+                None => "rlimits only (no cgroups)".into(),
+            }
+        )
+    }
+}
+
 /// What a jail imports before its script arrives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Flavour {

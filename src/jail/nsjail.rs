@@ -13,9 +13,10 @@ use crate::config::Limits;
 use crate::jail::cgroup::{CgroupLimits, JailCgroup};
 use crate::jail::ids::{JailId, JailIds};
 use crate::jail::output::{collect, read_capped, Captured};
-use crate::jail::probe::Isolation;
 use crate::jail::protocol::{self, FrameError, Report, RunRequest, READY};
-use crate::jail::{deadline, Accounting, Ending, Execution, IsolationFacts, JailError, JailSpec, Launcher, JAIL_UID};
+use crate::jail::{
+    deadline, Accounting, Ending, Execution, Isolation, IsolationFacts, JailError, JailSpec, Launcher, JAIL_UID,
+};
 use std::future::Future;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};

@@ -9,30 +9,10 @@ use crate::config::{CgroupChoice, Settings, UsernsChoice};
 use crate::jail::cgroup::Cgroups;
 use crate::jail::nsjail::Nsjail;
 use crate::jail::protocol::{Report, RunRequest};
-use crate::jail::{deadline, Ending, Jail, JailSpec, Launcher};
+use crate::jail::{deadline, Ending, Isolation, Jail, JailSpec, Launcher};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// The isolation the probe settled on.
-#[derive(Debug, Clone)]
-pub struct Isolation {
-    pub user_namespace: bool,
-    pub cgroups: Option<Arc<Cgroups>>,
-}
-
-impl Isolation {
-    pub fn describe(&self) -> String {
-        format!(
-            "{} user namespace, {}",
-            if self.user_namespace { "with" } else { "without" },
-            match &self.cgroups {
-                Some(c) => format!("cgroup {} limits", c.version().as_str()),
-                None => "rlimits only (no cgroups)".into(),
-            }
-        )
-    }
-}
 
 /// Says which Python runs scripts, as which ids, and which packages a script can import
 /// (from the installed distributions' `name-version.dist-info` directories: cheaper at start-up
