@@ -9,6 +9,7 @@
 //! always nsjail's.
 
 pub mod fork;
+mod socket;
 
 use crate::config::Limits;
 use crate::jail::cgroup::{CgroupLimits, Cgroups};
