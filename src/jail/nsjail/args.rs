@@ -63,14 +63,7 @@ impl Nsjail {
     pub(super) fn arguments(&self, spec: &JailSpec, id: u32) -> Vec<String> {
         let mut args = self.options(spec, &self.config.display().to_string(), id);
         args.push("--".into());
-        args.extend(limited_pending_signals());
-        args.extend([
-            self.jail_python.clone(),
-            "-I".into(),
-            "-B".into(),
-            "-c".into(),
-            protocol::RUNNER_SOURCE.into(),
-        ]);
+        args.extend(self.interpreter(protocol::RUNNER_SOURCE));
         // The runner's own word for the same thing.
         args.push(if spec.warm { "warm" } else { "cold" }.into());
         args.extend(spec.flavour.modules().iter().map(|m| m.to_string()));
@@ -85,16 +78,8 @@ impl Nsjail {
         let text = std::fs::read_to_string(&self.config).map_err(|e| format!("NSJAIL_CONFIG: {e}"))?;
         let mut args = self.options(spec, &ZygoteCommand::config_path(), id.get());
         args.extend(["--mount".into(), fork::PROC_RW_MOUNT.into(), "--".into()]);
-        args.extend(limited_pending_signals());
-        args.extend([
-            self.jail_python.clone(),
-            "-I".into(),
-            "-B".into(),
-            "-c".into(),
-            fork::ZYGOTE_SOURCE.into(),
-            fork::zygote_settings(&text),
-            protocol::RUNNER_SOURCE.into(),
-        ]);
+        args.extend(self.interpreter(fork::ZYGOTE_SOURCE));
+        args.extend([fork::zygote_settings(&text), protocol::RUNNER_SOURCE.into()]);
         args.extend(spec.flavour.modules().iter().map(|m| m.to_string()));
         Ok(ZygoteCommand {
             nsjail: self.nsjail.clone(),
@@ -160,8 +145,20 @@ impl Nsjail {
     }
 }
 
-/// The program prefix that lowers RLIMIT_SIGPENDING (nsjail has no option for it) before the
-/// interpreter starts: every process of the jail inherits it.
-fn limited_pending_signals() -> [String; 3] {
-    [PRLIMIT.into(), format!("--sigpending={JAIL_SIGPENDING}"), "--".into()]
+impl Nsjail {
+    /// The jail's program: the sandbox interpreter, isolated (`-I -B`), running `source`, behind
+    /// `prlimit`, which lowers RLIMIT_SIGPENDING (nsjail has no option for it) for every
+    /// process of the jail.
+    fn interpreter(&self, source: &str) -> [String; 8] {
+        [
+            PRLIMIT.into(),
+            format!("--sigpending={JAIL_SIGPENDING}"),
+            "--".into(),
+            self.jail_python.clone(),
+            "-I".into(),
+            "-B".into(),
+            "-c".into(),
+            source.into(),
+        ]
+    }
 }
