@@ -159,29 +159,25 @@ class Verifier:
         if status is not None:
             self.check("result shape", status == 200 and body == want, f"HTTP {status} {json.dumps(body)[:300]}")
 
-    def probe_identity(self):
-        status, body = self.probe("uid", IDENTITY)
+    def probe_result(self, name, script, judge):
+        """Runs `script`; checks what main returned with `judge` (the result → passed?)."""
+        status, body = self.probe(name, script)
         if status is None:
             return
-        ids = body.get("result") if status == 200 and isinstance(body, dict) else None
-        ok = isinstance(ids, list) and len(ids) == 3 and all(isinstance(i, int) and i != 0 for i in ids)
-        self.check("uid", ok, f"uid, gid, euid in the jail: {ids}" if ids is not None else f"HTTP {status} {body}")
+        r = body.get("result") if status == 200 and isinstance(body, dict) else None
+        self.check(name, r is not None and judge(r), f"in the jail: {r}" if r is not None else f"HTTP {status} {body}")
+
+    def probe_identity(self):
+        self.probe_result("uid", IDENTITY, lambda ids: isinstance(ids, list) and len(ids) == 3
+                          and all(isinstance(i, int) and i != 0 for i in ids))
 
     def probe_network(self):
-        status, body = self.probe("network", NETWORK)
-        if status is None:
-            return
-        r = body.get("result") if status == 200 and isinstance(body, dict) else None
-        ok = isinstance(r, dict) and r.get("interfaces") == ["lo"] and str(r.get("route")).startswith("none")
-        self.check("network", ok, f"in the jail: {r}" if r is not None else f"HTTP {status} {body}")
+        self.probe_result("network", NETWORK, lambda r: isinstance(r, dict) and r.get("interfaces") == ["lo"]
+                          and str(r.get("route")).startswith("none"))
 
     def probe_root(self):
-        status, body = self.probe("read-only root", READ_ONLY_ROOT)
-        if status is None:
-            return
-        r = body.get("result") if status == 200 and isinstance(body, dict) else None
-        ok = isinstance(r, dict) and r.get("read_only") is True and r.get("written") == []
-        self.check("read-only root", ok, f"{r}" if r is not None else f"HTTP {status} {body}")
+        self.probe_result("read-only root", READ_ONLY_ROOT, lambda r: isinstance(r, dict)
+                          and r.get("read_only") is True and r.get("written") == [])
 
     def probe_memory(self, memory_mb):
         if not isinstance(memory_mb, int) or memory_mb <= 0:
