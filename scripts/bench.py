@@ -728,14 +728,8 @@ def zygote_main(args, info):
                 except OSError:
                     pass
     errors = [f"{s.name}: {line}" for s in servers for line in s.errors]
-    out = []
+    out = machine_table("python-executor benchmark: pool vs zygote (vs cold)", info)
     w = out.append
-    w("# python-executor benchmark: pool vs zygote (vs cold)")
-    w("")
-    w("| machine | |")
-    w("|---|---|")
-    for k, v in info:
-        w(f"| {k} | {v} |")
     w(f"| load average at end | {' '.join(f'{x:.2f}' for x in os.getloadavg())} |")
     w("")
     w(f"Sequential p50/p90 over {args.requests} requests each (alternating, all settled before each); "
@@ -798,15 +792,14 @@ def met(ok):
     return "**met**" if ok else "**not met**"
 
 
+def machine_table(title, info):
+    """A report's first lines: its title and the machine it ran on."""
+    return [f"# {title}", "", "| machine | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in info]
+
+
 def report(info, seq, tput, cold, memory, floors, args, errors):
-    out = []
+    out = machine_table("python-executor benchmark: pool off (POOL_SIZE=0) vs pool on (default)", info)
     w = out.append
-    w("# python-executor benchmark: pool off (POOL_SIZE=0) vs pool on (default)")
-    w("")
-    w("| machine | |")
-    w("|---|---|")
-    for k, v in info:
-        w(f"| {k} | {v} |")
     w("")
     w(f"## Sequential latency (ms; {args.requests} requests each after {args.warmup} warm-up, alternating, "
       f"both servers settled + {int(args.gap * 1000)} ms before each)")
