@@ -69,7 +69,7 @@ impl Default for Raw {
             // Clear of host accounts, Debian's subuid ranges and systemd's container range
             // (524288-1879048191); see src/jail/ids.rs.
             jail_uid_base: 1_900_000_000,
-            sandbox_strategy: "pool".into(),
+            sandbox_strategy: "auto".into(),
             google_cloud_project: None,
         }
     }

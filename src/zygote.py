@@ -15,7 +15,10 @@ complete jail before anything reaches it:
 1. its fds are exactly 0-3 (request, stdout, stderr, result) and ctl; every other one is closed;
 2. it says `hello` on ctl with SCM_CREDENTIALS (the kernel gives the service its host pid) and
    waits for `go`: by then the service has moved it into the execution's own cgroup;
-3. it lowers its rlimits to the execution's, makes new user (65534 -> 65534), mount, network
+3. it lowers its rlimits to the execution's, becomes the host uid and gid the service chose for
+   this execution (mapped into the zygote's user namespace with CAP_SETUID and CAP_SETGID, the
+   only capabilities the zygote has, so that the kernel's per-user budgets are the execution's
+   own), makes new user (65534 -> that id), mount, network
    (loopback up), IPC, UTS, cgroup and PID namespaces, mounts a fresh /tmp and /dev/shm with the options nsjail
    gave the zygote's own, and forks PID 1 of the new PID namespace (then exits: PID 1 is
    reparented to the zygote, which lets the kernel reap it);
@@ -44,6 +47,7 @@ CLONE_NEWNS, CLONE_NEWCGROUP, CLONE_NEWUTS = 0x00020000, 0x02000000, 0x04000000
 CLONE_NEWIPC, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x08000000, 0x10000000, 0x20000000, 0x40000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REC, MS_PRIVATE = 1, 2, 4, 8, 0x4000, 1 << 18
 PR_SET_NO_NEW_PRIVS, PR_CAPBSET_DROP, PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 38, 24, 22, 2
+PR_SET_DUMPABLE = 4
 RLIMITS = {"as": "RLIMIT_AS", "cpu": "RLIMIT_CPU", "nproc": "RLIMIT_NPROC"}
 # Exit statuses of a child that gave up during set-up (the service sees no `ready`, only EOF).
 SETUP_FAILED = 121
@@ -132,7 +136,7 @@ def drop_capabilities():
     check(libc.syscall(126, header, data), "capset")  # SYS_capset on x86-64
 
 
-def child(fds, limits, prog, mounts):
+def child(fds, request, prog, mounts):
     """The forked child: becomes a jail (returns in PID 1 of its namespaces, ready for the
     runner; any other process of the set-up exits here)."""
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
@@ -148,16 +152,24 @@ def child(fds, limits, prog, mounts):
 
     import resource
 
-    for key, value in limits.items():
+    for key, value in request["rlimits"].items():
         which = getattr(resource, RLIMITS[key])
         hard = resource.getrlimit(which)[1]
         value = value if hard == resource.RLIM_INFINITY else min(value, hard)  # only ever lower
         resource.setrlimit(which, (value, value))
+    own = int(request["id"])
+    os.setgroups([])
+    os.setresgid(own, own, own)
+    os.setresuid(own, own, own)
+    if (os.getresuid(), os.getresgid()) != ((own,) * 3, (own,) * 3):
+        raise OSError("cannot become the execution's own id")
+    # Changing ids made the process non-dumpable: /proc/self would be root's, uid_map unwritable.
+    check(libc.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0), "dumpable")
     check(libc.unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS
                        | CLONE_NEWCGROUP | CLONE_NEWPID), "unshare")
     write("/proc/self/setgroups", "deny")
-    write("/proc/self/uid_map", "%d %d 1" % (ID, ID))
-    write("/proc/self/gid_map", "%d %d 1" % (ID, ID))
+    write("/proc/self/uid_map", "%d %d 1" % (ID, own))
+    write("/proc/self/gid_map", "%d %d 1" % (ID, own))
     loopback_up()
     mount(None, "/", None, MS_REC | MS_PRIVATE, None)
     for point, flags, options in mounts:

@@ -8,6 +8,14 @@ use std::time::{Duration, Instant};
 /// Seconds since the jail's PID 1 (the runner) started: how long the jail existed.
 const JAIL_AGE: &str = "import os\ndef jail_age():\n    ticks = os.sysconf('SC_CLK_TCK')\n    start = int(open('/proc/1/stat').read().rsplit(')', 1)[1].split()[19]) / ticks\n    return float(open('/proc/uptime').read().split()[0]) - start\n";
 
+/// A server whose jails come from the pool (the pool is what these tests are about; the
+/// default strategy on a host that proves zygotes has none).
+fn pool_server(extra: &[(&str, &str)]) -> Server {
+    let mut all = vec![("SANDBOX_STRATEGY", "pool")];
+    all.extend_from_slice(extra);
+    Server::start_with(&all)
+}
+
 fn wait_for_ready(server: &Server, flavour: &str, at_least: u64) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
@@ -25,7 +33,7 @@ fn wait_for_ready(server: &Server, flavour: &str, at_least: u64) {
 
 #[test]
 fn a_pooled_jail_serves_exactly_one_execution() {
-    let server = Server::start_with(&[("POOL_SIZE", "2")]);
+    let server = pool_server(&[("POOL_SIZE", "2")]);
     wait_for_ready(&server, "plain", 1);
     let script = "import os, sys\nseen = []\ndef main():\n    before = sorted(set(os.listdir('/tmp')) - {os.path.basename(os.getcwd())}) + os.listdir('.')\n    open('/tmp/marker', 'w').write('x')\n    open('cwd-marker', 'w').write('x')\n    sys.modules.setdefault('leak', []).append(1)\n    return [before, len(sys.modules['leak']), os.getpid()]\n";
     for _ in 0..5 {
@@ -38,7 +46,7 @@ fn a_pooled_jail_serves_exactly_one_execution() {
 
 #[test]
 fn scripts_importing_pandas_get_a_jail_with_it_loaded_and_plain_scripts_do_not() {
-    let server = Server::start_with(&[("POOL_SIZE", "1")]);
+    let server = pool_server(&[("POOL_SIZE", "1")]);
     // The first request of a flavour creates demand for it; let both shelves fill.
     server.execute("import pandas\ndef main():\n    return 1\n");
     wait_for_ready(&server, "data", 1);
@@ -51,7 +59,7 @@ fn scripts_importing_pandas_get_a_jail_with_it_loaded_and_plain_scripts_do_not()
 
 #[test]
 fn scripts_importing_matplotlib_get_a_jail_with_pyplot_loaded_kept_only_on_demand() {
-    let server = Server::start_with(&[("POOL_SIZE", "1")]);
+    let server = pool_server(&[("POOL_SIZE", "1")]);
     wait_for_ready(&server, "plain", 1);
     wait_for_ready(&server, "data", 1);
     // A chart jail is the costliest to keep: none before charts are asked for.
@@ -67,7 +75,7 @@ fn scripts_importing_matplotlib_get_a_jail_with_pyplot_loaded_kept_only_on_deman
 
 #[test]
 fn the_time_limit_counts_from_handing_over_the_script() {
-    let server = Server::start_with(&[("POOL_SIZE", "1"), ("TIMEOUT_SECONDS", "2")]);
+    let server = pool_server(&[("POOL_SIZE", "1"), ("TIMEOUT_SECONDS", "2")]);
     wait_for_ready(&server, "plain", 1);
     // The jail has been waiting longer than the time limit; the script itself needs 1.5 s.
     std::thread::sleep(Duration::from_secs(3));
@@ -82,7 +90,7 @@ fn the_time_limit_counts_from_handing_over_the_script() {
 
 #[test]
 fn jails_that_waited_too_long_are_retired() {
-    let server = Server::start_with(&[("POOL_SIZE", "1"), ("POOL_MAX_IDLE_SECONDS", "1")]);
+    let server = pool_server(&[("POOL_SIZE", "1"), ("POOL_MAX_IDLE_SECONDS", "1")]);
     wait_for_ready(&server, "plain", 1);
     std::thread::sleep(Duration::from_secs(3));
     let script = format!("{JAIL_AGE}def main():\n    return jail_age()\n");
@@ -95,7 +103,7 @@ fn jails_that_waited_too_long_are_retired() {
 
 #[test]
 fn pool_size_zero_means_every_execution_starts_cold() {
-    let server = Server::start_with(&[("POOL_SIZE", "0")]);
+    let server = pool_server(&[("POOL_SIZE", "0")]);
     let health = server.get("/health").json();
     assert!(health.get("pool").is_none(), "{health}");
     std::thread::sleep(Duration::from_secs(1));
@@ -106,7 +114,7 @@ fn pool_size_zero_means_every_execution_starts_cold() {
 
 #[test]
 fn a_dry_pool_falls_back_to_cold_jails() {
-    let server = Server::start_with(&[("POOL_SIZE", "1"), ("MAX_CONCURRENT", "6")]);
+    let server = pool_server(&[("POOL_SIZE", "1"), ("MAX_CONCURRENT", "6")]);
     wait_for_ready(&server, "plain", 1);
     let handles: Vec<_> = (0..6)
         .map(|i| {
@@ -125,7 +133,7 @@ fn a_dry_pool_falls_back_to_cold_jails() {
 
 #[test]
 fn pooled_jails_are_destroyed_at_shutdown() {
-    let server = Server::start_with(&[("POOL_SIZE", "2")]);
+    let server = pool_server(&[("POOL_SIZE", "2")]);
     wait_for_ready(&server, "plain", 1);
     let pid = server.pid();
     let status = server.terminate();
@@ -135,7 +143,7 @@ fn pooled_jails_are_destroyed_at_shutdown() {
 
 #[test]
 fn output_is_complete_on_every_execution() {
-    let server = Server::start_with(&[("POOL_SIZE", "2")]);
+    let server = pool_server(&[("POOL_SIZE", "2")]);
     wait_for_ready(&server, "plain", 1);
     for i in 0..25 {
         let r = server.execute(&format!("def main():\n    print('hi {i}')\n    return {i}\n"));
@@ -169,7 +177,7 @@ fn jail_cpu_shares(server: &Server) -> Vec<u64> {
 
 #[test]
 fn waiting_jails_get_cpu_only_when_requests_leave_some() {
-    let server = Server::start_with(&[("POOL_SIZE", "2")]);
+    let server = pool_server(&[("POOL_SIZE", "2")]);
     wait_for_ready(&server, "plain", 1);
     std::thread::sleep(Duration::from_millis(300));
     let idle = jail_cpu_shares(&server);

@@ -58,6 +58,19 @@ impl JailIds {
         (self.base..self.base + RANGE).contains(&id)
     }
 
+    /// The range without `id`, as (first, count) runs: what a zygote running as `id` maps into
+    /// its user namespace so that each execution it forks can run as an id of its own.
+    pub fn others(&self, id: u32) -> Vec<(u32, u32)> {
+        let end = self.base + RANGE;
+        if !self.contains(id) {
+            return vec![(self.base, RANGE)];
+        }
+        [(self.base, id - self.base), (id + 1, end - id - 1)]
+            .into_iter()
+            .filter(|&(_, count)| count > 0)
+            .collect()
+    }
+
     /// The free id given back longest ago; `None` when every id is in use.
     pub fn take(&self) -> Option<JailId> {
         let id = self.free.lock().ok()?.pop_front()?;
@@ -101,6 +114,14 @@ mod tests {
         assert!(ids.take().is_none(), "every id is in use");
         drop(held);
         assert!(ids.take().is_some());
+    }
+
+    #[test]
+    fn a_zygote_maps_every_id_but_its_own() {
+        let ids = JailIds::new(1_000_000).unwrap();
+        assert_eq!(ids.others(1_000_000), [(1_000_001, RANGE - 1)]);
+        assert_eq!(ids.others(1_000_000 + RANGE - 1), [(1_000_000, RANGE - 1)]);
+        assert_eq!(ids.others(1_000_010), [(1_000_000, 10), (1_000_011, RANGE - 11)]);
     }
 
     #[test]

@@ -123,6 +123,11 @@ impl Nsjail {
         self.ids.take()
     }
 
+    /// The service's ids other than `id`, as (first, count) runs (see `JailIds::others`).
+    pub(crate) fn other_ids(&self, id: u32) -> Vec<(u32, u32)> {
+        self.ids.others(id)
+    }
+
     fn spawn(&self, spec: &JailSpec) -> Result<NsjailJail, JailError> {
         let id = self
             .ids
@@ -217,7 +222,7 @@ impl Nsjail {
             result,
             log_reader,
             cgroup: guard.0.take(),
-            _id: Some(id),
+            _id: id,
             output_cap: self.limits.max_output_bytes,
             started: Instant::now(),
         })
@@ -329,7 +334,7 @@ pub struct NsjailJail {
     log_reader: JoinHandle<Captured>,
     cgroup: Option<JailCgroup>,
     /// The jail's host uid and gid, given back once the jail is destroyed (after `drop`).
-    _id: Option<JailId>,
+    _id: JailId,
     output_cap: usize,
     started: Instant,
 }
@@ -364,6 +369,7 @@ impl NsjailJail {
         stderr: OwnedFd,
         result: OwnedFd,
         cgroup: JailCgroup,
+        id: JailId,
         parent: Arc<dyn std::any::Any + Send + Sync>,
         output_cap: usize,
     ) -> Result<NsjailJail, JailError> {
@@ -372,8 +378,8 @@ impl NsjailJail {
         let receiver = |fd| pipe::Receiver::from_owned_fd(fd).map_err(pipe_error);
         let stdin = pipe::Sender::from_owned_fd(stdin).map_err(pipe_error)?;
         Ok(NsjailJail {
-            // The zygote holds the host id its executions share.
-            _id: None,
+            // The execution's own host id, given back when the jail is destroyed.
+            _id: id,
             child: None,
             parent: Some(parent),
             stdin: Some(Box::new(stdin)),

@@ -270,6 +270,7 @@ impl Zygotes {
 
     /// `fork`, and the zygote's namespaces as the host saw them before the child left them.
     async fn fork_seeing(&self, zygote: &Arc<Zygote>, spec: &JailSpec) -> Result<(NsjailJail, Vec<String>), String> {
+        let id = self.nsjail.take_id().ok_or("every jail uid is in use")?;
         let cgroup = self
             .cgroups
             .create(&CgroupLimits {
@@ -280,6 +281,7 @@ impl Zygotes {
             })
             .map_err(|e| format!("cannot create the jail's cgroup: {e}"))?;
         let limits = ForkLimits {
+            id: id.get(),
             address_space_bytes: self.nsjail.address_space_mb(spec.memory_bytes) << 20,
             cpu_seconds: spec.cpu_backstop().as_secs(),
             processes: None,
@@ -299,6 +301,7 @@ impl Zygotes {
             forked.stderr,
             forked.result,
             cgroup,
+            id,
             zygote.clone(),
             self.limits.max_output_bytes,
         )
@@ -332,6 +335,8 @@ def main():
         "uid": os.getuid(), "gid": os.getgid(),
         "filters": int(status["Seccomp_filters"]), "no_new_privs": int(status["NoNewPrivs"]),
         "capabilities": status["CapEff"].strip(), "bounding": status["CapBnd"].strip(),
+        "ambient": status["CapAmb"].strip(), "permitted": status["CapPrm"].strip(),
+        "uid_map": open("/proc/self/uid_map").read().split(), "gid_map": open("/proc/self/gid_map").read().split(),
         "pids": sorted(int(p) for p in os.listdir("/proc") if p.isdigit()),
         "fds": sorted(int(f) for f in os.listdir("/proc/self/fd")),
         "namespaces": {n: os.readlink("/proc/self/ns/" + n) for n in ("pid", "net", "mnt", "ipc", "uts", "user", "cgroup")},
@@ -346,6 +351,7 @@ def main():
             .collect();
         // Namespace ids are reused once freed: a child is compared with what is alive while it
         // runs (the service's and the zygote's), not with an earlier child.
+        let mut host_ids = Vec::new();
         for _ in 0..2 {
             let spec = JailSpec::probe(zygotes.limits.memory_bytes);
             let (jail, theirs) = zygotes.fork_seeing(zygote, &spec).await?;
@@ -362,6 +368,13 @@ def main():
                 ));
             };
             let v: Value = serde_json::from_str(raw.get()).map_err(|e| e.to_string())?;
+            // `65534 <id> 1`: the id is the host's (the zygote maps the service's ids to themselves).
+            let host_id = match v["uid_map"].as_array().map(Vec::as_slice) {
+                Some([inside, outside, count]) if *inside == JAIL_UID.to_string() && count == "1" => {
+                    outside.as_str().and_then(|id| id.parse::<u32>().ok())
+                }
+                _ => None,
+            };
             let checks = [
                 ("uid", v["uid"] == JAIL_UID && v["gid"] == JAIL_UID),
                 (
@@ -371,7 +384,14 @@ def main():
                 ("no_new_privs", v["no_new_privs"] == 1),
                 (
                     "no capability",
-                    v["capabilities"] == "0000000000000000" && v["bounding"] == "0000000000000000",
+                    ["capabilities", "bounding", "ambient", "permitted"]
+                        .iter()
+                        .all(|set| v[*set] == "0000000000000000"),
+                ),
+                (
+                    "a host uid and gid of its own",
+                    host_id.is_some_and(|id| id != zygote.id() && !host_ids.contains(&id))
+                        && v["uid_map"] == v["gid_map"],
                 ),
                 ("a PID namespace of its own", v["pids"] == serde_json::json!([1, 2])),
                 ("no fd but its own", v["fds"].as_array().is_some_and(|f| f.len() <= 6)),
@@ -387,6 +407,7 @@ def main():
                     return Err(format!("a zygote's child shares its {name} namespace: {v}"));
                 }
             }
+            host_ids.extend(host_id);
         }
         Ok(())
     }

@@ -29,7 +29,7 @@ pub fn sandbox_env() -> Vec<(String, String)> {
         ("SANDBOX_PYTHON".into(), python.display().to_string()),
         ("PORT".into(), "0".into()),
     ];
-    // `make test` runs the key suites again under another strategy (SANDBOX_STRATEGY=zygote).
+    // `make test` runs the key suites again under another strategy (SANDBOX_STRATEGY=pool).
     if let Ok(strategy) = std::env::var("SANDBOX_STRATEGY") {
         env.push(("SANDBOX_STRATEGY".into(), strategy));
     }
@@ -61,8 +61,9 @@ impl Server {
     }
 
     /// Starts the service without a warm pool (POOL_SIZE=0), for tests that are not about
-    /// the pool: a server then spends no CPU preparing jails nobody uses. tests/pool.rs, the
-    /// lifecycle and hostile suites keep the production default.
+    /// the pool: under the pool strategy a server then spends no CPU preparing jails nobody
+    /// uses (zygotes, the default here, have no pool anyway). tests/pool.rs, the lifecycle and
+    /// hostile suites keep the production default.
     pub fn start_cold() -> Server {
         Server::start_cold_with(&[])
     }

@@ -72,11 +72,23 @@ impl Nsjail {
 
     /// How to start a zygote of `spec`'s flavour: the same options as a jail's, with the
     /// zygote role's config (derived from this one) and extra mount, running `zygote.py`.
-    /// The zygote runs as a host id of its own, `id`, as a jail does; the executions it forks
-    /// share it (README: what zygotes give up).
+    /// The zygote runs as a host id of its own, `id`, as a jail does. Each execution it forks
+    /// runs as another id of the service's: those are mapped (to themselves) into the zygote's
+    /// user namespace, and the zygote keeps CAP_SETUID and CAP_SETGID there, and only there, so
+    /// that a child can become its id before it makes its own user namespace.
     pub(crate) fn zygote_command(&self, spec: &JailSpec, id: JailId) -> Result<ZygoteCommand, String> {
         let text = std::fs::read_to_string(&self.config).map_err(|e| format!("NSJAIL_CONFIG: {e}"))?;
         let mut args = self.options(spec, &ZygoteCommand::config_path(), id.get());
+        if !self.isolation.user_namespace {
+            return Err("a zygote needs a user namespace".into());
+        }
+        for (first, count) in self.other_ids(id.get()) {
+            let mapping = format!("{first}:{first}:{count}");
+            args.extend(["--user".into(), mapping.clone(), "--group".into(), mapping]);
+        }
+        for cap in fork::ZYGOTE_CAPABILITIES {
+            args.extend(["--cap".into(), cap.into()]);
+        }
         args.extend(["--mount".into(), fork::PROC_RW_MOUNT.into(), "--".into()]);
         args.extend(self.interpreter(fork::ZYGOTE_SOURCE));
         args.extend([fork::zygote_settings(&text), protocol::RUNNER_SOURCE.into()]);

@@ -34,6 +34,10 @@ pub const NAMESPACE_CALLS: [(&str, libc::c_long); 3] = [
     ("umount", libc::SYS_umount2),
 ];
 
+/// What the zygote keeps, in its own user namespace only: the right to become one of the
+/// service's ids (mapped there), which each child does before anything else (`zygote.py`).
+pub const ZYGOTE_CAPABILITIES: [&str; 2] = ["CAP_SETUID", "CAP_SETGID"];
+
 /// The zygote's fd for its control socket, and the extra mount its role needs.
 const CONTROL_FD: RawFd = 3;
 pub const PROC_RW_MOUNT: &str = "none:/proc:proc:rw";
@@ -84,6 +88,8 @@ pub const HELLO_WITHIN: Duration = Duration::from_secs(5);
 /// The per-execution limits a child sets on itself (it can only lower the zygote's).
 #[derive(Debug, Clone, Copy)]
 pub struct ForkLimits {
+    /// The execution's own host uid and gid (`jail::ids`), mapped to 65534 in its namespace.
+    pub id: u32,
     pub address_space_bytes: u64,
     pub cpu_seconds: u64,
     pub processes: Option<u64>,
@@ -95,7 +101,8 @@ impl ForkLimits {
         if let Some(processes) = self.processes {
             limits["nproc"] = processes.into();
         }
-        format!("fork {limits}").into_bytes()
+        let message = serde_json::json!({"id": self.id, "rlimits": limits});
+        format!("fork {message}").into_bytes()
     }
 }
 
@@ -192,7 +199,7 @@ pub struct Zygote {
     started: Instant,
     cgroup: Option<JailCgroup>,
     log_reader: JoinHandle<Captured>,
-    _id: JailId,
+    id: JailId,
 }
 
 /// How nsjail is to be started for a zygote: its path and arguments, with `/dev/fd/5` as the
@@ -290,7 +297,7 @@ impl Zygote {
             started: Instant::now(),
             cgroup,
             log_reader,
-            _id: command.id,
+            id: command.id,
         };
         let mut buffer = [0u8; 16];
         match tokio::time::timeout(within, zygote.control.recv(&mut buffer)).await {
@@ -309,6 +316,11 @@ impl Zygote {
                 Err(format!("{why}: {}", log.trim()))
             }
         }
+    }
+
+    /// The zygote's own host uid and gid.
+    pub fn id(&self) -> u32 {
+        self.id.get()
     }
 
     /// Why no more executions may be forked from this zygote, if so.
