@@ -1,40 +1,39 @@
 #!/usr/bin/python3
-"""Benchmark of python-executor: the warm jail pool on against the pool off, in one run.
+"""Benchmark of python-executor: its three strategies side by side, in one run (issue 12).
 
-`make bench` runs this (via scripts/bench.sh) after building the release binary. It starts two
-servers from target/release/python-executor at the same time, one with POOL_SIZE=0 (every
-execution cold) and one with the default pool, and alternates between them (request by
-request, or slice by slice in ABBA order), so that background noise falls on both alike.
-Before every measured request or slice both servers are let settle: no execution running and
-no jail starting or dying (the service's child processes are exactly its ready pooled jails),
-so one server's background work never lands in the other's measurement.
+`make bench` runs this (via scripts/bench.sh) after building the release binary. It starts
+three servers from target/release/python-executor at the same time: zygotes
+(SANDBOX_STRATEGY=zygote, the default where the start-up probe proves them), the warm pool
+(SANDBOX_STRATEGY=pool) and cold jails (SANDBOX_STRATEGY=cold), each in a cgroup v1 cpuacct
+group of its own where the host has one, and alternates between them (request by request, or
+slice by slice in ABBA order), so that background noise falls on all alike. Before every
+measured request or slice every server is let settle: no execution running and no jail starting
+or dying (the service's child processes are exactly its ready pooled jails or zygotes), so one
+server's background work never lands in another's measurement.
 
 Measured:
-  1. sequential latency, p50 and p90, over persistent HTTP/1.1 connections: hello world,
-     a small pandas script, a script printing 10 000 lines;
-  2. closed-loop throughput at 1, 4 and 16 clients for hello and pandas (429s and other
-     failures counted separately), in ABBA slices; each slice is counted only once its first
-     batch of executions has answered, so neither the synchronised start nor the pool's
-     initial stock passes for sustained throughput. The answers counted are reported too:
-     pandas gets a few dozen per server, so its ratios move by ±10-20 % from run to run on a
-     busy machine;
-  3. cold start: exec of the binary to the first successful /execute answer (median of N);
-  4. memory: the service's VmRSS when idle with its pool filled, and each pooled jail's
-     cgroup memory usage, PSS and RSS, per flavour;
-  5. the floor: `python3 -I -c pass` in nsjail with the service's config, and without nsjail.
-Prints a Markdown report, with the goals marked met or not met, and writes it to
+  1. idle: memory (PSS of every process of the server: the service, its zygotes or pooled
+     jails) and CPU over `--idle` seconds (its cpuacct group), with everything ready;
+  2. sequential latency, p50 and p90: hello and a small pandas script;
+  3. CPU per execution, two ways: machine-wide busy time from /proc/stat over the requests
+     and the settling after them, the machine's busy rate just before subtracted (meaningless
+     on a machine others load), and the server's cpuacct usage (its jails, zygotes and refills
+     included, nobody else's);
+  4. closed-loop throughput at 16 clients, zygote vs pool, in ABBA slices;
+  5. cold start: exec of the binary to the first answered hello (median of `--starts`), zygote
+     and pool alternating.
+Prints a Markdown report with issue 12's goals marked met or not, and writes it to
 target/bench/latest.md. Standard library only; progress goes to stderr.
 
-`--zygote` runs another comparison instead (issue 12): the pool (default), zygotes
-(SANDBOX_STRATEGY=zygote) and cold jails (POOL_SIZE=0) side by side: sequential p50, CPU per
-execution measured two ways (machine-wide busy time from /proc/stat over the requests and the
-settling after them, the machine's busy rate just before subtracted: meaningless on a machine
-others load; and, on cgroup v1 hosts, the cpuacct usage of a group each server is started in,
-which its jails and zygotes inherit), and throughput at 16 clients (pool vs zygote).
-It writes target/bench/zygote.md.
+`--pool` runs the older comparison instead: the warm pool on (SANDBOX_STRATEGY=pool) against
+cold jails (SANDBOX_STRATEGY=cold): sequential p50/p90 of hello, pandas and a script printing
+10 000 lines; throughput at 1, 4 and 16 clients (each slice counted only once its first batch
+has answered, so neither the synchronised start nor the pool's initial stock passes for
+sustained throughput); cold start; the pool's memory per flavour; and the floor (`python3 -I -c
+pass` in nsjail with the service's config, and without nsjail). It writes target/bench/pool.md.
 
 `--data` (`make bench BENCH_ARGS=--data`) measures what data in and out cost (issue 13), against one server
-starting a jail per request (POOL_SIZE=0, so it settles between requests): the same hello script plain, with an empty `collect` (a pattern nothing matches), and with
+starting a jail per request (SANDBOX_STRATEGY=cold, so it settles between requests): the same hello script plain, with an empty `collect` (a pattern nothing matches), and with
 1 MiB of `files` in, interleaved request by request; the p50 differences are the costs.
 It writes target/bench/data.md.
 """
@@ -132,7 +131,7 @@ class Server:
     def __init__(self, name, extra_env, cpuacct=None):
         self.name = name
         self.cpuacct = cpuacct
-        self.pool = extra_env.get("POOL_SIZE") != "0" and extra_env.get("SANDBOX_STRATEGY") != "zygote"
+        self.pool = extra_env.get("POOL_SIZE") != "0" and extra_env.get("SANDBOX_STRATEGY") == "pool"
         self.port = None
         self.listening_at = None
         self.probe_ms = None
@@ -229,7 +228,8 @@ class Server:
             h["slots"]["in_use"] == 0
             and h["slots"]["waiting"] == 0
             and len(self.children()) == sum(ready.values())
-            and all(n > 0 for n in ready.values())
+            # The chart flavour is stocked only once a script has asked for it.
+            and all(n > 0 for flavour, n in ready.items() if flavour != "chart")
         )
 
     def settle(self, calm=0.05, timeout=15.0):
@@ -469,15 +469,17 @@ def throughput(servers, name, clients, ramp, window):
     return {n: dict(t, rps=t["ok"] / window) for n, t in totals.items()}
 
 
-def cold_starts(starts):
-    """Exec of the binary to the first successful /execute answer, pool off and on, alternating."""
+def cold_starts(starts, setups):
+    """Exec of the binary to the first successful /execute answer, for each of `setups`
+    ({label: environment}), taking turns (in reversed order every other round)."""
     body = execute_body("hello")
-    results = {"off": [], "on": []}
-    listening = {"off": [], "on": []}
-    probe = {"off": [], "on": []}
+    results = {label: [] for label in setups}
+    listening = {label: [] for label in setups}
+    probe = {label: [] for label in setups}
     for i in range(starts):
-        for label, env in (("off", {"POOL_SIZE": "0"}), ("on", {})) if i % 2 == 0 else (("on", {}), ("off", {"POOL_SIZE": "0"})):
-            server = Server(f"cold-{label}", env)
+        order = list(setups.items()) if i % 2 == 0 else list(reversed(setups.items()))
+        for label, env in order:
+            server = Server(f"cold-start-{label}", env)
             try:
                 server.wait_listening()
                 conn = Connection(server.port)
@@ -692,20 +694,65 @@ def cpu_per_execution_cgroup(servers, server, name, count):
         conn.close()
 
 
-def zygote_main(args, info):
-    """Pool, zygote and cold side by side (see the module's docstring)."""
+def descendants(pid):
+    """`pid` and every process below it."""
+    found, queue = [], [pid]
+    while queue:
+        current = queue.pop()
+        found.append(current)
+        try:
+            tasks = os.listdir(f"/proc/{current}/task")
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                queue += [int(p) for p in Path(f"/proc/{current}/task/{task}/children").read_text().split()]
+            except OSError:
+                pass
+    return found
+
+
+def idle(servers, seconds):
+    """Each server settled, everything it keeps ready: (PSS MiB of all its processes, their
+    count, CPU share of one CPU over `seconds` from its cpuacct group or None)."""
+    settle_all(servers, calm=0.7)
+    memory = {}
+    for s in servers:
+        pids = descendants(s.pid)
+        memory[s.name] = (sum(process_memory_kib(p)[0] for p in pids) / 1024, len(pids))
+    before = {s.name: int((s.cpuacct / "cpuacct.usage").read_text()) for s in servers if s.cpuacct}
+    began = time.perf_counter()
+    time.sleep(seconds)
+    took = time.perf_counter() - began
+    result = {}
+    for s in servers:
+        cpu = None
+        if s.cpuacct:
+            cpu = (int((s.cpuacct / "cpuacct.usage").read_text()) - before[s.name]) / 1e9 / took
+        result[s.name] = memory[s.name] + (cpu,)
+    return result
+
+
+STRATEGIES = (("zygote", "zygote"), ("pool", "pool"), ("cold", "cold"))
+
+
+def strategies_main(args, info):
+    """Zygote, pool and cold side by side (see the module's docstring)."""
     servers = []
     try:
-        log("starting three servers: pool (default), zygote (SANDBOX_STRATEGY=zygote), cold (POOL_SIZE=0)")
-        for name, env in (("pool", {}), ("zygote", {"SANDBOX_STRATEGY": "zygote"}), ("cold", {"POOL_SIZE": "0"})):
-            servers.append(Server(name, env, cpuacct_group(name)))
+        log("starting three servers: SANDBOX_STRATEGY=zygote, pool and cold")
+        for name, strategy in STRATEGIES:
+            servers.append(Server(name, {"SANDBOX_STRATEGY": strategy}, cpuacct_group(name)))
         for s in servers:
             s.wait_listening()
-        pool, zygote, cold = servers
-        strategy = zygote.health().get("strategy")
-        if strategy != "zygote":
-            raise RuntimeError(f"the zygote server runs the {strategy!r} strategy")
-        settle_all(servers, calm=0.7)
+        zygote, pool, cold = servers
+        for s in servers:
+            strategy = s.health().get("strategy")
+            if strategy != s.name:
+                raise RuntimeError(f"the {s.name} server runs the {strategy!r} strategy")
+        info.append(("isolation", zygote.health().get("isolation", {}).get("summary", "?")))
+        log(f"idle: memory, and CPU over {args.idle:.0f} s")
+        resting = idle(servers, args.idle)
         seq, cpu = {}, {}
         for name in ("hello", "pandas"):
             log(f"sequential latency: {name}")
@@ -718,7 +765,7 @@ def zygote_main(args, info):
         tput = {}
         for name in ("hello", "pandas"):
             log(f"throughput: {name}, 16 clients")
-            tput[name] = throughput([pool, zygote], name, 16, args.ramp, args.window)
+            tput[name] = throughput([zygote, pool], name, 16, args.ramp, args.window)
     finally:
         for s in servers:
             s.stop()
@@ -728,14 +775,17 @@ def zygote_main(args, info):
                 except OSError:
                     pass
     errors = [f"{s.name}: {line}" for s in servers for line in s.errors]
-    out = machine_table("python-executor benchmark: pool vs zygote (vs cold)", info)
+    log("cold starts")
+    starts = cold_starts(args.starts, {"zygote": {"SANDBOX_STRATEGY": "zygote"}, "pool": {"SANDBOX_STRATEGY": "pool"}})
+    info.append(("load average at end", " ".join(f"{x:.2f}" for x in os.getloadavg())))
+    out = machine_table("python-executor benchmark: zygote vs pool vs cold", info)
     w = out.append
-    w(f"| load average at end | {' '.join(f'{x:.2f}' for x in os.getloadavg())} |")
     w("")
     w(f"Sequential p50/p90 over {args.requests} requests each (alternating, all settled before each); "
-      f"CPU per execution: machine-wide busy time from /proc/stat over {args.cpu_requests} sequential "
-      "requests and the settling after them, minus the machine's busy rate just before (a shared machine: "
-      "noisy); throughput: 16 closed-loop clients, ABBA slices, pool vs zygote.")
+      f"CPU per execution over {args.cpu_requests} sequential requests and the settling after them: "
+      "machine-wide busy time from /proc/stat minus the machine's busy rate just before (noisy on a shared "
+      "machine), and the server's own cpuacct group (its zygotes, jails and refills, nobody else's); "
+      "throughput: 16 closed-loop clients, ABBA slices, zygote vs pool.")
     w("")
     w("| script | server | p50 (ms) | p90 (ms) | CPU per execution, /proc/stat (ms) | CPU per execution, the server's cpuacct group (ms) | req/s at 16 clients (answers) | failures |")
     w("|---|---|---:|---:|---:|---:|---:|---:|")
@@ -750,18 +800,43 @@ def zygote_main(args, info):
             own = ms(own) if own is not None else "–"
             w(f"| {name} | {s.name} | {ms(r['p50'])} | {ms(r['p90'])} | {ms(c)} | {own} | {rate} | {fails} |")
     w("")
-    w("| ratio | hello | pandas | issue 12 target |")
-    w("|---|---:|---:|---|")
+    w(f"| idle, everything ready | zygote | pool | cold |")
+    w("|---|---:|---:|---:|")
+    w("| memory: PSS of all its processes (MiB) | " + " | ".join(f"{resting[n][0]:.1f}" for n, _ in STRATEGIES) + " |")
+    w("| processes | " + " | ".join(str(resting[n][1]) for n, _ in STRATEGIES) + " |")
+    w(f"| CPU over {args.idle:.0f} s (% of one CPU) | " + " | ".join(
+        f"{resting[n][2] * 100:.2f}" if resting[n][2] is not None else "–" for n, _ in STRATEGIES) + " |")
+    w("")
+    w(f"| cold start (median of {args.starts}) | zygote | pool |")
+    w("|---|---:|---:|")
+    w("| exec → listening (ms) | " + " | ".join(ms(starts[n]["listening"]) for n in ("zygote", "pool")) + " |")
+    w("| exec → first hello answered (ms) | " + " | ".join(ms(starts[n]["median"]) for n in ("zygote", "pool")) + " |")
+    w("")
+
     def ratio(a, b):
-        return f"{a / b:.2f}" if b else "–"
-    w(f"| throughput at 16 clients, zygote / pool | {ratio(tput['hello']['zygote']['rps'], tput['hello']['pool']['rps'])} | "
-      f"{ratio(tput['pandas']['zygote']['rps'], tput['pandas']['pool']['rps'])} | ≥ 4 / ≥ 8 |")
-    w(f"| p50, zygote / cold | {ratio(seq['hello']['zygote']['p50'], seq['hello']['cold']['p50'])} | "
-      f"{ratio(seq['pandas']['zygote']['p50'], seq['pandas']['cold']['p50'])} | ≤ 0.15 / ≤ 0.03 |")
-    if ("hello", "pool", "cgroup") in cpu:
-        w(f"| CPU per execution (cpuacct), zygote / pool | "
-          f"{ratio(cpu[('hello', 'zygote', 'cgroup')], cpu[('hello', 'pool', 'cgroup')])} | "
-          f"{ratio(cpu[('pandas', 'zygote', 'cgroup')], cpu[('pandas', 'pool', 'cgroup')])} | (≤ 5 ms / ≤ 20 ms absolute) |")
+        return a / b if b else float("nan")
+
+    rows = []
+    if ("hello", "zygote", "cgroup") in cpu:
+        for name, target in (("hello", 0.005), ("pandas", 0.020)):
+            got = cpu[(name, "zygote", "cgroup")]
+            rows.append((f"CPU per execution, zygote, {name} (cpuacct)", f"{ms(got)} ms", f"≤ {ms(target)} ms", got <= target))
+    for name, target in (("hello", 4), ("pandas", 8)):
+        got = ratio(tput[name]["zygote"]["rps"], tput[name]["pool"]["rps"])
+        rows.append((f"{name} throughput at 16 clients, zygote / pool", f"{got:.2f}", f"≥ {target}", got >= target))
+    for name, target in (("hello", 0.15), ("pandas", 0.03)):
+        got = ratio(seq[name]["zygote"]["p50"], seq[name]["cold"]["p50"])
+        rows.append((f"{name} p50, zygote / cold", f"{got:.3f} ({ms(seq[name]['zygote']['p50'])} / {ms(seq[name]['cold']['p50'])} ms)",
+                     f"≤ {target}", got <= target))
+    rows.append(("idle memory, zygote (PSS, all processes)", f"{resting['zygote'][0]:.1f} MiB", "≤ 150 MiB", resting["zygote"][0] <= 150))
+    if resting["zygote"][2] is not None:
+        rows.append((f"idle CPU, zygote, over {args.idle:.0f} s", f"{resting['zygote'][2] * 100:.2f} %", "≤ 1 %", resting["zygote"][2] <= 0.01))
+    rows.append(("cold start, exec → first hello answered, zygote", f"{ms(starts['zygote']['median'])} ms", "≤ 100 ms",
+                 starts["zygote"]["median"] <= 0.1))
+    w("| issue 12 goal | measured | target | |")
+    w("|---|---:|---|---|")
+    for what, got, target, ok in rows:
+        w(f"| {what} | {got} | {target} | {met(ok)} |")
     w("")
     if errors:
         w("## Errors the services logged")
@@ -770,7 +845,7 @@ def zygote_main(args, info):
             w(f"- `{line[:400]}`")
         w("")
     text = "\n".join(out)
-    output = Path(args.output).with_name("zygote.md")
+    output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(text + "\n")
     print(text)
@@ -798,7 +873,7 @@ def machine_table(title, info):
 
 
 def report(info, seq, tput, cold, memory, floors, args, errors):
-    out = machine_table("python-executor benchmark: pool off (POOL_SIZE=0) vs pool on (default)", info)
+    out = machine_table("python-executor benchmark: pool off (SANDBOX_STRATEGY=cold) vs pool on (SANDBOX_STRATEGY=pool)", info)
     w = out.append
     w("")
     w(f"## Sequential latency (ms; {args.requests} requests each after {args.warmup} warm-up, alternating, "
@@ -906,7 +981,7 @@ def data_main(args, info):
     }
     # Jails started per request (POOL_SIZE=0): the server settles between requests, and what
     # data in and out add is paid inside the jail either way.
-    server = Server("cold", {"POOL_SIZE": "0"})
+    server = Server("cold", {"SANDBOX_STRATEGY": "cold"})
     try:
         server.wait_listening()
         settle_all([server], calm=0.7)
@@ -960,11 +1035,12 @@ def main():
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--window", type=float, default=5.0, help="measured throughput seconds per server and level (two slices)")
     parser.add_argument("--ramp", type=float, default=0.3, help="least unmeasured seconds at the start of a throughput run")
-    parser.add_argument("--starts", type=int, default=5, help="cold starts per pool setting")
+    parser.add_argument("--starts", type=int, default=5, help="cold starts per server setting")
     parser.add_argument("--floor", type=int, default=20, help="runs of the bare interpreter floor")
     parser.add_argument("--floor-pandas", type=int, default=3, help="runs of the `import pandas` floor")
     parser.add_argument("--output", default=str(REPO / "target" / "bench" / "latest.md"))
-    parser.add_argument("--zygote", action="store_true", help="pool vs zygote vs cold instead (issue 12)")
+    parser.add_argument("--pool", action="store_true", help="pool on vs off instead (the older comparison)")
+    parser.add_argument("--idle", type=float, default=60.0, help="seconds of idle CPU measured")
     parser.add_argument("--data", action="store_true", help="the cost of an empty collect and of 1 MiB of files in (issue 13)")
     parser.add_argument("--cpu-requests", type=int, default=30, help="sequential requests per CPU measurement")
     args = parser.parse_args()
@@ -987,18 +1063,18 @@ def main():
         ("load average at start", " ".join(f"{x:.2f}" for x in os.getloadavg())),
         ("commit", git_describe()),
     ]
-    if args.zygote:
-        zygote_main(args, info)
-        return
     if args.data:
         data_main(args, info)
         return
+    if not args.pool:
+        strategies_main(args, info)
+        return
     servers = []
     try:
-        log("starting two servers: pool off (POOL_SIZE=0) and pool on (default)")
-        off = Server("off", {"POOL_SIZE": "0"})
+        log("starting two servers: pool off (SANDBOX_STRATEGY=cold) and pool on (SANDBOX_STRATEGY=pool)")
+        off = Server("off", {"SANDBOX_STRATEGY": "cold"})
         servers.append(off)
-        on = Server("on", {})
+        on = Server("on", {"SANDBOX_STRATEGY": "pool"})
         servers.append(on)
         for s in servers:
             s.wait_listening()
@@ -1035,12 +1111,12 @@ def main():
             s.stop()
     errors = [f"{s.name}: {line}" for s in servers for line in s.errors]
     log("cold starts")
-    cold = cold_starts(args.starts)
+    cold = cold_starts(args.starts, {"off": {"SANDBOX_STRATEGY": "cold"}, "on": {"SANDBOX_STRATEGY": "pool"}})
 
     info.append(("load average at end", " ".join(f"{x:.2f}" for x in os.getloadavg())))
     info.append(("benchmark took", f"{time.perf_counter() - began:.0f} s"))
     text = report(info, seq, tput, cold, memory, floors, args, errors)
-    output = Path(args.output)
+    output = Path(args.output).with_name("pool.md")
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(text + "\n")
     print(text)
