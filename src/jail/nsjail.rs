@@ -7,8 +7,16 @@
 //! fd 4 and only ever into the service's own logs. The host touches no path inside the jail.
 
 mod args;
+mod facts;
+mod pipes;
+mod process;
+mod role;
 mod run;
-pub(crate) mod venv;
+mod venv;
+
+use pipes::make_pipe;
+pub(crate) use pipes::writable_by_jail;
+pub(crate) use role::Role;
 
 use crate::config::Limits;
 use crate::jail::cgroup::{CgroupLimits, JailCgroup};
@@ -20,8 +28,8 @@ use crate::jail::{
 };
 use std::future::Future;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
@@ -49,7 +57,7 @@ const FRAME_OVERHEAD: usize = 64 * 1024;
 pub struct Nsjail {
     nsjail: PathBuf,
     config: PathBuf,
-    config_facts: args::ConfigFacts,
+    config_facts: facts::ConfigFacts,
     jail_python: String,
     /// The virtualenv's canonical host path, staged for nsjail by `venv`.
     venv: Option<std::ffi::CString>,
@@ -98,7 +106,7 @@ impl Nsjail {
         Ok(Nsjail {
             nsjail: nsjail.to_path_buf(),
             config: config.to_path_buf(),
-            config_facts: args::ConfigFacts::read(config)?,
+            config_facts: facts::ConfigFacts::read(config)?,
             jail_python,
             venv,
             ids,
@@ -158,46 +166,13 @@ impl Nsjail {
         for end in [&stdout_w, &stderr_w] {
             writable_by_jail(end).map_err(pipe_error)?;
         }
-        let mut command = std::process::Command::new(&self.nsjail);
+        let join_files = guard.0.as_ref().map(|c| c.join_files().to_vec()).unwrap_or_default();
+        let fds = vec![(result_w.as_raw_fd(), RESULT_FD), (log_w.as_raw_fd(), LOG_FD)];
+        let mut command = self.command(&self.arguments(spec, id.get()), join_files, fds);
         command
-            .args(self.arguments(spec, id.get()))
-            .env_clear()
             .stdin(Stdio::piped())
             .stdout(Stdio::from(stdout_w))
             .stderr(Stdio::from(stderr_w));
-        let join_files: Vec<std::ffi::CString> = guard.0.as_ref().map(|c| c.join_files().to_vec()).unwrap_or_default();
-        let (result_w_fd, log_w_fd) = (result_w.as_raw_fd(), log_w.as_raw_fd());
-        let venv = self.venv.clone();
-        // SAFETY: only async-signal-safe calls (open, write, close, fcntl, dup2, prctl,
-        // unshare, mount) on memory prepared before fork.
-        unsafe {
-            command.pre_exec(move || {
-                for file in &join_files {
-                    let fd = libc::open(file.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
-                    if fd < 0 || libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
-                        return Err(io::Error::last_os_error());
-                    }
-                    libc::close(fd);
-                }
-                if let Some(venv) = &venv {
-                    venv::stage(venv)?;
-                }
-                // Move both pipe ends clear of 3 and 4 first, then into place (dup2 clears
-                // close-on-exec on the copies).
-                let high_result = libc::fcntl(result_w_fd, libc::F_DUPFD_CLOEXEC, 10);
-                let high_log = libc::fcntl(log_w_fd, libc::F_DUPFD_CLOEXEC, 10);
-                if high_result < 0
-                    || high_log < 0
-                    || libc::dup2(high_result, RESULT_FD) < 0
-                    || libc::dup2(high_log, LOG_FD) < 0
-                {
-                    return Err(io::Error::last_os_error());
-                }
-                // If the service dies, its jails die with it.
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
         let mut command = tokio::process::Command::from(command);
         command.kill_on_drop(true);
         let mut child = command
@@ -288,37 +263,6 @@ fn remove_off_thread(cgroup: JailCgroup) {
         Ok(runtime) => drop(runtime.spawn_blocking(move || cgroup.remove())),
         Err(_) => cgroup.remove(),
     }
-}
-
-fn make_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0; 2];
-    // SAFETY: pipe2 writes two fds into the array on success.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: both fds were just created and are owned by nothing else.
-    let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    // The write ends go to nsjail, which expects blocking fds.
-    // SAFETY: fcntl on an fd we own.
-    unsafe {
-        let flags = libc::fcntl(w.as_raw_fd(), libc::F_GETFL);
-        libc::fcntl(w.as_raw_fd(), libc::F_SETFL, flags & !libc::O_NONBLOCK);
-    }
-    Ok((r, w))
-}
-
-/// Lets the jail's uid reopen one of its output pipes for writing through /proc/self/fd/N
-/// (what /dev/stdout and /dev/stderr point to): a pipe is created owner-only (0600) and its
-/// owner is root, so `open('/dev/stdout', 'w')` would fail. Write-only for others is safe:
-/// reaching the pipe through /proc needs a process that holds it, i.e. the jail itself (or
-/// root); writing is what the jail may do to it anyway; reading stays owner-only, so nothing
-/// but the service reads the output. The result pipe (fd 3) keeps 0600: it cannot be reopened.
-pub(crate) fn writable_by_jail(fd: &OwnedFd) -> io::Result<()> {
-    // SAFETY: fchmod on an fd we own.
-    if unsafe { libc::fchmod(fd.as_raw_fd(), 0o602) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 /// A started jail: its runner is loading or waiting for a script. Started by nsjail (`child`),

@@ -15,7 +15,7 @@ use crate::config::Limits;
 use crate::jail::cgroup::{CgroupLimits, Cgroups};
 use crate::jail::nsjail::{Nsjail, NsjailJail};
 use crate::jail::{deadline, Flavour, IsolationFacts, JailError, JailSpec, Launcher};
-use fork::{ForkLimits, Zygote};
+use fork::{ForkLimits, Zygote, ZygoteCommand};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -184,8 +184,8 @@ impl Zygotes {
             })
             .map_err(|e| format!("cannot create the zygote's cgroup: {e}"))?;
         let id = self.nsjail.take_id().ok_or("every jail uid is in use")?;
-        let command = self.nsjail.zygote_command(&spec, id)?;
-        Zygote::start(command, Some(cgroup), spec.start_within).await
+        let command = ZygoteCommand::new(&self.nsjail, &spec, id)?;
+        Zygote::start(&self.nsjail, command, Some(cgroup), spec.start_within).await
     }
 
     /// A usable zygote of this flavour; if the current one is not, it is let go (its running

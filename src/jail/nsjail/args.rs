@@ -1,10 +1,8 @@
-//! nsjail's command line for one jail, and what its configuration file puts in force.
+//! nsjail's command line: what every jail gets (config, fds, ids, mounts, limits), then what
+//! its `Role` runs: a jail's runner, or another program the caller names.
 
-use super::{Nsjail, JAIL_VENV, LOG_FD, RESULT_FD};
-use crate::jail::ids::JailId;
-use crate::jail::zygote::fork::{self, ZygoteCommand};
+use super::{Nsjail, Role, JAIL_VENV, LOG_FD, RESULT_FD};
 use crate::jail::{protocol, JailSpec, JAIL_UID};
-use std::path::Path;
 
 /// Address space allowed above the memory limit when a cgroup enforces the latter.
 const ADDRESS_SPACE_HEADROOM_MB: u64 = 512;
@@ -17,89 +15,36 @@ const JAIL_SIGPENDING: u32 = 128;
 /// the ceiling for what it charges to root, a count every jail shares.
 const PRLIMIT: &str = "/usr/bin/prlimit";
 
-/// What nsjail.cfg puts in force, as far as `/health` states it.
-#[derive(Debug, Clone)]
-pub(super) struct ConfigFacts {
-    /// The namespaces the configuration asks for (the user namespace is the probe's choice).
-    pub(super) namespaces: Vec<&'static str>,
-    pub(super) seccomp: bool,
-}
-
-impl ConfigFacts {
-    /// Reads nsjail's text configuration: `clone_new*: true|false` and any seccomp policy.
-    pub(super) fn read(config: &Path) -> Result<ConfigFacts, String> {
-        let text = std::fs::read_to_string(config).map_err(|e| format!("NSJAIL_CONFIG: {e}"))?;
-        let setting = |key: &str| {
-            text.lines()
-                .map(str::trim)
-                .filter_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
-                .last()
-                .map(|v| v.trim() == "true")
-        };
-        // nsjail's defaults: every one of these namespaces is on unless the file turns it off.
-        let namespaces = [
-            ("mount", "clone_newns"),
-            ("pid", "clone_newpid"),
-            ("network", "clone_newnet"),
-            ("ipc", "clone_newipc"),
-            ("uts", "clone_newuts"),
-            ("cgroup", "clone_newcgroup"),
-        ]
-        .into_iter()
-        .filter(|(_, key)| setting(key).unwrap_or(true))
-        .map(|(name, _)| name)
-        .collect();
-        let seccomp = text
-            .lines()
-            .map(str::trim)
-            .any(|l| l.starts_with("seccomp_string:") || l.starts_with("seccomp_policy_file:"));
-        Ok(ConfigFacts { namespaces, seccomp })
-    }
-}
-
 impl Nsjail {
     /// nsjail's arguments for one jail (everything but the fds, which `spawn` sets up).
     /// `id` is the jail's own host uid and gid (see `jail::ids`).
     pub(super) fn arguments(&self, spec: &JailSpec, id: u32) -> Vec<String> {
-        let mut args = self.options(spec, &self.config.display().to_string(), id);
-        args.push("--".into());
-        args.extend(self.interpreter(protocol::RUNNER_SOURCE));
-        // The runner's own word for the same thing.
-        args.push(if spec.warm { "warm" } else { "cold" }.into());
+        // The runner's own word for a warm jail.
+        let mut args = vec![if spec.warm { "warm" } else { "cold" }.into()];
         args.extend(spec.flavour.modules().iter().map(|m| m.to_string()));
+        let config = self.config.display().to_string();
+        let role = Role {
+            config: &config,
+            options: Vec::new(),
+            source: protocol::RUNNER_SOURCE,
+            args,
+        };
+        self.role_arguments(spec, id, role)
+    }
+
+    /// nsjail's arguments for a jail of `spec` that runs `role`, as host uid and gid `id`.
+    pub(crate) fn role_arguments(&self, spec: &JailSpec, id: u32, role: Role) -> Vec<String> {
+        let mut args = self.options(spec, role.config, id);
+        args.extend(role.options);
+        args.push("--".into());
+        args.extend(self.interpreter(role.source));
+        args.extend(role.args);
         args
     }
 
-    /// How to start a zygote of `spec`'s flavour: the same options as a jail's, with the
-    /// zygote role's config (derived from this one) and extra mount, running `zygote.py`.
-    /// The zygote runs as a host id of its own, `id`, as a jail does. Each execution it forks
-    /// runs as another id of the service's: those are mapped (to themselves) into the zygote's
-    /// user namespace, and the zygote keeps CAP_SETUID and CAP_SETGID there, and only there, so
-    /// that a child can become its id before it makes its own user namespace.
-    pub(crate) fn zygote_command(&self, spec: &JailSpec, id: JailId) -> Result<ZygoteCommand, String> {
-        let text = std::fs::read_to_string(&self.config).map_err(|e| format!("NSJAIL_CONFIG: {e}"))?;
-        let mut args = self.options(spec, &ZygoteCommand::config_path(), id.get());
-        if !self.isolation.user_namespace {
-            return Err("a zygote needs a user namespace".into());
-        }
-        for (first, count) in self.other_ids(id.get()) {
-            let mapping = format!("{first}:{first}:{count}");
-            args.extend(["--user".into(), mapping.clone(), "--group".into(), mapping]);
-        }
-        for cap in fork::ZYGOTE_CAPABILITIES {
-            args.extend(["--cap".into(), cap.into()]);
-        }
-        args.extend(["--mount".into(), fork::PROC_RW_MOUNT.into(), "--".into()]);
-        args.extend(self.interpreter(fork::ZYGOTE_SOURCE));
-        args.extend([fork::zygote_settings(&text), protocol::RUNNER_SOURCE.into()]);
-        args.extend(spec.flavour.modules().iter().map(|m| m.to_string()));
-        Ok(ZygoteCommand {
-            nsjail: self.nsjail.clone(),
-            args,
-            config: fork::zygote_config(&text)?,
-            id,
-            venv: self.venv.clone(),
-        })
+    /// The text of nsjail.cfg, for a role that derives a config of its own from it.
+    pub(crate) fn config_text(&self) -> Result<String, String> {
+        std::fs::read_to_string(&self.config).map_err(|e| format!("NSJAIL_CONFIG: {e}"))
     }
 
     /// RLIMIT_AS for a jail with this memory limit, in MiB.

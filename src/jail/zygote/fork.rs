@@ -13,18 +13,18 @@
 use super::socket::{content_pipe, pipe, seqpacket_pair, Control};
 use crate::jail::cgroup::JailCgroup;
 use crate::jail::ids::JailId;
+use crate::jail::nsjail::{writable_by_jail, Nsjail, Role};
 use crate::jail::output::{read_capped, Captured};
+use crate::jail::{protocol, JailSpec};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 
-pub const ZYGOTE_SOURCE: &str = include_str!("../../zygote.py");
+const ZYGOTE_SOURCE: &str = include_str!("../../zygote.py");
 
 /// Calls nsjail.cfg denies that a zygote's child needs to become a jail: `(kafel name, x86-64
 /// number)`. The one list both filters are made from.
@@ -36,14 +36,14 @@ pub const NAMESPACE_CALLS: [(&str, libc::c_long); 3] = [
 
 /// What the zygote keeps, in its own user namespace only: the right to become one of the
 /// service's ids (mapped there), which each child does before anything else (`zygote.py`).
-pub const ZYGOTE_CAPABILITIES: [&str; 2] = ["CAP_SETUID", "CAP_SETGID"];
+const ZYGOTE_CAPABILITIES: [&str; 2] = ["CAP_SETUID", "CAP_SETGID"];
 
 /// The zygote's fd for its control socket, and the extra mount its role needs.
 const CONTROL_FD: RawFd = 3;
-pub const PROC_RW_MOUNT: &str = "none:/proc:proc:rw";
+const PROC_RW_MOUNT: &str = "none:/proc:proc:rw";
 
 /// The zygote role's nsjail config: `config` with the namespace calls allowed ahead of its policy.
-pub fn zygote_config(config: &str) -> Result<String, String> {
+fn zygote_config(config: &str) -> Result<String, String> {
     if config.contains("seccomp_policy_file") {
         return Err("the nsjail config uses a policy file; the zygote's policy is derived from seccomp_string".into());
     }
@@ -66,7 +66,7 @@ pub fn zygote_config(config: &str) -> Result<String, String> {
 /// The zygote's first argument: what `zygote.py` needs from the service: the calls its
 /// children deny, and the errno they answer (the config's first `ERRNO(n)`, so that a script
 /// sees the same answer from either filter).
-pub fn zygote_settings(config: &str) -> String {
+fn zygote_settings(config: &str) -> String {
     let numbers: Vec<libc::c_long> = NAMESPACE_CALLS.iter().map(|(_, nr)| *nr).collect();
     let errno = config
         .lines()
@@ -142,7 +142,7 @@ pub async fn fork(control: &Control, limits: &ForkLimits) -> Result<Forked, Stri
     let (stderr_r, stderr_w) = pipe().map_err(|e| format!("pipe: {e}"))?;
     for end in [&stdout_w, &stderr_w] {
         // /dev/stdout and /dev/stderr reopen them, as in a jail nsjail starts.
-        crate::jail::nsjail::writable_by_jail(end).map_err(|e| format!("pipe: {e}"))?;
+        writable_by_jail(end).map_err(|e| format!("pipe: {e}"))?;
     }
     let (result_r, result_w) = pipe().map_err(|e| format!("pipe: {e}"))?;
     let (ctl, ctl_child) = seqpacket_pair().map_err(|e| format!("socketpair: {e}"))?;
@@ -202,79 +202,76 @@ pub struct Zygote {
     id: JailId,
 }
 
-/// How nsjail is to be started for a zygote: its path and arguments, with `/dev/fd/5` as the
-/// config (`zygote_config`'s text is put there) and fds 3 (control) and 4 (log) passed.
+/// How nsjail is to be started for a zygote: its arguments, with `/dev/fd/5` as the config
+/// (`zygote_config`'s text is put there) and fds 3 (control) and 4 (log) passed.
 pub struct ZygoteCommand {
-    pub nsjail: PathBuf,
-    pub args: Vec<String>,
-    pub config: String,
-    /// The zygote's host uid and gid, shared by the executions it forks; given back with it.
-    pub id: JailId,
-    /// The sandbox virtualenv's host path, staged for nsjail as a jail's is (`nsjail::venv`).
-    pub venv: Option<std::ffi::CString>,
+    args: Vec<String>,
+    config: String,
+    /// The zygote's own host uid and gid (each execution it forks has another); given back with it.
+    id: JailId,
 }
 
 impl ZygoteCommand {
-    /// The config argument this command's `args` must use.
-    pub fn config_path() -> String {
-        format!("/dev/fd/{CONFIG_FD}")
+    /// A zygote of `spec`'s flavour: nsjail's options for a jail of `spec`, with the zygote
+    /// role's config (derived from nsjail.cfg) and extra mount, running `zygote.py`.
+    /// The zygote runs as a host id of its own, `id`, as a jail does. Each execution it forks
+    /// runs as another id of the service's: those are mapped (to themselves) into the zygote's
+    /// user namespace, and the zygote keeps CAP_SETUID and CAP_SETGID there, and only there, so
+    /// that a child can become its id before it makes its own user namespace.
+    pub fn new(nsjail: &Nsjail, spec: &JailSpec, id: JailId) -> Result<ZygoteCommand, String> {
+        let text = nsjail.config_text()?;
+        if !nsjail.isolation.user_namespace {
+            return Err("a zygote needs a user namespace".into());
+        }
+        let mut options = Vec::new();
+        for (first, count) in nsjail.other_ids(id.get()) {
+            let mapping = format!("{first}:{first}:{count}");
+            options.extend(["--user".into(), mapping.clone(), "--group".into(), mapping]);
+        }
+        for cap in ZYGOTE_CAPABILITIES {
+            options.extend(["--cap".into(), cap.into()]);
+        }
+        options.extend(["--mount".into(), PROC_RW_MOUNT.into()]);
+        let mut args = vec![zygote_settings(&text), protocol::RUNNER_SOURCE.into()];
+        args.extend(spec.flavour.modules().iter().map(|m| m.to_string()));
+        let role = Role {
+            config: &format!("/dev/fd/{CONFIG_FD}"),
+            options,
+            source: ZYGOTE_SOURCE,
+            args,
+        };
+        Ok(ZygoteCommand {
+            args: nsjail.role_arguments(spec, id.get(), role),
+            config: zygote_config(&text)?,
+            id,
+        })
     }
 }
 
 impl Zygote {
     /// Starts a zygote and waits for its `ready` (its modules imported).
-    pub async fn start(command: ZygoteCommand, cgroup: Option<JailCgroup>, within: Duration) -> Result<Zygote, String> {
+    pub async fn start(
+        nsjail: &Nsjail,
+        command: ZygoteCommand,
+        cgroup: Option<JailCgroup>,
+        within: Duration,
+    ) -> Result<Zygote, String> {
         let config = content_pipe(command.config.as_bytes()).map_err(|e| format!("config pipe: {e}"))?;
         let (control, control_child) = seqpacket_pair().map_err(|e| format!("socketpair: {e}"))?;
         let (log_r, log_w) = pipe().map_err(|e| format!("pipe: {e}"))?;
         let join_files: Vec<std::ffi::CString> = cgroup.as_ref().map(|c| c.join_files().to_vec()).unwrap_or_default();
-        let mut std_command = std::process::Command::new(&command.nsjail);
-        // The zygote's own stderr (a traceback if it fails) goes to the log pipe with nsjail's.
-        let log_copy = log_w.try_clone().map_err(|e| format!("pipe: {e}"))?;
-        std_command
-            .args(&command.args)
-            .env_clear()
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::from(log_copy));
-        let fds = [
+        let fds = vec![
             (control_child.as_raw_fd(), CONTROL_FD),
             (log_w.as_raw_fd(), LOG_FD),
             (config.as_raw_fd(), CONFIG_FD),
         ];
-        // SAFETY: only async-signal-safe calls (open, write, close, fcntl, dup2, prctl) on
-        // memory prepared before fork.
-        unsafe {
-            let venv = command.venv.clone();
-            std_command.pre_exec(move || {
-                if let Some(venv) = &venv {
-                    crate::jail::nsjail::venv::stage(venv)?;
-                }
-                for file in &join_files {
-                    let fd = libc::open(file.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
-                    if fd < 0 || libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
-                        return Err(io::Error::last_os_error());
-                    }
-                    libc::close(fd);
-                }
-                // Clear of 3..=5 first, then into place (dup2 clears close-on-exec).
-                let mut high = [0; 3];
-                for (i, (fd, _)) in fds.iter().enumerate() {
-                    high[i] = libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, 10);
-                    if high[i] < 0 {
-                        return Err(io::Error::last_os_error());
-                    }
-                }
-                for (i, (_, target)) in fds.iter().enumerate() {
-                    if libc::dup2(high[i], *target) < 0 {
-                        return Err(io::Error::last_os_error());
-                    }
-                }
-                // If the service dies, its zygotes die with it.
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
+        let mut std_command = nsjail.command(&command.args, join_files, fds);
+        // The zygote's own stderr (a traceback if it fails) goes to the log pipe with nsjail's.
+        let log_copy = log_w.try_clone().map_err(|e| format!("pipe: {e}"))?;
+        std_command
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::from(log_copy));
         let mut tokio_command = tokio::process::Command::from(std_command);
         tokio_command.kill_on_drop(true);
         let mut child = tokio_command.spawn().map_err(|e| format!("cannot start nsjail: {e}"))?;
