@@ -6,10 +6,12 @@ use crate::error::{ApiError, ErrorKind};
 use crate::jail::DATA_LIBRARIES;
 use rustpython_parser::ast::{self, Stmt};
 use rustpython_parser::lexer::LexicalErrorType;
-use rustpython_parser::source_code::RandomLocator;
 use rustpython_parser::{Parse, ParseErrorType};
 
 mod indentation;
+mod syntax;
+
+use syntax::{line_column, parse_error, syntax_error};
 
 /// What the service learned about a valid script.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,32 +91,6 @@ fn is_tab_error(error: &ParseErrorType) -> bool {
         error,
         ParseErrorType::Lexical(LexicalErrorType::TabError | LexicalErrorType::TabsAfterSpaces)
     )
-}
-
-fn parse_error(script: &str, err: &rustpython_parser::ParseError) -> ApiError {
-    let location = RandomLocator::new(script).locate(err.offset);
-    syntax_error(
-        &err.error.to_string(),
-        location.row.get() as usize,
-        location.column.get() as usize,
-    )
-}
-
-fn syntax_error(message: &str, line: usize, column: usize) -> ApiError {
-    ApiError::new(
-        ErrorKind::SyntaxError,
-        format!("SyntaxError: {message} (line {line}, column {column})"),
-    )
-    .with("line", line)
-    .with("column", column)
-}
-
-/// 1-based line and character column of a byte offset.
-fn line_column(script: &str, offset: usize) -> (usize, usize) {
-    let before = &script[..offset];
-    let line = before.matches('\n').count() + 1;
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    (line, before[line_start..].chars().count() + 1)
 }
 
 fn handler_bodies(handlers: &[ast::ExceptHandler]) -> Vec<&[Stmt]> {

@@ -4,7 +4,7 @@
 //! measures disagree about the block structure. We do the same, then parse the script with
 //! its indentation expanded to spaces (only the validator sees that copy).
 
-use super::{parse_error, syntax_error};
+use super::syntax::{parse_error, syntax_error};
 use crate::error::ApiError;
 use rustpython_parser::ast::{self, Suite};
 use rustpython_parser::lexer::lex;
