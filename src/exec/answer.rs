@@ -1,7 +1,7 @@
 //! How an execution ended → the API's success or error.
 
+use super::job::{Job, Success};
 use crate::error::{ApiError, ErrorKind};
-use crate::exec::{Job, Success};
 use crate::jail::protocol::Usage;
 use crate::jail::{Accounting, Captured, Ending, Execution, Report};
 use serde_json::{Map, Value};
