@@ -1,19 +1,23 @@
 //! `GET /health`: the service's state as it is: the isolation the launcher has in force, the
 //! limits of the configuration in force, the slots and the pool right now.
 
-use super::{json_response, App, Body};
+use crate::config::Settings;
 use crate::error::{ApiError, ErrorKind};
+use crate::exec::Executor;
+use crate::jail::probe::SandboxPython;
 use crate::jail::{Flavour, Launcher};
-use hyper::{Response, StatusCode};
 use serde_json::{json, Map, Value};
-use std::sync::atomic::Ordering;
 
-pub fn health<L: Launcher>(app: &App<L>) -> Result<Response<Body>, ApiError> {
-    if app.draining.load(Ordering::Acquire) {
+/// The body of `/health`; unavailable while the service is `draining`.
+pub fn health<L: Launcher>(
+    settings: &Settings,
+    executor: &Executor<L>,
+    python: &SandboxPython,
+    draining: bool,
+) -> Result<Value, ApiError> {
+    if draining {
         return Err(ApiError::new(ErrorKind::Unavailable, "shutting down"));
     }
-    let settings = &app.settings;
-    let executor = &app.executor;
     let limits = &executor.limits;
     let admission = &executor.admission;
     let mut body = Map::new();
@@ -22,8 +26,8 @@ pub fn health<L: Launcher>(app: &App<L>) -> Result<Response<Body>, ApiError> {
         "isolation".into(),
         serde_json::to_value(executor.launcher.facts()).map_err(|_| ApiError::internal())?,
     );
-    body.insert("python".into(), app.python.version.clone().into());
-    body.insert("packages".into(), json!(app.python.packages));
+    body.insert("python".into(), python.version.clone().into());
+    body.insert("packages".into(), json!(python.packages));
     body.insert(
         "limits".into(),
         json!({
@@ -61,5 +65,5 @@ pub fn health<L: Launcher>(app: &App<L>) -> Result<Response<Body>, ApiError> {
             .collect();
         body.insert("pool".into(), json!({"size_per_flavour": pool.size(), "ready": ready}));
     }
-    Ok(json_response(StatusCode::OK, Value::Object(body).to_string()))
+    Ok(Value::Object(body))
 }

@@ -235,7 +235,11 @@ async fn route<L: Launcher>(
             _ => Err(ApiError::method_not_allowed("POST")),
         },
         "/health" => match *request.method() {
-            Method::GET | Method::HEAD => health::health(app),
+            Method::GET | Method::HEAD => {
+                let draining = app.draining.load(Ordering::Acquire);
+                let body = health::health(&app.settings, &app.executor, &app.python, draining)?;
+                Ok(json_response(StatusCode::OK, body.to_string()))
+            }
             _ => Err(ApiError::method_not_allowed("GET, HEAD")),
         },
         "/openapi.json" => match *request.method() {
