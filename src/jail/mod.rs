@@ -249,7 +249,7 @@ pub struct IsolationFacts {
     pub network: &'static str,
 }
 
-/// Starts jails. Implementations: `nsjail::Nsjail`.
+/// Starts jails. Implementations: `nsjail::Nsjail`, and `zygote::Launchers` in front of it.
 pub trait Launcher: Send + Sync + 'static {
     type Jail: Jail;
 
