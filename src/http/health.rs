@@ -1,5 +1,6 @@
 //! `GET /health`: the service's state as it is: the isolation the launcher has in force, the
-//! limits of the configuration in force, the slots and the pool right now.
+//! limits of the configuration in force, the slots, the validator threads and the pool right
+//! now.
 
 use super::{json_response, App, Body};
 use crate::error::{ApiError, ErrorKind};
@@ -40,6 +41,11 @@ pub fn health<L: Launcher>(app: &App<L>) -> Result<Response<Body>, ApiError> {
     body.insert(
         "slots".into(),
         json!({"capacity": admission.capacity(), "in_use": admission.in_use(), "waiting": admission.waiting()}),
+    );
+    let parser = &app.parser_threads;
+    body.insert(
+        "validation".into(),
+        json!({"capacity": parser.capacity(), "in_use": parser.in_use(), "waiting": parser.waiting()}),
     );
     let strategy = match (executor.launcher.zygotes_ready(), &executor.pool) {
         (Some(ready), _) => {
