@@ -268,6 +268,11 @@ pub trait Launcher: Send + Sync + 'static {
     fn zygotes_ready(&self) -> Option<Vec<(Flavour, bool)>> {
         None
     }
+
+    /// With zygotes in force: whether each flavour's next zygote is being started.
+    fn zygotes_starting(&self) -> Option<Vec<(Flavour, bool)>> {
+        None
+    }
 }
 
 /// A started jail whose runner waits for its one script.
