@@ -12,7 +12,7 @@
 
 use crate::jail::{deadline, Flavour, Jail, JailSpec, Launcher};
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
@@ -37,6 +37,9 @@ pub struct Pool<L: Launcher> {
     memory_bytes: u64,
     timeout: Duration,
     shelves: [Mutex<Shelf<L::Jail>>; 3],
+    /// Jails being started for each shelf: with `ready`, every idle jail there is (for
+    /// `/health`, where a leaked jail shows as one more than these account for).
+    starting: [AtomicUsize; 3],
     wake: Notify,
     stopped: AtomicBool,
 }
@@ -70,6 +73,7 @@ impl<L: Launcher> Pool<L> {
             memory_bytes,
             timeout,
             shelves: [shelf(), shelf(), shelf()],
+            starting: Default::default(),
             wake: Notify::new(),
             stopped: AtomicBool::new(false),
         })
@@ -134,6 +138,10 @@ impl<L: Launcher> Pool<L> {
         self.shelves[index(flavour)].lock().map(|s| s.ready.len()).unwrap_or(0)
     }
 
+    pub fn starting(&self, flavour: Flavour) -> usize {
+        self.starting[index(flavour)].load(Ordering::Acquire)
+    }
+
     /// Keeps the shelves stocked until `stop`. Runs as one background task; `busy` says when
     /// requests need every resource (then nothing is started).
     pub async fn refill(self: Arc<Self>, busy: impl Fn() -> bool + Send + 'static) {
@@ -142,14 +150,21 @@ impl<L: Launcher> Pool<L> {
             let needy = Flavour::ALL.into_iter().find(|&f| self.ready(f) < self.target(f));
             match needy {
                 Some(flavour) if !busy() => {
-                    if let Some(jail) = self.start(flavour).await {
-                        if self.stopped.load(Ordering::Acquire) {
-                            break;
+                    let starting = &self.starting[index(flavour)];
+                    starting.fetch_add(1, Ordering::AcqRel);
+                    let started = self.start(flavour).await;
+                    let failed = started.is_none();
+                    if let Some(jail) = started {
+                        // A jail started after `stop` is destroyed here, unshelved.
+                        if !self.stopped.load(Ordering::Acquire) {
+                            if let Ok(mut shelf) = self.shelves[index(flavour)].lock() {
+                                shelf.ready.push_back(jail);
+                            }
                         }
-                        if let Ok(mut shelf) = self.shelves[index(flavour)].lock() {
-                            shelf.ready.push_back(jail);
-                        }
-                    } else {
+                    }
+                    // Only once shelved: a jail is never uncounted.
+                    starting.fetch_sub(1, Ordering::AcqRel);
+                    if failed {
                         // Failing starts are logged by `start`; do not spin on them.
                         tokio::time::sleep(deadline::REFILL_RETRY).await;
                     }

@@ -12,6 +12,9 @@ mod indentation;
 mod syntax;
 
 use syntax::{line_column, parse_error, syntax_error};
+mod threads;
+
+pub use threads::{ParseFn, ParserThreads};
 
 /// What the service learned about a valid script.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,38 +28,8 @@ pub struct ScriptInfo {
     pub imports_chart_library: bool,
 }
 
-/// Deeply nested code makes deeply recursive syntax trees: parse on a thread whose stack
-/// cannot run out before the script-size cap does (only the pages touched are ever used).
-const PARSER_STACK_BYTES: usize = 1 << 30;
-
-/// Scripts up to this size are validated right away on the async worker: their syntax trees
-/// cannot nest deep enough to exhaust its stack (RUNTIME_STACK_BYTES), and parsing them
-/// takes microseconds. Bigger ones go to a thread of their own.
-const INLINE_LIMIT: usize = 16 * 1024;
-
-/// The async workers' stack size (set in main), which bounds INLINE_LIMIT.
+/// The async workers' stack size (set in main), which bounds what `threads` validates inline.
 pub const RUNTIME_STACK_BYTES: usize = 8 << 20;
-
-/// Validates without blocking the async runtime or risking its stack.
-pub async fn validate_off_thread(script: String) -> Result<ScriptInfo, ApiError> {
-    if script.len() <= INLINE_LIMIT {
-        return validate(&script);
-    }
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let spawned = std::thread::Builder::new()
-        .name("validate".into())
-        .stack_size(PARSER_STACK_BYTES)
-        .spawn(move || {
-            let _ = tx.send(validate(&script));
-        });
-    if spawned.is_err() {
-        return Err(ApiError::new(
-            ErrorKind::Unavailable,
-            "cannot start the validator; retry later",
-        ));
-    }
-    rx.await.unwrap_or_else(|_| Err(ApiError::internal()))
-}
 
 pub fn validate(script: &str) -> Result<ScriptInfo, ApiError> {
     if let Some(offset) = script.find('\0') {

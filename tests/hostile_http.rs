@@ -365,3 +365,80 @@ fn scripts_built_to_choke_the_validator_get_clear_answers() {
         assert_eq!(r.result(), json!(900_000));
     });
 }
+
+/// The service's threads named `validate` (its parser threads), as /proc shows them.
+fn parser_threads(server_pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{server_pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|task| std::fs::read_to_string(task.path().join("comm")).is_ok_and(|name| name.trim() == "validate"))
+        .count()
+}
+
+#[test]
+fn a_flood_of_big_scripts_gets_a_bounded_number_of_parser_threads() {
+    // Every script over 16 KiB is parsed on a thread of its own (with a big stack): a flood of
+    // them must not make a thread each. Seen from outside (the service's `validate` threads in
+    // /proc) and in /health; every request of the flood gets a JSON answer.
+    let server = Server::start_cold();
+    let health = server.get("/health").json();
+    let capacity = health["validation"]["capacity"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("/health does not count the parser threads: {health}")) as usize;
+    // Parsed whole before it is found to lack `main`: no jail, only parsing.
+    let script = format!("x = {}1\n", "1+".repeat(400_000));
+    let flood = 12 * capacity + 8;
+    let most = contained(&server, || {
+        let done = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            let watcher = scope.spawn(|| {
+                let mut most = 0;
+                while !done.load(std::sync::atomic::Ordering::Acquire) {
+                    most = most.max(parser_threads(server.pid()));
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                most
+            });
+            let requests: Vec<_> = (0..flood)
+                .map(|_| common::post_in_background(server.port, json!({ "script": script })))
+                .collect();
+            let mut answered = std::collections::BTreeMap::new();
+            for request in requests {
+                let r = request.join().expect("a flood request");
+                let body = assert_error_of(&r, &["missing_main", "overloaded"]);
+                if body["kind"] == "overloaded" {
+                    assert_error(&r, 429, "overloaded");
+                    assert!(r.header("retry-after").is_some(), "{}", r.text());
+                }
+                *answered
+                    .entry(body["kind"].as_str().unwrap_or("").to_string())
+                    .or_insert(0) += 1;
+            }
+            done.store(true, std::sync::atomic::Ordering::Release);
+            assert!(
+                answered.contains_key("missing_main"),
+                "nothing was parsed: {answered:?}"
+            );
+            watcher.join().unwrap()
+        })
+    });
+    assert!(most >= 1, "the watcher never saw a parser thread");
+    assert!(
+        most <= capacity,
+        "{most} parser threads at once, over the {capacity} /health states"
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let health = server.get("/health").json();
+        let alive = parser_threads(server.pid());
+        if health["validation"]["in_use"] == 0 && health["validation"]["waiting"] == 0 && alive == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "parser threads still there ({alive} in /proc): {health}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

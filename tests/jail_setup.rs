@@ -57,6 +57,18 @@ def main():
     assert!(stderr.starts_with("opened /dev/stderr\nthere\n"), "{body}");
 }
 
+/// A virtualenv of the host's Python 3.11 at `venv` (no packages: the plain flavour only);
+/// returns its interpreter.
+fn host_python_venv(venv: &std::path::Path) -> std::path::PathBuf {
+    let made = std::process::Command::new("/usr/bin/python3.11")
+        .args(["-m", "venv", "--without-pip"])
+        .arg(venv)
+        .status()
+        .expect("run python3.11 -m venv");
+    assert!(made.success());
+    venv.join("bin/python3")
+}
+
 /// A checkout in a directory only its owner may enter (a clone under /root, a `mktemp -d`):
 /// the jail's uid cannot traverse it, yet the user-namespace jail still gets its virtualenv.
 #[test]
@@ -66,15 +78,7 @@ fn a_virtualenv_in_a_private_directory_keeps_the_user_namespace() {
     let _ = std::fs::remove_dir_all(&private);
     std::fs::create_dir_all(&private).unwrap();
     std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
-    // A virtualenv of the host's Python 3.11 (no packages: the plain flavour only).
-    let venv = private.join("venv");
-    let made = std::process::Command::new("/usr/bin/python3.11")
-        .args(["-m", "venv", "--without-pip"])
-        .arg(&venv)
-        .status()
-        .expect("run python3.11 -m venv");
-    assert!(made.success());
-    let python = venv.join("bin/python3");
+    let python = host_python_venv(&private.join("venv"));
     let python = python.to_str().unwrap();
     // The default choice (auto): a fall back to no user namespace would pass silently.
     let server = Server::start_with(&[("SANDBOX_PYTHON", python), ("POOL_SIZE", "0")]);
@@ -107,4 +111,47 @@ fn a_virtualenv_in_a_private_directory_keeps_the_user_namespace() {
     }
     drop(server);
     std::fs::remove_dir_all(&private).unwrap();
+}
+
+/// With rlimits only, a request's lowered memory limit under which Python cannot start is a
+/// 400 `memory_limit` (raise `memory_mb`), not a 503 asking to retry what can never succeed.
+/// The host's Python 3.11 starts within the API's lowest limit (32 MiB), so this interpreter is
+/// made to need more to start: its virtualenv has a 16 MiB `.pth` line, which `site` reads
+/// whole at every start (a MemoryError within 32 MiB of address space; it fits in 128).
+#[test]
+fn a_memory_limit_too_low_for_python_to_start_is_a_memory_limit_answer() {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("heavy-start-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let python = host_python_venv(&dir.join("venv"));
+    let ballast = dir.join("venv/lib/python3.11/site-packages/zz-start-ballast.pth");
+    std::fs::write(&ballast, format!("{}\n", "x".repeat(16 << 20))).unwrap();
+    let server = Server::start_with(&[
+        ("SANDBOX_PYTHON", python.to_str().unwrap()),
+        ("SANDBOX_CGROUP", "none"),
+        ("POOL_SIZE", "0"),
+    ]);
+    let health = server.get("/health").json();
+    assert_eq!(health["isolation"]["cgroup"], json!(null), "{health}");
+    let post = |memory_mb: Option<u64>| {
+        server.post_json(
+            "/execute",
+            &json!({"script": "def main():\n    return 7\n", "memory_mb": memory_mb}),
+        )
+    };
+    // The same answer every time: it is the limit, not a passing fault.
+    for _ in 0..2 {
+        let r = post(Some(32));
+        assert_eq!((r.status, r.kind()), (400, "memory_limit".to_string()), "{}", r.text());
+        let body = r.json();
+        assert_eq!(body["limit_mb"], 32, "{body}");
+        assert!(
+            body["error"].as_str().is_some_and(|m| m.contains("memory_mb")),
+            "{body}"
+        );
+    }
+    // Where Python fits, the same script runs: under a lowered limit and under the service's.
+    assert_eq!(post(Some(128)).result(), json!(7));
+    assert_eq!(post(None).result(), json!(7));
+    drop(server);
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -102,6 +102,16 @@ fn result_too_large(result_limit: usize) -> ApiError {
     .with("limit_bytes", result_limit)
 }
 
+/// A lowered memory limit under which Python itself cannot start: the limit was reached
+/// before the script ran, and only a higher `memory_mb` helps.
+pub fn too_little_memory_to_start(limit_mb: u64) -> ApiError {
+    ApiError::new(
+        ErrorKind::MemoryLimit,
+        format!("Python cannot start within a {limit_mb} MiB memory limit here; raise memory_mb"),
+    )
+    .with("limit_mb", limit_mb)
+}
+
 fn memory_limit(limit_mb: u64) -> ApiError {
     ApiError::new(
         ErrorKind::MemoryLimit,

@@ -45,6 +45,16 @@ impl<L: Launcher> Executor<L> {
             .start(JailSpec::cold(flavour, memory_bytes, timeout))
             .await
             .map_err(|e| {
+                // Jails at the service's own limit start (the probe and the pool prove it): one
+                // whose interpreter ended before it was ready under a lowered limit cannot start
+                // under that limit, and asking again would not change that.
+                if e.ended_before_ready && memory_bytes < self.limits.memory_bytes {
+                    crate::logging::warning(
+                        "python cannot start under a request's lowered memory limit",
+                        crate::fields! {"memory_mb" => memory_bytes >> 20, "reason" => e.message, "nsjail_log" => e.log},
+                    );
+                    return answer::too_little_memory_to_start(memory_bytes >> 20);
+                }
                 crate::logging::error(
                     "a jail failed to start",
                     crate::fields! {"reason" => e.message, "nsjail_log" => e.log},

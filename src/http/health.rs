@@ -1,11 +1,13 @@
 //! `GET /health`: the service's state as it is: the isolation the launcher has in force, the
-//! limits of the configuration in force, the slots and the pool right now.
+//! limits of the configuration in force, the slots, the validator threads and the pool (ready
+//! and starting jails) right now.
 
 use crate::config::Settings;
 use crate::error::{ApiError, ErrorKind};
 use crate::exec::Executor;
 use crate::jail::probe::SandboxPython;
 use crate::jail::{Flavour, Launcher};
+use crate::validation::ParserThreads;
 use serde_json::{json, Map, Value};
 
 /// The body of `/health`; unavailable while the service is `draining`.
@@ -13,6 +15,7 @@ pub fn health<L: Launcher>(
     settings: &Settings,
     executor: &Executor<L>,
     python: &SandboxPython,
+    parser: &ParserThreads,
     draining: bool,
 ) -> Result<Value, ApiError> {
     if draining {
@@ -45,13 +48,23 @@ pub fn health<L: Launcher>(
         "slots".into(),
         json!({"capacity": admission.capacity(), "in_use": admission.in_use(), "waiting": admission.waiting()}),
     );
+    body.insert(
+        "validation".into(),
+        json!({"capacity": parser.capacity(), "in_use": parser.in_use(), "waiting": parser.waiting()}),
+    );
+    let by_flavour = |states: Vec<(Flavour, bool)>| -> Value {
+        Value::Object(
+            states
+                .into_iter()
+                .map(|(f, b)| (f.as_str().to_string(), b.into()))
+                .collect(),
+        )
+    };
     let strategy = match (executor.launcher.zygotes_ready(), &executor.pool) {
         (Some(ready), _) => {
-            let ready: Map<String, Value> = ready
-                .into_iter()
-                .map(|(f, r)| (f.as_str().to_string(), r.into()))
-                .collect();
-            body.insert("zygotes".into(), Value::Object(ready));
+            body.insert("zygotes".into(), by_flavour(ready));
+            let starting = executor.launcher.zygotes_starting().unwrap_or_default();
+            body.insert("zygotes_starting".into(), by_flavour(starting));
             "zygote"
         }
         (None, Some(_)) => "pool",
@@ -59,11 +72,20 @@ pub fn health<L: Launcher>(
     };
     body.insert("strategy".into(), strategy.into());
     if let Some(pool) = &executor.pool {
-        let ready: Map<String, Value> = Flavour::ALL
-            .iter()
-            .map(|f| (f.as_str().to_string(), pool.ready(*f).into()))
-            .collect();
-        body.insert("pool".into(), json!({"size_per_flavour": pool.size(), "ready": ready}));
+        let per_flavour = |count: &dyn Fn(Flavour) -> usize| -> Map<String, Value> {
+            Flavour::ALL
+                .iter()
+                .map(|f| (f.as_str().to_string(), count(*f).into()))
+                .collect()
+        };
+        body.insert(
+            "pool".into(),
+            json!({
+                "size_per_flavour": pool.size(),
+                "ready": per_flavour(&|f| pool.ready(f)),
+                "starting": per_flavour(&|f| pool.starting(f)),
+            }),
+        );
     }
     Ok(Value::Object(body))
 }

@@ -5,7 +5,7 @@ use crate::config::Settings;
 use crate::error::{ApiError, ErrorKind};
 use crate::exec::{Job, JobData};
 use crate::http::data;
-use crate::validation;
+use crate::validation::ParserThreads;
 use serde_json::value::RawValue;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -15,9 +15,9 @@ use std::time::Duration;
 const MAX_NESTING: usize = 128;
 
 /// The job a request body describes, or why it describes none.
-pub async fn job_from_body(settings: &Settings, body: &[u8]) -> Result<Job, ApiError> {
+pub async fn job_from_body(settings: &Settings, parser: &ParserThreads, body: &[u8]) -> Result<Job, ApiError> {
     let (script, timeout, memory_bytes, data) = parse_job(settings, body)?;
-    let info = validation::validate_off_thread(script.clone()).await?;
+    let info = parser.validate(script.clone()).await?;
     if data.input.is_some() && info.main_takes_input == Some(false) {
         return Err(ApiError::new(
             ErrorKind::InvalidRequest,

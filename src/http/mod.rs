@@ -14,6 +14,7 @@ use crate::fields;
 use crate::jail::probe::SandboxPython;
 use crate::jail::Launcher;
 use crate::logging;
+use crate::validation::ParserThreads;
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{self, HeaderMap, HeaderValue};
@@ -36,6 +37,8 @@ pub struct App<L: Launcher> {
     pub executor: Executor<L>,
     /// The sandbox's Python (version, importable packages), found by the start-up probe.
     pub python: SandboxPython,
+    /// Where scripts are validated (big ones on bounded threads of their own).
+    pub parser_threads: ParserThreads,
     pub draining: AtomicBool,
     request_counter: AtomicU64,
     request_id_salt: u64,
@@ -55,6 +58,7 @@ impl<L: Launcher> App<L> {
             settings,
             executor,
             python,
+            parser_threads: ParserThreads::per_cpu(),
             draining: AtomicBool::new(false),
             request_counter: AtomicU64::new(0),
             request_id_salt: hasher.finish(),
@@ -237,7 +241,7 @@ async fn route<L: Launcher>(
         "/health" => match *request.method() {
             Method::GET | Method::HEAD => {
                 let draining = app.draining.load(Ordering::Acquire);
-                let body = health::health(&app.settings, &app.executor, &app.python, draining)?;
+                let body = health::health(&app.settings, &app.executor, &app.python, &app.parser_threads, draining)?;
                 Ok(json_response(StatusCode::OK, body.to_string()))
             }
             _ => Err(ApiError::method_not_allowed("GET, HEAD")),
@@ -270,7 +274,7 @@ async fn run_script<L: Launcher>(
     let body = body::read_body(settings, request).await?;
 
     let validate_started = Instant::now();
-    let job = job::job_from_body(settings, &body).await;
+    let job = job::job_from_body(settings, &app.parser_threads, &body).await;
     drop(body);
     let validate_took = validate_started.elapsed();
     *timings = Some((validate_took, Timings::default()));

@@ -185,6 +185,10 @@ pub struct JailError {
     pub message: String,
     /// The tail of the launcher's own log (nsjail's), for the service's logs only.
     pub log: String,
+    /// The jail's interpreter ended before it was ready, rather than the host failing to
+    /// start it or it being slow: what its limits did to it (a memory limit too low for
+    /// Python to start, say), not a passing fault.
+    pub ended_before_ready: bool,
 }
 
 impl JailError {
@@ -192,6 +196,7 @@ impl JailError {
         JailError {
             message: message.into(),
             log: String::new(),
+            ended_before_ready: false,
         }
     }
 }
@@ -261,6 +266,11 @@ pub trait Launcher: Send + Sync + 'static {
 
     /// With zygotes in force: whether each flavour's is ready (for `/health`).
     fn zygotes_ready(&self) -> Option<Vec<(Flavour, bool)>> {
+        None
+    }
+
+    /// With zygotes in force: whether each flavour's next zygote is being started.
+    fn zygotes_starting(&self) -> Option<Vec<(Flavour, bool)>> {
         None
     }
 }

@@ -352,7 +352,11 @@ impl NsjailJail {
         };
         match tokio::time::timeout(within, reading).await {
             Ok(true) => Ok(()),
-            Ok(false) => Err(self.failure("the sandbox did not start").await),
+            Ok(false) => {
+                let mut error = self.failure("the sandbox did not start").await;
+                error.ended_before_ready = true;
+                Err(error)
+            }
             Err(_) => Err(self.failure("the sandbox did not become ready in time").await),
         }
     }
@@ -363,13 +367,23 @@ impl NsjailJail {
         if let Some(child) = &mut self.child {
             let _ = tokio::time::timeout(deadline::DRAIN, child.wait()).await;
         }
-        let log = match tokio::time::timeout(deadline::DRAIN, &mut self.log_reader).await {
+        let mut log = match tokio::time::timeout(deadline::DRAIN, &mut self.log_reader).await {
             Ok(Ok(captured)) => captured.text(),
             _ => String::new(),
         };
+        // No script has been handed over yet: what is on stderr is the interpreter's own
+        // (a MemoryError while it starts, say). A bounded peek, for the service's log.
+        if let Some(stderr) = &self.stderr {
+            let mut head = vec![0u8; 4096];
+            if let Ok(n) = stderr.try_read(&mut head) {
+                log.push_str("\ninterpreter stderr: ");
+                log.push_str(&String::from_utf8_lossy(&head[..n]));
+            }
+        }
         JailError {
             message: message.to_string(),
             log,
+            ended_before_ready: false,
         }
     }
 

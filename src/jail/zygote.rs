@@ -159,6 +159,16 @@ impl Launcher for Launchers {
                 .collect(),
         )
     }
+
+    fn zygotes_starting(&self) -> Option<Vec<(Flavour, bool)>> {
+        let zygotes = self.zygotes.as_ref()?;
+        Some(
+            Flavour::ALL
+                .iter()
+                .map(|&f| (f, zygotes.slots[index(f)].lock().is_ok_and(|s| s.starting)))
+                .collect(),
+        )
+    }
 }
 
 impl Zygotes {

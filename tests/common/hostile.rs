@@ -84,9 +84,48 @@ fn suspicious_tmp() -> BTreeSet<OsString> {
     found
 }
 
+/// `GET /health` of the server on `port`: its JSON when it answers 200.
+fn health_at(port: u16) -> Option<Value> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    stream
+        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    if !raw.windows(4).any(|w| w == b"\r\n\r\n") {
+        return None;
+    }
+    let r = Response::parse(&raw);
+    (r.status == 200)
+        .then(|| serde_json::from_slice(&r.body).ok())
+        .flatten()
+}
+
+/// The idle jails /health accounts for, each one process directly under the server (its
+/// nsjail): the pool's ready and starting jails, and each flavour's zygote, ready or starting.
+/// `Err` says what /health lacks to tell.
+fn accounted_jails(health: &Value) -> Result<u64, String> {
+    let counts = |v: &Value| v.as_object().map(|m| m.values().filter_map(Value::as_u64).sum::<u64>());
+    let flags = |v: &Value| v.as_object().map(|m| m.values().filter(|b| **b == true).count() as u64);
+    let mut jails = 0;
+    if !health["pool"].is_null() {
+        let pool = &health["pool"];
+        jails += counts(&pool["ready"]).ok_or(format!("no pool.ready in {health}"))?;
+        jails += counts(&pool["starting"]).ok_or(format!("no pool.starting in {health}"))?;
+    }
+    if !health["zygotes"].is_null() {
+        jails += flags(&health["zygotes"]).ok_or(format!("no zygotes in {health}"))?;
+        jails += flags(&health["zygotes_starting"]).ok_or(format!("no zygotes_starting in {health}"))?;
+    }
+    Ok(jails)
+}
+
 /// What the host looked like before an attack, for one server.
 pub struct HostSnapshot {
     pub server_pid: u32,
+    port: u16,
     mounts: BTreeSet<String>,
     tmp: BTreeSet<OsString>,
     cgroup_parents: Vec<PathBuf>,
@@ -103,6 +142,7 @@ impl HostSnapshot {
         }
         HostSnapshot {
             server_pid,
+            port: server.port,
             mounts: mounts(),
             tmp: suspicious_tmp(),
             cgroup_parents,
@@ -111,14 +151,45 @@ impl HostSnapshot {
 
     /// Everything that differs from "as before", described; empty when the host is clean.
     ///
-    /// Expected at rest: the server itself; idle jails of its warm pool (nsjail at depth 1, its
-    /// runner at depth 2, the runner without children, all inside one of the server's jail
-    /// cgroups). Anything deeper is a script's process that outlived its execution; a jail
-    /// cgroup without processes, or with processes that are not such idle jails, is a leak.
+    /// Expected at rest: the server itself and the idle jails /health accounts for (its warm
+    /// pool's, ready or starting, and its zygotes): as many processes directly under the
+    /// server (nsjail) as those, each with its runner (or zygote) at depth 2 without children,
+    /// all inside the server's jail cgroups. One more process directly under the server is a
+    /// jail that outlived its execution; anything deeper is a script's process that did; a
+    /// jail cgroup without processes, or with processes that are not such idle jails, is a
+    /// leak.
     pub fn differences(&self) -> Vec<String> {
         let mut problems = Vec::new();
+        // /health before and after reading the processes: a pool that changed in between
+        // cannot be compared with them (the caller looks again).
+        let before = health_at(self.port);
         let all = processes();
+        let after = health_at(self.port);
         let tree = descendants(&all, self.server_pid);
+        let direct: Vec<String> = tree
+            .iter()
+            .filter(|(_, depth)| *depth == 1)
+            .map(|(p, _)| format!("{} ({}, {})", p.pid, p.name, p.state))
+            .collect();
+        match (before, after) {
+            (Some(before), Some(after))
+                if before["pool"] == after["pool"]
+                    && before["zygotes"] == after["zygotes"]
+                    && before["zygotes_starting"] == after["zygotes_starting"] =>
+            {
+                match accounted_jails(&after) {
+                    Ok(idle) if idle == direct.len() as u64 => {}
+                    Ok(idle) => problems.push(format!(
+                        "{} processes directly under the server, {idle} idle jails accounted for by /health: {}",
+                        direct.len(),
+                        direct.join(", ")
+                    )),
+                    Err(why) => problems.push(why),
+                }
+            }
+            (Some(_), Some(_)) => problems.push("the pool or the zygotes changed while the processes were read".into()),
+            _ => problems.push("the server does not answer /health".into()),
+        }
         let idle_jail: BTreeSet<u32> = tree.iter().filter(|(_, d)| *d <= 2).map(|(p, _)| p.pid).collect();
         for (p, depth) in &tree {
             if *depth >= 3 {

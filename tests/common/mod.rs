@@ -374,6 +374,8 @@ pub fn assert_serving<'a>(client: impl Into<Client<'a>>) {
 pub struct Proc {
     pub pid: u32,
     pub ppid: u32,
+    /// `R`, `S`, `Z` (a zombie: ended, not yet reaped), ...
+    pub state: char,
     pub uid: u32,
     pub name: String,
     pub cgroups: String,
@@ -394,7 +396,9 @@ pub fn processes() -> Vec<Proc> {
             continue;
         };
         let name = head.split_once('(').map(|(_, n)| n.to_string()).unwrap_or_default();
-        let Some(ppid) = rest.split_whitespace().nth(1).and_then(|p| p.parse().ok()) else {
+        let mut fields = rest.split_whitespace();
+        let state = fields.next().and_then(|s| s.chars().next()).unwrap_or('?');
+        let Some(ppid) = fields.next().and_then(|p| p.parse().ok()) else {
             continue;
         };
         let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else {
@@ -410,6 +414,7 @@ pub fn processes() -> Vec<Proc> {
         all.push(Proc {
             pid,
             ppid,
+            state,
             uid,
             name,
             cgroups,
