@@ -48,6 +48,29 @@ pub fn warning(message: &str, fields: Map<String, Value>) {
     log(Severity::Warning, message, fields)
 }
 
+/// A panic anywhere (a caught parser fault included) is one JSON log line, not Rust's
+/// free-text report on stderr.
+pub fn log_panics_as_json() {
+    std::panic::set_hook(Box::new(|panic| {
+        let what = panic
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        let place = panic
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let thread = std::thread::current().name().unwrap_or("unnamed").to_string();
+        log(
+            Severity::Error,
+            "panic",
+            crate::fields! {"panic" => what, "location" => place, "thread" => thread},
+        );
+    }));
+}
+
 pub fn error(message: &str, fields: Map<String, Value>) {
     log(Severity::Error, message, fields)
 }

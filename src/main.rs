@@ -5,6 +5,7 @@ use python_executor::config::Settings;
 use python_executor::{app, fields, logging, validation};
 
 fn main() {
+    logging::log_panics_as_json();
     let settings = match Settings::from_env() {
         Ok(settings) => settings,
         Err(message) => {

@@ -279,7 +279,8 @@ def main(argv):
     elif what == "health":
         h = health(base)
         print("health: " + json.dumps({"isolation": h.get("isolation"), "max_concurrent": h.get("limits", {}).get("max_concurrent"),
-                                        "memory_mb": h.get("limits", {}).get("memory_mb")}, sort_keys=True), flush=True)
+                                        "memory_mb": h.get("limits", {}).get("memory_mb"), "strategy": h.get("strategy"),
+                                        "zygotes": h.get("zygotes")}, sort_keys=True), flush=True)
     else:
         raise SystemExit(f"unknown check {what}")
     return 1 if failures else 0

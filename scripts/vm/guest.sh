@@ -66,7 +66,8 @@ native_run() { # case name, --require list for verify-deployment, extra env...
   $checks health $base || status=1
   $verify $base --require "$require" --timeout 300 || status=1
   case $name in
-    native-auto) $checks cgroup-v2 $base "$native" || status=1
+    # The default strategy (auto), zygotes forced (they refuse to start unless proven), the pool.
+    native-auto|native-zygote|native-pool) $checks cgroup-v2 $base "$native" || status=1
                  $checks hostile $base || status=1 ;;
     # pandas over 9p under emulation can take longer than a jail may take to start: the
     # seed script runs in the Docker cases, from the image's own disk.
@@ -81,6 +82,8 @@ native_run() { # case name, --require list for verify-deployment, extra env...
 }
 if [ "$cases" != docker ]; then
 native_run native-auto user_namespace,cgroup,seccomp
+native_run native-zygote user_namespace,cgroup,seccomp SANDBOX_STRATEGY=zygote
+native_run native-pool user_namespace,cgroup,seccomp SANDBOX_STRATEGY=pool
 native_run native-cgroup-v2 user_namespace,cgroup,seccomp SANDBOX_CGROUP=v2
 native_run native-cgroup-none user_namespace,seccomp SANDBOX_CGROUP=none
 native_run native-userns-on user_namespace,cgroup,seccomp SANDBOX_USERNS=on
