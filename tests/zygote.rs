@@ -1,6 +1,7 @@
 //! The zygote strategy (SANDBOX_STRATEGY=zygote, issue 12): what is new about forking jails
-//! from a long-lived, pre-imported process. The contract and hostile suites run under this
-//! strategy too (`make test` runs them again with SANDBOX_STRATEGY=zygote).
+//! from a long-lived, pre-imported process. Every other suite runs under it too where the host
+//! proves it (the default, `auto`); `make test` runs the contract and hostile suites again under
+//! the pool.
 
 mod common;
 #[path = "common/hostile.rs"]
@@ -113,6 +114,44 @@ def main():
         serde_json::from_value(second["ns"].clone()).unwrap(),
     );
     assert!(a.is_disjoint(&b), "two executions share a namespace: {a:?} {b:?}");
+}
+
+#[test]
+fn concurrent_children_run_as_host_ids_of_their_own() {
+    // Per-user kernel budgets (pending signals, pipe buffers, fds in flight) are shared by
+    // processes of one host uid: each execution must be a host uid of its own, never the
+    // zygote's (tests/hostile_budgets.rs shows what sharing would cost).
+    let server = zygote_server();
+    let zygote_uids: BTreeSet<u32> = zygotes(&server).iter().map(|p| p.uid).collect();
+    let sleeper = "import time\ndef main():\n    time.sleep(3)\n    return 'slept'\n";
+    let seen = std::thread::scope(|scope| {
+        let running: Vec<_> = (0..3).map(|_| scope.spawn(|| server.execute(sleeper))).collect();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut seen = BTreeSet::new();
+        while seen.len() < 3 && Instant::now() < deadline {
+            // Depth 3: each child's PID 1 (the runner), reparented to its zygote.
+            seen = descendants(&processes(), server.pid())
+                .into_iter()
+                .filter(|(_, depth)| *depth == 3)
+                .map(|(p, _)| p.uid)
+                .collect();
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        for thread in running {
+            let answer = thread.join().expect("a client thread panicked");
+            assert_eq!(answer.status, 200, "{}", answer.text());
+        }
+        seen
+    });
+    assert_eq!(seen.len(), 3, "three concurrent executions, host uids {seen:?}");
+    assert!(
+        seen.is_disjoint(&zygote_uids),
+        "children {seen:?}, zygotes {zygote_uids:?}"
+    );
+    assert!(
+        seen.iter().all(|uid| common::TEST_JAIL_UIDS.contains(uid)),
+        "host uids outside the service's range: {seen:?}"
+    );
 }
 
 #[test]
