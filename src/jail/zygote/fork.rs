@@ -202,7 +202,7 @@ pub struct Zygote {
     id: JailId,
 }
 
-/// How nsjail is to be started for a zygote: its arguments, with `/dev/fd/5` as the config
+/// How nsjail is to be started for a zygote: its arguments, with `/proc/self/fd/5` as the config
 /// (`zygote_config`'s text is put there) and fds 3 (control) and 4 (log) passed.
 pub struct ZygoteCommand {
     args: Vec<String>,
@@ -235,7 +235,8 @@ impl ZygoteCommand {
         let mut args = vec![zygote_settings(&text), protocol::RUNNER_SOURCE.into()];
         args.extend(spec.flavour.modules().iter().map(|m| m.to_string()));
         let role = Role {
-            config: &format!("/dev/fd/{CONFIG_FD}"),
+            // /proc/self/fd, not /dev/fd: a host without udev or systemd may have no /dev/fd.
+            config: &format!("/proc/self/fd/{CONFIG_FD}"),
             options,
             source: ZYGOTE_SOURCE,
             args,

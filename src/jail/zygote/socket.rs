@@ -7,7 +7,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 
-/// A pipe holding `content` whose read end nsjail reads as `/dev/fd/N` (not close-on-exec).
+/// A pipe holding `content` whose read end nsjail reads as `/proc/self/fd/N` (not close-on-exec).
 pub fn content_pipe(content: &[u8]) -> io::Result<OwnedFd> {
     let mut fds = [0; 2];
     // SAFETY: pipe2 writes two fds into the array on success.
