@@ -128,13 +128,15 @@ fn concurrent_children_run_as_host_ids_of_their_own() {
         let running: Vec<_> = (0..3).map(|_| scope.spawn(|| server.execute(sleeper))).collect();
         let deadline = Instant::now() + Duration::from_secs(20);
         let mut seen = BTreeSet::new();
-        while seen.len() < 3 && Instant::now() < deadline {
-            // Depth 3: each child's PID 1 (the runner), reparented to its zygote.
-            seen = descendants(&processes(), server.pid())
-                .into_iter()
-                .filter(|(_, depth)| *depth == 3)
-                .map(|(p, _)| p.uid)
-                .collect();
+        while Instant::now() < deadline {
+            // Depth 3: each child's PID 1 (the runner), reparented to its zygote; depth 4: the
+            // script. Once three scripts run, every set-up is over (a child that has just been
+            // forked is still the zygote's id until it becomes its own, before any script).
+            let tree = descendants(&processes(), server.pid());
+            if tree.iter().filter(|(_, depth)| *depth == 4).count() == 3 {
+                seen = tree.into_iter().filter(|(_, d)| *d >= 3).map(|(p, _)| p.uid).collect();
+                break;
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
         for thread in running {
