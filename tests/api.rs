@@ -280,7 +280,7 @@ fn every_documented_example_answers_as_documented() {
 fn schemathesis_finds_nothing_the_description_does_not_allow() {
     let st = repo().join(".sandbox/tools/bin/st");
     tools_python();
-    // The production default, warm pool included: most of its requests run a script.
+    // The production default (zygotes where proven): most of its requests run a script.
     let server = Server::start();
     let workdir = tempfile::tempdir().unwrap();
     let started = Instant::now();
