@@ -838,12 +838,7 @@ def strategies_main(args, info):
     for what, got, target, ok in rows:
         w(f"| {what} | {got} | {target} | {met(ok)} |")
     w("")
-    if errors:
-        w("## Errors the services logged")
-        w("")
-        for line in errors:
-            w(f"- `{line[:400]}`")
-        w("")
+    out += errors_section(errors)
     text = "\n".join(out)
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -865,6 +860,13 @@ def mib(value, unit=1):
 
 def met(ok):
     return "**met**" if ok else "**not met**"
+
+
+def errors_section(errors):
+    """A report's lines for what the services logged as errors (none if they logged none)."""
+    if not errors:
+        return []
+    return ["## Errors the services logged (the numbers above may be off)", ""] + [f"- `{line[:400]}`" for line in errors] + [""]
 
 
 def machine_table(title, info):
@@ -938,12 +940,7 @@ def report(info, seq, tput, cold, memory, floors, args, errors):
     w(f"| `python3 -I -c pass` | {ms(floors['nsjail'])} | {ms(floors['bare'])} |")
     w(f"| `python3 -I -c 'import pandas'` | {ms(floors['nsjail_pandas'])} | {ms(floors['bare_pandas'])} |")
     w("")
-    if errors:
-        w("## Errors the services logged (the numbers above may be off)")
-        w("")
-        for line in errors:
-            w(f"- `{line[:400]}`")
-        w("")
+    out += errors_section(errors)
     w("## Goals")
     w("")
     w("| goal | measured | target | |")
