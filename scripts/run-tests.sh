@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # `make test`: builds every test binary once, then runs them several at a time (TEST_JOBS,
-# default 3), each with two test threads. Most tests wait (on time limits, on shutdowns), so
-# on two cores this takes a fraction of cargo's one-binary-at-a-time run. The suites that
-# load the CPU on purpose under tight time limits (ALONE) run afterwards, one at a time, as
-# cargo would run them. Every binary's output is printed whole once it ends; the exit status
-# is non-zero if any test failed. TEST_ONLY (names of test binaries) runs only those.
+# default 4), each with two test threads: most tests wait (on time limits, on shutdowns), so
+# on two cores this takes a fraction of cargo's one-binary-at-a-time run. POOL_SUITES (names
+# of test binaries) run a second time, in the same queue, under SANDBOX_STRATEGY=pool. Every
+# binary's output is printed whole once it ends; the exit status is non-zero if any test
+# failed. TEST_ONLY (names of test binaries) runs only those.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 profile=${TEST_PROFILE:-test-release}
-jobs=${TEST_JOBS:-3}
+jobs=${TEST_JOBS:-4}
 logs=$(mktemp -d)
 trap 'rm -rf "$logs"' EXIT
+started=$SECONDS
 
 cargo test --profile "$profile" --locked --no-run --message-format=json-render-diagnostics \
   | python3 -c '
@@ -22,37 +23,40 @@ for line in sys.stdin:
         name = m["target"]["name"] if kind == "test" else m["target"]["name"] + "-" + kind
         print(name, m["executable"])
 ' > "$logs/binaries"
+echo "built the test binaries in $((SECONDS - started)) s"
 
-# TEST_ONLY="a b": only these test binaries (make test runs some again under another strategy).
 if [ -n "${TEST_ONLY:-}" ]; then
   grep -E "^($(echo $TEST_ONLY | tr ' ' '|')) " "$logs/binaries" > "$logs/only" || true
   mv "$logs/only" "$logs/binaries"
 fi
 
-# The slowest first, so that they do not start last.
-slow="api contract pool hostile_time lifecycle hostile_runner"
-alone="hostile_burst hostile_exhaustion"
+# One queue: "name strategy executable", the slowest first so that none starts last.
+slow="api pool contract hostile_exhaustion zygote hostile_time hostile_http lifecycle"
 {
-  for name in $slow; do grep "^$name " "$logs/binaries" || true; done
-  grep -v -E "^($(echo $slow $alone | tr ' ' '|')) " "$logs/binaries" || true
-} > "$logs/order"
-for name in $alone; do grep "^$name " "$logs/binaries" || true; done > "$logs/alone"
+  for name in $slow; do sed -n "s/^$name /$name default /p" "$logs/binaries"; done
+  for name in ${POOL_SUITES:-}; do sed -n "s/^$name /$name pool /p" "$logs/binaries"; done
+  grep -v -E "^($(echo $slow | tr ' ' '|')) " "$logs/binaries" | sed 's/ / default /' || true
+} > "$logs/queue"
 
 run_one() {
-  local name=$1 exe=$2 logs=$3
-  local status=0
-  "$exe" --test-threads=2 > "$logs/$name.log" 2>&1 || status=$?
-  echo "$status" > "$logs/$name.status"
-  echo "==> $name (exit $status)"
-  cat "$logs/$name.log"
+  local name=$1 strategy=$2 exe=$3 logs=$4
+  local status=0 started=$SECONDS log="$logs/$name.$strategy"
+  if [ "$strategy" = default ]; then
+    "$exe" --test-threads=2 > "$log.log" 2>&1 || status=$?
+  else
+    SANDBOX_STRATEGY=$strategy "$exe" --test-threads=2 > "$log.log" 2>&1 || status=$?
+  fi
+  echo "$status" > "$log.status"
+  echo "==> $name, strategy $strategy (exit $status, $((SECONDS - started)) s)"
+  cat "$log.log"
 }
 export -f run_one
-xargs -r -P "$jobs" -L 1 bash -c 'run_one "$0" "$1" "'"$logs"'"' < "$logs/order"
-xargs -r -P 1 -L 1 bash -c 'run_one "$0" "$1" "'"$logs"'"' < "$logs/alone"
+tests_started=$SECONDS
+xargs -r -P "$jobs" -L 1 bash -c 'run_one "$0" "$1" "$2" "'"$logs"'"' < "$logs/queue"
 
 failed=$(grep -L '^0$' "$logs"/*.status | xargs -r -n1 basename | sed 's/\.status$//' | tr '\n' ' ')
 if [ -n "$failed" ]; then
   echo "FAILED test binaries: $failed" >&2
   exit 1
 fi
-echo "all $(cat "$logs/order" "$logs/alone" | wc -l) test binaries passed"
+echo "all $(wc -l < "$logs/queue") test runs passed in $((SECONDS - tests_started)) s"

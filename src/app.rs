@@ -64,6 +64,14 @@ fn available_memory() -> Option<u64> {
     }
 }
 
+fn warm_flavours(settings: &Settings) -> Vec<&'static str> {
+    crate::jail::Flavour::ALL
+        .iter()
+        .filter(|f| f.is_warm(settings.warm))
+        .map(|f| f.as_str())
+        .collect()
+}
+
 /// Runs the service until `shutdown` resolves (with the signal's name); returns the exit code.
 pub async fn run(settings: Settings, shutdown: impl Future<Output = &'static str>) -> i32 {
     let started = Instant::now();
@@ -84,26 +92,27 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = &'static str
     let nsjail = Arc::new(launcher);
     let mut capacity = Capacity::of(&settings);
     let launcher = match settings.strategy {
-        StrategyChoice::Zygote | StrategyChoice::Auto => match Launchers::zygote(nsjail.clone(), settings.limits).await
-        {
-            Ok(zygotes) => zygotes,
-            Err(why) if settings.strategy == StrategyChoice::Zygote => {
-                logging::log(
-                    Severity::Critical,
-                    "refusing to start: SANDBOX_STRATEGY=zygote does not work here",
-                    fields! {"reason" => why},
-                );
-                eprintln!("python-executor: refusing to start: zygote mode: {why}");
-                return 1;
+        StrategyChoice::Zygote | StrategyChoice::Auto => {
+            match Launchers::zygote(nsjail.clone(), settings.limits, settings.warm).await {
+                Ok(zygotes) => zygotes,
+                Err(why) if settings.strategy == StrategyChoice::Zygote => {
+                    logging::log(
+                        Severity::Critical,
+                        "refusing to start: SANDBOX_STRATEGY=zygote does not work here",
+                        fields! {"reason" => why},
+                    );
+                    eprintln!("python-executor: refusing to start: zygote mode: {why}");
+                    return 1;
+                }
+                Err(why) => {
+                    logging::warning(
+                        "zygote mode is not available; using the pool",
+                        fields! {"reason" => why},
+                    );
+                    Launchers::nsjail(nsjail)
+                }
             }
-            Err(why) => {
-                logging::warning(
-                    "zygote mode is not available; using the pool",
-                    fields! {"reason" => why},
-                );
-                Launchers::nsjail(nsjail)
-            }
-        },
+        }
         StrategyChoice::Pool | StrategyChoice::Cold => Launchers::nsjail(nsjail),
     };
     // Zygotes fork each execution as it comes: no pool beside them. `cold`: none at all.
@@ -125,6 +134,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = &'static str
             settings.pool_max_idle,
             limits.memory_bytes,
             limits.timeout,
+            settings.warm,
         )
     });
     logging::info(
@@ -137,6 +147,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = &'static str
             "skipped" => probe.skipped,
             "slots" => capacity.slots,
             "pool_size" => capacity.pool_size,
+            "warm_flavours" => warm_flavours(&settings),
         },
     );
 

@@ -37,6 +37,7 @@ struct Raw {
     sandbox_cgroup: String,
     jail_uid_base: u32,
     sandbox_strategy: String,
+    warm_flavours: String,
     google_cloud_project: Option<String>,
 }
 
@@ -70,6 +71,7 @@ impl Default for Raw {
             // (524288-1879048191); see src/jail/ids.rs.
             jail_uid_base: 1_900_000_000,
             sandbox_strategy: "auto".into(),
+            warm_flavours: "data".into(),
             google_cloud_project: None,
         }
     }
@@ -128,7 +130,42 @@ pub struct Settings {
     /// The first of the host uids/gids the service owns for its jails (src/jail/ids.rs).
     pub jail_uid_base: u32,
     pub strategy: StrategyChoice,
+    pub warm: WarmFlavours,
     pub google_cloud_project: Option<String>,
+}
+
+/// Which flavours of jail are made ready before their first request (`WARM_FLAVOURS`): a
+/// zygote each under the zygote strategy, warm jails in the pool. Plain jails always are; a
+/// flavour not listed is prepared from its first request on (that request gets a jail started
+/// for it). Importing pandas costs a zygote or a warm jail about 0.3 s of CPU and 60 MiB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WarmFlavours {
+    /// numpy and pandas.
+    pub data: bool,
+    /// matplotlib's pyplot too.
+    pub chart: bool,
+}
+
+impl WarmFlavours {
+    fn parse(text: &str) -> Result<WarmFlavours, String> {
+        let mut warm = WarmFlavours {
+            data: false,
+            chart: false,
+        };
+        for name in text.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            match name.to_ascii_lowercase().as_str() {
+                "data" => warm.data = true,
+                "chart" => warm.chart = true,
+                "plain" | "none" => {}
+                other => {
+                    return Err(format!(
+                        "invalid configuration: WARM_FLAVOURS is a comma-separated list of data and chart (or none), got {other:?}"
+                    ))
+                }
+            }
+        }
+        Ok(warm)
+    }
 }
 
 /// The limits of one execution. Requests may lower them, never raise them.
@@ -212,6 +249,7 @@ impl Settings {
                 ))
             }
         };
+        let warm = WarmFlavours::parse(&raw.warm_flavours)?;
         if let Some(0) = raw.max_concurrent {
             return Err("invalid configuration: MAX_CONCURRENT must be at least 1".into());
         }
@@ -249,6 +287,7 @@ impl Settings {
             cgroup,
             jail_uid_base: raw.jail_uid_base,
             strategy,
+            warm,
             google_cloud_project: raw.google_cloud_project.filter(|p| !p.is_empty()),
         })
     }
@@ -298,6 +337,48 @@ mod tests {
         assert!(err.contains("SANDBOX_CGROUP"), "{err}");
         let err = Settings::from_iter(vars(&[("MEMORY_LIMIT_MB", "-1")])).unwrap_err();
         assert!(err.contains("MEMORY_LIMIT_MB"), "{err}");
+    }
+
+    #[test]
+    fn warm_flavours_are_data_by_default_and_may_be_none_or_more() {
+        let warm = |text: &str| Settings::from_iter(vars(&[("WARM_FLAVOURS", text)])).map(|s| s.warm);
+        assert_eq!(
+            Settings::defaults().warm,
+            WarmFlavours {
+                data: true,
+                chart: false
+            }
+        );
+        assert_eq!(
+            warm(""),
+            Ok(WarmFlavours {
+                data: false,
+                chart: false
+            })
+        );
+        assert_eq!(
+            warm("none"),
+            Ok(WarmFlavours {
+                data: false,
+                chart: false
+            })
+        );
+        assert_eq!(
+            warm("data, chart"),
+            Ok(WarmFlavours {
+                data: true,
+                chart: true
+            })
+        );
+        assert_eq!(
+            warm("plain,chart"),
+            Ok(WarmFlavours {
+                data: false,
+                chart: true
+            })
+        );
+        let err = warm("pandas").unwrap_err();
+        assert!(err.contains("WARM_FLAVOURS") && err.contains("pandas"), "{err}");
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //!
 //! Generic over the `Launcher`: it knows nothing of nsjail, the probe or admission.
 
+use crate::config::WarmFlavours;
 use crate::jail::{deadline, Flavour, Jail, JailSpec, Launcher};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -36,6 +37,7 @@ pub struct Pool<L: Launcher> {
     /// The memory limit and time limit of the executions the jails will serve.
     memory_bytes: u64,
     timeout: Duration,
+    warm: WarmFlavours,
     shelves: [Mutex<Shelf<L::Jail>>; 3],
     /// Jails being started for each shelf: with `ready`, every idle jail there is (for
     /// `/health`, where a leaked jail shows as one more than these account for).
@@ -59,6 +61,7 @@ impl<L: Launcher> Pool<L> {
         max_idle: Duration,
         memory_bytes: u64,
         timeout: Duration,
+        warm: WarmFlavours,
     ) -> Arc<Pool<L>> {
         let shelf = || {
             Mutex::new(Shelf {
@@ -72,6 +75,7 @@ impl<L: Launcher> Pool<L> {
             max_idle,
             memory_bytes,
             timeout,
+            warm,
             shelves: [shelf(), shelf(), shelf()],
             starting: Default::default(),
             wake: Notify::new(),
@@ -114,8 +118,8 @@ impl<L: Launcher> Pool<L> {
     }
 
     /// How many ready jails a flavour should have: its recent demand, at most `size`, and at
-    /// least one, except for charts: their jails are the costliest to keep (pyplot loaded), so
-    /// they are kept only while charts are asked for.
+    /// least one for a warm flavour (`WARM_FLAVOURS`); the others are kept only while they
+    /// are asked for.
     fn target(&self, flavour: Flavour) -> usize {
         let Ok(shelf) = self.shelves[index(flavour)].lock() else {
             return 0;
@@ -126,7 +130,7 @@ impl<L: Launcher> Pool<L> {
             .iter()
             .filter(|t| now.duration_since(**t) <= DEMAND_WINDOW)
             .count();
-        let least = usize::from(flavour != Flavour::Chart);
+        let least = usize::from(flavour.is_warm(self.warm));
         recent.clamp(least, self.size.max(least))
     }
 

@@ -189,7 +189,7 @@ fn openapi_json_is_generated_from_openapi_yaml() {
 
 #[test]
 fn the_service_serves_its_description() {
-    let server = Server::start_cold();
+    let server = Server::shared();
     let committed = std::fs::read_to_string(repo().join("openapi.json")).unwrap();
     let r = server.get("/openapi.json");
     assert_eq!(r.status, 200);
@@ -233,7 +233,7 @@ fn every_documented_example_answers_as_documented() {
             }
         }
     }
-    let server = Server::start_cold();
+    let server = Server::shared();
     let mut exchanges = Vec::new();
     let mut compared = 0;
     for (name, example) in examples {
@@ -281,7 +281,7 @@ fn schemathesis_finds_nothing_the_description_does_not_allow() {
     let st = repo().join(".sandbox/tools/bin/st");
     tools_python();
     // The production default (zygotes where proven): most of its requests run a script.
-    let server = Server::start();
+    let server = Server::shared();
     let workdir = tempfile::tempdir().unwrap();
     let started = Instant::now();
     let output = Command::new(st)
@@ -391,7 +391,7 @@ fn server_timing(r: &Response) -> Vec<(String, f64)> {
 
 #[test]
 fn server_timing_on_every_execute_answer() {
-    let server = Server::start_cold();
+    let server = Server::shared();
     let cases = [
         (
             json!({"script": "def main():\n    print('hi')\n    return 1\n"}),
@@ -597,7 +597,7 @@ fn server_get_with(server: &Server, path: &str, headers: &[(&str, &str)]) -> Res
 
 #[test]
 fn per_request_limits_only_lower_the_service_limits() {
-    let server = Server::start_cold();
+    let server = Server::shared();
     let health = server.get("/health").json();
     assert_eq!(health["limits"]["timeout_seconds"], 10.0);
     assert_eq!(health["limits"]["memory_mb"], 512);

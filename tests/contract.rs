@@ -17,7 +17,7 @@ def main():
 
 #[test]
 fn the_seed_example_byte_for_byte() {
-    let server = Server::start_cold();
+    let server = Server::shared();
     let r = server.execute(SEED_PANDAS);
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(
@@ -33,7 +33,7 @@ fn the_seed_example_byte_for_byte() {
 
 #[test]
 fn every_result_type() {
-    let server = Server::start_cold();
+    let server = Server::shared();
     let cases = [
         (
             "{'a': [1, 2], 'b': {'c': None}}",
@@ -69,7 +69,7 @@ fn every_result_type() {
 
 #[test]
 fn big_integers_and_float_digits_survive_unchanged() {
-    let server = Server::start_cold();
+    let server = Server::shared();
     let r = server.execute("def main():\n    return [2**200, 0.1, 1e300, 1/3, -0.0, 12345678901234567890]\n");
     assert_eq!(r.status, 200);
     let text = r.text();
@@ -85,7 +85,7 @@ fn big_integers_and_float_digits_survive_unchanged() {
 
 #[test]
 fn prints_at_module_level_and_in_main_come_in_order() {
-    let server = Server::start_cold();
+    let server = Server::shared();
     let script = "print('one')\nimport sys\nsys.stdout.write('two\\n')\ndef main():\n    print('three', end='')\n    print()\n    print('four\\n\\n')\n    return 1\nprint('module end')\n";
     let r = server.execute(script);
     assert_eq!(
@@ -96,7 +96,7 @@ fn prints_at_module_level_and_in_main_come_in_order() {
 
 #[test]
 fn output_of_child_processes_is_captured() {
-    let server = Server::start_cold();
+    let server = Server::shared();
     let script = "import os, subprocess, sys\ndef main():\n    print('parent', flush=True)\n    subprocess.run([sys.executable, '-c', 'print(\"child\")'])\n    os.system('echo shell') if os.path.exists('/bin/sh') else print('shell')\n    return 0\n";
     let r = server.execute(script);
     assert_eq!(r.result(), json!(0));
@@ -105,7 +105,7 @@ fn output_of_child_processes_is_captured() {
 
 #[test]
 fn unicode_round_trips() {
-    let server = Server::start_cold();
+    let server = Server::shared();
     let r = server
         .execute("def main():\n    print('héllo wörld ✓ 日本 🎉')\n    return {'ключ': 'значение', 'emoji': '🐍'}\n");
     assert_eq!(
@@ -116,7 +116,7 @@ fn unicode_round_trips() {
 
 #[test]
 fn invalid_utf8_output_is_replaced_not_fatal() {
-    let server = Server::start_cold();
+    let server = Server::shared();
     let r =
         server.execute("import sys\ndef main():\n    sys.stdout.buffer.write(b'ok \\xff\\xfe end\\n')\n    return 1\n");
     assert_eq!(r.json(), json!({"result": 1, "stdout": "ok \u{fffd}\u{fffd} end\n"}));
@@ -124,28 +124,28 @@ fn invalid_utf8_output_is_replaced_not_fatal() {
 
 #[test]
 fn stderr_is_kept_out_of_stdout() {
-    let server = Server::start_cold();
+    let server = Server::shared();
     let r = server.execute("import sys\ndef main():\n    print('out')\n    print('err', file=sys.stderr)\n    import warnings\n    warnings.warn('careful')\n    return 'done'\n");
     assert_eq!(r.json(), json!({"result": "done", "stdout": "out\n"}));
 }
 
 #[test]
 fn module_is_not_main_and_main_runs_once() {
-    let server = Server::start_cold();
+    let server = Server::shared();
     let script = "calls = []\ndef main():\n    calls.append(1)\n    return [__name__ != '__main__', len(calls)]\nif __name__ == '__main__':\n    main()\n";
     assert_eq!(server.execute(script).result(), json!([true, 1]));
 }
 
 #[test]
 fn async_main_is_awaited() {
-    let server = Server::start_cold();
+    let server = Server::shared();
     let script = "import asyncio\nasync def main():\n    await asyncio.sleep(0.01)\n    return 'awaited'\n";
     assert_eq!(server.execute(script).result(), json!("awaited"));
 }
 
 #[test]
 fn os_works_and_tmp_is_writable() {
-    let server = Server::start_cold();
+    let server = Server::shared();
     let script = "import os, tempfile\ndef main():\n    p = os.path.join(tempfile.gettempdir(), 'x.txt')\n    with open(p, 'w') as f:\n        f.write('data')\n    open('here.txt', 'w').write('cwd')\n    cwd = os.getcwd()\n    return [os.path.dirname(cwd), open(p).read(), sorted(os.listdir('/tmp')) == sorted(['x.txt', os.path.basename(cwd)]), os.listdir('.'), os.cpu_count() > 0]\n";
     assert_eq!(
         server.execute(script).result(),
@@ -155,7 +155,7 @@ fn os_works_and_tmp_is_writable() {
 
 #[test]
 fn numpy_and_pandas_work() {
-    let server = Server::start_cold();
+    let server = Server::shared();
     let script = "import numpy as np\nimport pandas as pd\ndef main():\n    a = np.linalg.inv(np.array([[2.0, 0.0], [0.0, 4.0]]))\n    df = pd.DataFrame({'g': ['a', 'b', 'a'], 'v': [1, 2, 3]})\n    return {'inv': a.tolist(), 'groups': df.groupby('g')['v'].sum().to_dict(), 'csv': df.to_csv(index=False)}\n";
     assert_eq!(
         server.execute(script).result(),
@@ -165,7 +165,7 @@ fn numpy_and_pandas_work() {
 
 #[test]
 fn syntax_error_is_400_with_line_and_column() {
-    let server = Server::start_cold();
+    let server = Server::shared();
     let r = server.execute("def main():\n    return 1 +\n");
     assert_eq!(r.status, 400);
     let body = r.json();
@@ -178,7 +178,7 @@ fn syntax_error_is_400_with_line_and_column() {
 
 #[test]
 fn missing_main_is_400() {
-    let server = Server::start_cold();
+    let server = Server::shared();
     for script in ["x = 1\n", "def helper():\n    pass\n", "class main:\n    pass\n"] {
         let r = server.execute(script);
         assert_eq!((r.status, r.kind().as_str()), (400, "missing_main"), "{script}");
@@ -191,7 +191,7 @@ fn missing_main_is_400() {
 
 #[test]
 fn runtime_error_has_exception_and_a_clean_traceback() {
-    let server = Server::start_cold();
+    let server = Server::shared();
     let r = server
         .execute("def helper():\n    raise ValueError('boom')\n\ndef main():\n    print('before')\n    helper()\n");
     assert_eq!(r.status, 400);
@@ -216,7 +216,7 @@ fn runtime_error_has_exception_and_a_clean_traceback() {
 
 #[test]
 fn module_level_exceptions_are_runtime_errors() {
-    let server = Server::start_cold();
+    let server = Server::shared();
     let r = server.execute("import nonexistent_module_xyz\ndef main():\n    return 1\n");
     assert_eq!(r.kind(), "runtime_error");
     assert_eq!(r.json()["exception"]["type"], "ModuleNotFoundError");
@@ -226,7 +226,7 @@ fn module_level_exceptions_are_runtime_errors() {
 
 #[test]
 fn result_not_json() {
-    let server = Server::start_cold();
+    let server = Server::shared();
     for (expr, type_name) in [
         ("{1, 2}", "set"),
         ("object()", "object"),
@@ -260,7 +260,7 @@ fn result_too_large() {
 
 #[test]
 fn exits_before_main_returns() {
-    let server = Server::start_cold();
+    let server = Server::shared();
     let cases = [
         ("import sys\ndef main():\n    sys.exit(3)\n", json!({"exit_code": 3})),
         ("import sys\ndef main():\n    sys.exit()\n", json!({"exit_code": 0})),
@@ -333,7 +333,7 @@ fn memory_limit_is_enforced_and_reported() {
 
 #[test]
 fn errors_after_start_carry_stdout_and_stderr() {
-    let server = Server::start_cold();
+    let server = Server::shared();
     let r = server.execute(
         "import sys\ndef main():\n    print('o')\n    print('e', file=sys.stderr)\n    raise RuntimeError('x')\n",
     );
@@ -359,7 +359,7 @@ fn stdout_over_the_cap_is_truncated_and_flagged() {
 
 #[test]
 fn invalid_requests() {
-    let server = Server::start_cold();
+    let server = Server::shared();
     let post = |body: &str| {
         server.request(
             "POST",
@@ -396,7 +396,7 @@ fn invalid_requests() {
 
 #[test]
 fn content_types() {
-    let server = Server::start_cold();
+    let server = Server::shared();
     let body = br#"{"script": "def main():\n    return 1\n"}"#;
     for ct in [
         "application/json",
@@ -432,7 +432,7 @@ fn payload_and_script_size_limits() {
 
 #[test]
 fn a_declared_huge_body_is_refused_without_reading_it() {
-    let server = Server::start_cold();
+    let server = Server::shared();
     let mut stream = server.connect();
     use std::io::{Read, Write};
     stream
@@ -449,7 +449,7 @@ fn a_declared_huge_body_is_refused_without_reading_it() {
 
 #[test]
 fn unknown_paths_and_methods() {
-    let server = Server::start_cold();
+    let server = Server::shared();
     let r = server.get("/nope");
     assert_eq!((r.status, r.kind().as_str()), (404, "not_found"));
     let r = server.get("/healthz");
@@ -464,7 +464,7 @@ fn unknown_paths_and_methods() {
 
 #[test]
 fn health_reports_the_isolation_in_force() {
-    let server = Server::start_cold();
+    let server = Server::shared();
     let r = server.get("/health");
     assert_eq!(r.status, 200);
     let body = r.json();
@@ -480,7 +480,7 @@ fn health_reports_the_isolation_in_force() {
 
 #[test]
 fn every_response_has_a_request_id() {
-    let server = Server::start_cold();
+    let server = Server::shared();
     let a = server.get("/health");
     let b = server.get("/nope");
     let (a, b) = (
@@ -517,7 +517,7 @@ fn logs_are_json_lines_without_the_script_or_its_output() {
 
 #[test]
 fn every_corpus_script_runs_end_to_end() {
-    let server = Server::start_cold();
+    let server = Server::shared();
     let dir = common::repo().join("tests/corpus");
     let mut paths: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
     paths.sort();
@@ -593,7 +593,7 @@ fn unavailable_when_a_sandbox_cannot_start_and_the_message_has_no_internals() {
 /// the JSON 413, not a reset connection, for bodies up to several times the limit.
 #[test]
 fn an_oversized_body_written_whole_still_gets_its_413() {
-    let server = Server::start_cold();
+    let server = Server::shared();
     for size in [12usize << 20, 3 << 20] {
         let body = format!("{{\"script\": \"{}\"}}", "x".repeat(size));
         let mut raw = format!(

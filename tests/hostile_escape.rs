@@ -66,7 +66,7 @@ fn assert_all(result: &Value, allowed: &[&str]) {
 
 #[test]
 fn privilege_changes_are_refused() {
-    let server = Server::start();
+    let server = hostile::shared_server();
     contained(&server, || {
         let r = run(
             &server,
@@ -210,7 +210,7 @@ def filtered():
 
 #[test]
 fn kernel_attack_surface_syscalls_are_refused_by_the_filter() {
-    let server = Server::start();
+    let server = hostile::shared_server();
     contained(&server, || {
         let r = run(
             &server,
@@ -241,7 +241,7 @@ fn kernel_attack_surface_syscalls_are_refused_by_the_filter() {
 /// the shared read-only files; the record locks sqlite3 needs still work.
 #[test]
 fn fcntl_commands_that_cross_jails_are_refused() {
-    let server = Server::start();
+    let server = hostile::shared_server();
     contained(&server, || {
         let r = server.execute(
             r#"
@@ -293,7 +293,7 @@ def main():
 
 #[test]
 fn exotic_socket_families_are_refused() {
-    let server = Server::start();
+    let server = hostile::shared_server();
     contained(&server, || {
         let r = server.execute(
             r#"
@@ -352,7 +352,7 @@ def main():
 
 #[test]
 fn the_filesystem_is_read_only_outside_tmp() {
-    let server = Server::start();
+    let server = hostile::shared_server();
     let snapshot = HostSnapshot::take(&server);
     let marker = hostile::nonce("hostile-rofs");
     during(&server, || {
@@ -415,7 +415,7 @@ def main():
 
 #[test]
 fn device_nodes_are_few_and_cannot_be_made() {
-    let server = Server::start();
+    let server = hostile::shared_server();
     contained(&server, || {
         let r = server.execute(
             r#"
@@ -528,7 +528,7 @@ def main():
 
 #[test]
 fn ordinary_libraries_still_work_under_the_policy() {
-    let server = Server::start();
+    let server = hostile::shared_server();
     contained(&server, || {
         let r = server.execute(
             r#"
@@ -653,7 +653,7 @@ def x32(nr, a=0, b=0):
 
 #[test]
 fn foreign_syscall_abis_cannot_get_around_the_filter() {
-    let server = Server::start();
+    let server = hostile::shared_server();
     contained(&server, || {
         // i386 keyctl is 288, which is accept4 on x86-64; i386 setns is 346, unused on x86-64.
         // Any i386 call at all kills the process: the filter checks the architecture.

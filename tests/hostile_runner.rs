@@ -64,7 +64,7 @@ fn forged_frames_do_not_become_the_result() {
 
 #[test]
 fn closing_or_replacing_stdio_and_descriptors() {
-    let server = Server::start();
+    let server = hostile::shared_server();
     contained(&server, || {
         for (what, script, expected_stdout) in [
             ("close 0, 1, 2", "import os\ndef main():\n    print('before', flush=True)\n    os.close(0)\n    os.close(1)\n    os.close(2)\n    print('after')\n    return 'fine'\n", "before\n"),
@@ -87,7 +87,7 @@ fn closing_or_replacing_stdio_and_descriptors() {
 
 #[test]
 fn a_monkeypatched_runtime_cannot_forge_or_crash_the_answer() {
-    let server = Server::start();
+    let server = hostile::shared_server();
     contained(&server, || {
         // The runner keeps its own json.dumps and os functions.
         for script in [
@@ -114,7 +114,7 @@ fn a_monkeypatched_runtime_cannot_forge_or_crash_the_answer() {
 
 #[test]
 fn odd_exits_are_reported_as_exits() {
-    let server = Server::start();
+    let server = hostile::shared_server();
     contained(&server, || {
         for (code, field) in [
             ("sys.exit(0)", json!({"exit_code": 0})),
@@ -150,7 +150,7 @@ fn odd_exits_are_reported_as_exits() {
 
 #[test]
 fn results_built_to_break_serialisation() {
-    let server = Server::start();
+    let server = hostile::shared_server();
     contained(&server, || {
         for (what, script, message) in [
             ("a generator", "def main():\n    yield 1\n", "generator"),

@@ -146,7 +146,7 @@ fn service_secrets_are_invisible_to_scripts() {
 
 #[test]
 fn host_files_are_absent_or_unreadable() {
-    let server = Server::start();
+    let server = hostile::shared_server();
     let snapshot = HostSnapshot::take(&server);
     let repo = env!("CARGO_MANIFEST_DIR");
     during(&server, || {
@@ -200,7 +200,7 @@ def main():
 
 #[test]
 fn host_processes_and_other_executions_are_invisible() {
-    let server = Server::start();
+    let server = hostile::shared_server();
     let snapshot = HostSnapshot::take(&server);
     let marker = nonce("hostile-proc");
     let server_pid = server.pid();
@@ -278,7 +278,7 @@ fn host_address() -> Option<String> {
 
 #[test]
 fn the_network_is_not_there() {
-    let server = Server::start();
+    let server = hostile::shared_server();
     let snapshot = HostSnapshot::take(&server);
     // Something listening on the host, where a script would love to reach it.
     let abstract_name = nonce("hostile-abstract");
@@ -373,7 +373,7 @@ def main():
 
 #[test]
 fn executions_cannot_see_each_others_files_sockets_or_ipc() {
-    let server = Server::start();
+    let server = hostile::shared_server();
     let snapshot = HostSnapshot::take(&server);
     let marker = nonce("hostile-tmp");
     // SysV IPC keys are global within an IPC namespace: the same key in both jails.

@@ -111,19 +111,19 @@ fn scripts_that_never_end_time_out() {
 fn ignoring_or_blocking_signals_does_not_help() {
     let server = server();
     contained(&server, || {
-        times_out(
-            &server,
+        let scripts = [
             "import signal, time\ndef main():\n    for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2, signal.SIGALRM, signal.SIGXCPU, signal.SIGPIPE):\n        signal.signal(s, signal.SIG_IGN)\n    while True:\n        time.sleep(0.1)\n",
-        );
-        times_out(
-            &server,
             "import signal\ndef main():\n    signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())\n    while True:\n        pass\n",
-        );
-        // A family of processes that all ignore what they can and respawn what dies.
-        times_out(
-            &server,
+            // A family of processes that all ignore what they can and respawn what dies.
             "import os, signal, time\ndef main():\n    for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):\n        signal.signal(s, signal.SIG_IGN)\n    kids = set()\n    while True:\n        while len(kids) < 8:\n            try:\n                pid = os.fork()\n            except OSError:\n                break\n            if pid == 0:\n                os.setsid()\n                while True:\n                    time.sleep(1)\n            kids.add(pid)\n        try:\n            pid, _ = os.waitpid(-1, os.WNOHANG)\n            kids.discard(pid)\n        except ChildProcessError:\n            pass\n        time.sleep(0.05)\n",
-        );
+        ];
+        // At the same time: each waits out its own limit.
+        std::thread::scope(|scope| {
+            let server = &server;
+            for script in scripts {
+                scope.spawn(move || times_out(server, script));
+            }
+        });
     });
 }
 
@@ -131,12 +131,17 @@ fn ignoring_or_blocking_signals_does_not_help() {
 fn stopping_itself_or_its_runner_does_not_hang_the_service() {
     let server = server();
     contained(&server, || {
-        // Its whole process group, main included: stopped processes are still killed.
-        times_out(&server, "import os, signal\ndef main():\n    if os.fork() == 0:\n        import time\n        time.sleep(60)\n    os.killpg(0, signal.SIGSTOP)\n    return 'resumed'\n");
-        times_out(
-            &server,
-            "import os, signal\ndef main():\n    os.kill(os.getpid(), signal.SIGSTOP)\n    return 'resumed'\n",
-        );
+        std::thread::scope(|scope| {
+            let server = &server;
+            // Its whole process group, main included: stopped processes are still killed.
+            scope.spawn(|| times_out(server, "import os, signal\ndef main():\n    if os.fork() == 0:\n        import time\n        time.sleep(60)\n    os.killpg(0, signal.SIGSTOP)\n    return 'resumed'\n"));
+            scope.spawn(|| {
+                times_out(
+                    server,
+                    "import os, signal\ndef main():\n    os.kill(os.getpid(), signal.SIGSTOP)\n    return 'resumed'\n",
+                )
+            });
+        });
         // SIGTSTP is discarded: the script's session is an orphaned process group.
         let r = server.execute(
             "import os, signal\ndef main():\n    os.kill(os.getpid(), signal.SIGTSTP)\n    return 'not stopped'\n",

@@ -57,52 +57,63 @@ fn a_forced_isolation_that_does_not_work_is_not_replaced_by_a_weaker_one() {
 /// Every configuration the probe can choose on this host runs scripts with its limits.
 #[test]
 fn each_fallback_configuration_works_when_forced() {
-    for (userns, cgroup) in [("on", "v1"), ("off", "v1"), ("on", "none"), ("off", "none")] {
-        let server = Server::start_with(&[
-            ("SANDBOX_USERNS", userns),
-            ("SANDBOX_CGROUP", cgroup),
-            ("MEMORY_LIMIT_MB", "200"),
-            ("TIMEOUT_SECONDS", "3"),
-        ]);
-        let label = format!("userns={userns} cgroup={cgroup}");
-        let health = server.get("/health").json();
-        assert_eq!(
-            health["isolation"]["user_namespace"],
-            userns == "on",
-            "{label}: {health}"
-        );
-        let expected_cgroup = if cgroup == "none" { json!(null) } else { json!(cgroup) };
-        assert_eq!(health["isolation"]["cgroup"], expected_cgroup, "{label}: {health}");
-
-        let r = server.execute("import os, socket\ndef main():\n    try:\n        socket.create_connection(('1.1.1.1', 53), timeout=1)\n        net = True\n    except OSError:\n        net = False\n    return [os.getuid(), os.getgid(), net, sorted(os.listdir('/'))]\n");
-        // 65534 inside a user namespace; without one, the jail's own host uid and gid.
-        let uid = r.result()[0].as_u64().unwrap_or(0) as u32;
-        if userns == "off" {
-            // /health gives the first of the server's own range.
-            let base = health["isolation"]["uid"].as_u64().unwrap_or(0) as u32;
-            let range = base..base + python_executor::jail::ids::RANGE;
-            assert!(range.contains(&uid), "{label}: {}", r.text());
+    // The four at the same time, each its own server.
+    std::thread::scope(|scope| {
+        for (userns, cgroup) in [("on", "v1"), ("off", "v1"), ("on", "none"), ("off", "none")] {
+            scope.spawn(move || a_forced_configuration_works(userns, cgroup));
         }
-        let inside = if userns == "on" { 65534 } else { uid };
-        assert_eq!(
-            r.result(),
-            json!([
-                inside,
-                inside,
-                false,
-                ["bin", "dev", "etc", "lib", "lib64", "opt", "proc", "tmp", "usr"]
-            ]),
-            "{label}"
-        );
-        let r = server.execute("def main():\n    return len(bytearray(300 * 1024 * 1024))\n");
-        assert_eq!(r.kind(), "memory_limit", "{label}: {}", r.text());
-        let r = server.execute("import os, time\ndef main():\n    n = 0\n    try:\n        for _ in range(500):\n            if os.fork() == 0:\n                time.sleep(30)\n                os._exit(0)\n            n += 1\n    except OSError:\n        pass\n    return n\n");
-        let forked = r.result().as_i64().unwrap();
-        assert!(forked < 500, "{label}: {forked} processes were allowed");
-        let r = server.execute("while True:\n    pass\ndef main():\n    pass\n");
-        assert_eq!(r.kind(), "timeout", "{label}");
-        assert_serving(&server);
+    });
+}
+
+fn a_forced_configuration_works(userns: &str, cgroup: &str) {
+    let server = Server::start_with(&[
+        ("SANDBOX_USERNS", userns),
+        ("SANDBOX_CGROUP", cgroup),
+        ("MEMORY_LIMIT_MB", "200"),
+        ("TIMEOUT_SECONDS", "3"),
+    ]);
+    let label = format!("userns={userns} cgroup={cgroup}");
+    let health = server.get("/health").json();
+    assert_eq!(
+        health["isolation"]["user_namespace"],
+        userns == "on",
+        "{label}: {health}"
+    );
+    let expected_cgroup = if cgroup == "none" { json!(null) } else { json!(cgroup) };
+    assert_eq!(health["isolation"]["cgroup"], expected_cgroup, "{label}: {health}");
+
+    let r = server.execute("import os, socket\ndef main():\n    try:\n        socket.create_connection(('1.1.1.1', 53), timeout=1)\n        net = True\n    except OSError:\n        net = False\n    return [os.getuid(), os.getgid(), net, sorted(os.listdir('/'))]\n");
+    // 65534 inside a user namespace; without one, the jail's own host uid and gid.
+    let uid = r.result()[0].as_u64().unwrap_or(0) as u32;
+    if userns == "off" {
+        // /health gives the first of the server's own range.
+        let base = health["isolation"]["uid"].as_u64().unwrap_or(0) as u32;
+        let range = base..base + python_executor::jail::ids::RANGE;
+        assert!(range.contains(&uid), "{label}: {}", r.text());
     }
+    let inside = if userns == "on" { 65534 } else { uid };
+    assert_eq!(
+        r.result(),
+        json!([
+            inside,
+            inside,
+            false,
+            ["bin", "dev", "etc", "lib", "lib64", "opt", "proc", "tmp", "usr"]
+        ]),
+        "{label}"
+    );
+    let r = server.execute("def main():\n    return len(bytearray(300 * 1024 * 1024))\n");
+    assert_eq!(r.kind(), "memory_limit", "{label}: {}", r.text());
+    let r = server.execute("import os, time\ndef main():\n    n = 0\n    try:\n        for _ in range(500):\n            if os.fork() == 0:\n                time.sleep(30)\n                os._exit(0)\n            n += 1\n    except OSError:\n        pass\n    return n\n");
+    let forked = r.result().as_i64().unwrap();
+    assert!(forked < 500, "{label}: {forked} processes were allowed");
+    // A limit the request lowers (the service's is 3 s): the time limit is in force.
+    let r = server.post_json(
+        "/execute",
+        &json!({"script": "while True:\n    pass\ndef main():\n    pass\n", "timeout_seconds": 0.5}),
+    );
+    assert_eq!(r.kind(), "timeout", "{label}");
+    assert_serving(&server);
 }
 
 #[test]

@@ -11,7 +11,7 @@ const JAIL_AGE: &str = "import os\ndef jail_age():\n    ticks = os.sysconf('SC_C
 /// A server whose jails come from the pool (the pool is what these tests are about; the
 /// default strategy on a host that proves zygotes has none).
 fn pool_server(extra: &[(&str, &str)]) -> Server {
-    let mut all = vec![("SANDBOX_STRATEGY", "pool")];
+    let mut all = vec![("SANDBOX_STRATEGY", "pool"), ("WARM_FLAVOURS", "data")];
     all.extend_from_slice(extra);
     Server::start_with(&all)
 }
@@ -55,6 +55,24 @@ fn scripts_importing_pandas_get_a_jail_with_it_loaded_and_plain_scripts_do_not()
     assert_eq!(r.result(), json!([true, 3]));
     let r = server.execute("import sys\ndef main():\n    return 'pandas' in sys.modules or 'numpy' in sys.modules\n");
     assert_eq!(r.result(), json!(false));
+}
+
+#[test]
+fn warm_flavours_decide_which_jails_wait_before_their_first_request() {
+    let server = pool_server(&[("POOL_SIZE", "1"), ("WARM_FLAVOURS", "chart")]);
+    wait_for_ready(&server, "plain", 1);
+    wait_for_ready(&server, "chart", 1);
+    // Data is not warm here: no jail of it is made before a script asks for one.
+    let pool = server.get("/health").json()["pool"].clone();
+    assert_eq!(
+        (&pool["ready"]["data"], &pool["starting"]["data"]),
+        (&json!(0), &json!(0)),
+        "{pool}"
+    );
+    let r = server.execute("import pandas as pd\ndef main():\n    return int(pd.Series([4, 5]).sum())\n");
+    assert_eq!(r.result(), json!(9));
+    // That request made demand: the pool keeps a data jail while it lasts.
+    wait_for_ready(&server, "data", 1);
 }
 
 #[test]

@@ -7,8 +7,8 @@ use common::Server;
 use serde_json::{json, Value};
 
 /// The default service (pooled jails) and one that starts every jail cold.
-fn servers() -> [Server; 2] {
-    [Server::start(), Server::start_with(&[("POOL_SIZE", "0")])]
+fn servers() -> [&'static Server; 2] {
+    [Server::shared(), Server::shared_cold()]
 }
 
 #[test]
@@ -70,7 +70,7 @@ async def main():
 
 #[test]
 fn main_with_a_parameter_gets_none_without_input() {
-    let server = Server::start();
+    let server = Server::shared();
     assert_eq!(
         server.execute("def main(data):\n    return data\n").result(),
         Value::Null
@@ -80,7 +80,7 @@ fn main_with_a_parameter_gets_none_without_input() {
 
 #[test]
 fn a_huge_exception_message_is_a_capped_runtime_error() {
-    let server = Server::start();
+    let server = Server::shared();
     let r = server.execute("def main():\n    raise ValueError('m' * 5_000_000)\n");
     assert_eq!(
         (r.status, r.kind().as_str()),
@@ -114,19 +114,22 @@ fn numpy_and_pandas_results_just_work() {
             r#"{"mean": 1.5, "n": 1}"#,
         ),
     ];
+    // All in one script (each pandas execution costs a jail its import of pandas).
+    let exprs: Vec<&str> = cases.iter().map(|(expr, _)| *expr).collect();
+    let texts: Vec<&str> = cases.iter().map(|(_, text)| *text).collect();
+    let script = format!(
+        "import numpy as np\nimport pandas as pd\ndef main():\n    return [{}]\n",
+        exprs.join(", ")
+    );
     for server in servers() {
-        for (expr, text) in cases {
-            let r = server.execute(&format!(
-                "import numpy as np\nimport pandas as pd\ndef main():\n    return {expr}\n"
-            ));
-            assert_eq!(r.text(), format!(r#"{{"result":{text},"stdout":""}}"#), "{expr}");
-        }
+        let r = server.execute(&script);
+        assert_eq!(r.text(), format!(r#"{{"result":[{}],"stdout":""}}"#, texts.join(", ")));
     }
 }
 
 #[test]
 fn nan_stays_not_json_and_a_dataframe_gets_a_hint() {
-    let server = Server::start();
+    let server = Server::shared();
     for expr in ["np.float64('nan')", "np.array([1.0, np.inf])"] {
         let r = server.execute(&format!("import numpy as np\ndef main():\n    return {expr}\n"));
         assert_eq!(r.kind(), "result_not_json", "{expr}");

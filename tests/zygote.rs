@@ -14,7 +14,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 fn zygote_server() -> Server {
-    let server = Server::start_with(&[("SANDBOX_STRATEGY", "zygote")]);
+    let server = Server::start_with(&[("SANDBOX_STRATEGY", "zygote"), ("WARM_FLAVOURS", "data")]);
     wait_for_zygotes(&server);
     server
 }
@@ -347,4 +347,40 @@ fn children_killed_at_any_point_of_their_set_up_leave_nothing_behind() {
     snapshot.assert_restored();
     common::assert_serving(&server);
     wait_for_zygotes(&server);
+}
+
+#[test]
+fn warm_flavours_decide_which_zygotes_start_with_the_service() {
+    // Only plain: no data zygote until a script imports pandas; that script is answered all
+    // the same (in a jail started for it) and starts the zygote for those after it.
+    let server = Server::start_with(&[("SANDBOX_STRATEGY", "zygote"), ("WARM_FLAVOURS", "none")]);
+    for _ in 0..2 {
+        let health = server.get("/health").json();
+        assert_eq!(health["zygotes"]["plain"], true, "{health}");
+        assert_eq!(
+            (&health["zygotes"]["data"], &health["zygotes_starting"]["data"]),
+            (&json!(false), &json!(false)),
+            "{health}"
+        );
+        std::thread::sleep(Duration::from_millis(700));
+    }
+    assert_eq!(zygotes(&server).len(), 1, "only the plain zygote");
+    let pandas = "import pandas as pd\ndef main():\n    return int(pd.Series([1, 2, 3]).sum())\n";
+    assert_eq!(result(&server, pandas), json!(6));
+    wait_for_zygotes(&server);
+    assert_eq!(result(&server, pandas), json!(6));
+    assert_eq!(zygotes(&server).len(), 2);
+
+    // Charts too: their zygote is ready without a single request.
+    let server = Server::start_with(&[("SANDBOX_STRATEGY", "zygote"), ("WARM_FLAVOURS", "data,chart")]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let health = server.get("/health").json();
+        if health["zygotes"] == json!({"plain": true, "data": true, "chart": true}) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the chart zygote never started: {health}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(zygotes(&server).len(), 3);
 }

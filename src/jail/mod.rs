@@ -102,6 +102,15 @@ pub enum Flavour {
 impl Flavour {
     pub const ALL: [Flavour; 3] = [Flavour::Plain, Flavour::Data, Flavour::Chart];
 
+    /// Whether jails of this flavour are made ready before their first request.
+    pub fn is_warm(self, warm: crate::config::WarmFlavours) -> bool {
+        match self {
+            Flavour::Plain => true,
+            Flavour::Data => warm.data,
+            Flavour::Chart => warm.chart,
+        }
+    }
+
     pub fn modules(self) -> &'static [&'static str] {
         match self {
             Flavour::Plain => &[],

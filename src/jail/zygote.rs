@@ -11,7 +11,7 @@
 pub mod fork;
 mod socket;
 
-use crate::config::Limits;
+use crate::config::{Limits, WarmFlavours};
 use crate::jail::cgroup::{CgroupLimits, Cgroups};
 use crate::jail::nsjail::{Nsjail, NsjailJail};
 use crate::jail::{deadline, Flavour, IsolationFacts, JailError, JailSpec, Launcher};
@@ -77,8 +77,9 @@ impl Launchers {
     }
 
     /// Proves zygote mode on this host (a zygote forks a child whose namespaces, uid, filter
-    /// and cgroup are checked), then starts a zygote per flavour. `Err` says why it cannot be.
-    pub async fn zygote(nsjail: Arc<Nsjail>, limits: Limits) -> Result<Launchers, String> {
+    /// and cgroup are checked), then starts a zygote per warm flavour (the others start on
+    /// their first request). `Err` says why it cannot be.
+    pub async fn zygote(nsjail: Arc<Nsjail>, limits: Limits, warm: WarmFlavours) -> Result<Launchers, String> {
         let cgroups = match (&nsjail.isolation.cgroups, nsjail.isolation.user_namespace) {
             (Some(cgroups), true) => cgroups.clone(),
             _ => return Err("zygotes need cgroups and a user namespace".into()),
@@ -94,9 +95,11 @@ impl Launchers {
         if let Ok(mut slot) = zygotes.slots[index(Flavour::Plain)].lock() {
             slot.current = Some(plain);
         }
-        // The chart flavour's zygote starts on its first request (pyplot doubles a zygote's
-        // start, and most services never draw).
-        zygotes.replace(Flavour::Data);
+        for flavour in [Flavour::Data, Flavour::Chart] {
+            if flavour.is_warm(warm) {
+                zygotes.replace(flavour);
+            }
+        }
         Ok(Launchers {
             nsjail,
             zygotes: Some(zygotes),

@@ -7,9 +7,9 @@
 //! - [`during`]: runs an attack while a bystander thread keeps asking the same server for
 //!   ordinary answers, and checks every one of them.
 //!
-//! Tests run two at a time, each with its own server: every check here is scoped to one
-//! server's pid (its process tree and its `python-executor-<pid>` cgroups), so a neighbour's
-//! jails never count as leftovers.
+//! Tests run two at a time, each with a server of its own settings or, one test at a time, the
+//! binary's [`shared_server`]: every check here is scoped to one server's pid (its process tree
+//! and its `python-executor-<pid>` cgroups), so a neighbour's jails never count as leftovers.
 #![allow(dead_code)]
 
 pub use crate::common::Client;
@@ -264,6 +264,37 @@ impl HostSnapshot {
     }
 }
 
+/// The test binary's shared server (production defaults, see [`Server::shared`]), held by one
+/// hostile test at a time: each test's snapshot starts from the state the test before it
+/// proved restored, so attacks pile up on one service instead of each getting a fresh one.
+pub fn shared_server() -> SharedServer {
+    static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    // A test that failed holding its turn leaves the server to the next one all the same.
+    let turn = TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    SharedServer {
+        _turn: turn,
+        server: Server::shared(),
+    }
+}
+
+pub struct SharedServer {
+    _turn: std::sync::MutexGuard<'static, ()>,
+    server: &'static Server,
+}
+
+impl std::ops::Deref for SharedServer {
+    type Target = Server;
+    fn deref(&self) -> &Server {
+        self.server
+    }
+}
+
+impl<'a> From<&'a SharedServer> for Client<'a> {
+    fn from(shared: &'a SharedServer) -> Client<'a> {
+        Client::new(shared.server)
+    }
+}
+
 /// What every hostile test checks around its attack: the host as it was before (snapshot),
 /// other clients served while it runs (bystander), and the service still serving after it.
 pub fn contained<R>(server: &Server, attack: impl FnOnce() -> R) -> R {
@@ -303,8 +334,9 @@ pub fn during_as<R>(client: Client<'_>, attack: impl FnOnce() -> R) -> R {
                     "a bystander got a wrong answer during the attack"
                 );
                 answered.fetch_add(1, Ordering::AcqRel);
-                // Keep asking, without becoming a load test of our own.
-                for _ in 0..4 {
+                // Keep asking, twice a second, without becoming a load test of our own (each
+                // answer is an execution: a jail's worth of CPU taken from the attack's test).
+                for _ in 0..10 {
                     if stop.load(Ordering::Acquire) {
                         break;
                     }

@@ -83,8 +83,32 @@ impl Server {
     }
 
     /// Starts the service; `Err` carries its exit status and stderr if it stops instead.
+    ///
+    /// Unless `extra` says otherwise, with no flavour warm but plain (WARM_FLAVOURS=none): a
+    /// server started for one test seldom runs pandas, and its data zygote (or warm data jail)
+    /// would cost ~0.3 s of CPU for nothing. Its pandas scripts get a jail started for them,
+    /// then the zygote (or warm jails) that first request started. The shared servers, the pool
+    /// and zygote suites keep the production default.
     pub fn try_start(extra: &[(&str, &str)]) -> Result<Server, String> {
+        let mut all = vec![("WARM_FLAVOURS", "none")];
+        all.extend_from_slice(extra);
+        Server::launch(&all, false)
+    }
+
+    /// `shared`: the service gets SIGTERM when the thread that starts it ends (a thread that
+    /// lives as long as the test process).
+    fn launch(extra: &[(&str, &str)], shared: bool) -> Result<Server, String> {
         let mut command = Command::new(env!("CARGO_BIN_EXE_python-executor"));
+        if shared {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+            unsafe {
+                command.pre_exec(|| {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                    Ok(())
+                });
+            }
+        }
         command
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default());
@@ -144,6 +168,39 @@ impl Server {
                 let _ = child.kill();
                 return Err("did not start listening within 60 s".into());
             }
+        }
+    }
+
+    /// One server per test binary with the production defaults, started on first use and
+    /// stopped (SIGTERM, a clean shutdown) when the test process ends. For tests that only
+    /// look at the answers to their own requests: not at logs, /health counters, the server's
+    /// processes or its shutdown. Other tests of the binary use it at the same time, as
+    /// clients of a real service do.
+    pub fn shared() -> &'static Server {
+        static SHARED: std::sync::OnceLock<Server> = std::sync::OnceLock::new();
+        SHARED.get_or_init(|| Server::start_shared(&[]))
+    }
+
+    /// [`Server::shared`] without a warm pool (POOL_SIZE=0): every execution in a jail
+    /// started for it (under the pool strategy; zygotes have no pool anyway).
+    pub fn shared_cold() -> &'static Server {
+        static SHARED: std::sync::OnceLock<Server> = std::sync::OnceLock::new();
+        SHARED.get_or_init(|| Server::start_shared(&[("POOL_SIZE", "0")]))
+    }
+
+    fn start_shared(extra: &'static [(&'static str, &'static str)]) -> Server {
+        let (tx, rx) = std::sync::mpsc::channel();
+        // The starting thread must outlive every test: the service dies with it.
+        std::thread::spawn(move || {
+            let _ = tx.send(Server::launch(extra, true));
+            loop {
+                std::thread::park();
+            }
+        });
+        match rx.recv() {
+            Ok(Ok(server)) => server,
+            Ok(Err(e)) => panic!("the shared server did not start: {e}"),
+            Err(_) => panic!("the shared server's starting thread ended"),
         }
     }
 
@@ -359,6 +416,12 @@ impl<'a> Client<'a> {
 
 impl<'a> From<&'a Server> for Client<'a> {
     fn from(server: &'a Server) -> Client<'a> {
+        Client::new(server)
+    }
+}
+
+impl<'a> From<&&'a Server> for Client<'a> {
+    fn from(server: &&'a Server) -> Client<'a> {
         Client::new(server)
     }
 }
