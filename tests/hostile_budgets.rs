@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 /// execution and the host have had their turn.
 const HOLD_SECONDS: u64 = 25;
 
-fn server() -> Server {
-    Server::start_with(&[("MAX_CONCURRENT", "4"), ("TIMEOUT_SECONDS", "30")])
+fn server() -> hostile::SharedServer {
+    hostile::shared_server_with(&[("MAX_CONCURRENT", "4"), ("TIMEOUT_SECONDS", "30")])
 }
 
 /// The hog's script: `fill` (Python statements in `main`, leaving a JSON-able `result`) runs,

@@ -17,7 +17,7 @@ fn post(server: &Server, body: Value) -> common::Response {
 
 #[test]
 fn links_planted_for_collect_are_not_followed() {
-    let server = Server::start_with(&[("TIMEOUT_SECONDS", "5")]);
+    let server = hostile::shared_server_with(&[("TIMEOUT_SECONDS", "5")]);
     contained(&server, || {
         let script = r#"import os
 def main():
@@ -42,7 +42,7 @@ def main():
 
 #[test]
 fn special_files_matching_a_pattern_do_not_hang() {
-    let server = Server::start_with(&[("TIMEOUT_SECONDS", "5")]);
+    let server = hostile::shared_server_with(&[("TIMEOUT_SECONDS", "5")]);
     contained(&server, || {
         let script = r#"import os, socket
 def main():
@@ -94,7 +94,7 @@ def main():
 
 #[test]
 fn a_flood_of_files_is_refused_quickly() {
-    let server = Server::start_with(&[("TIMEOUT_SECONDS", "8")]);
+    let server = hostile::shared_server_with(&[("TIMEOUT_SECONDS", "8")]);
     contained(&server, || {
         let script = r#"import os
 def main():
@@ -119,7 +119,7 @@ def main():
 
 #[test]
 fn deep_directories_and_odd_names_are_handled() {
-    let server = Server::start_with(&[("TIMEOUT_SECONDS", "8")]);
+    let server = hostile::shared_server_with(&[("TIMEOUT_SECONDS", "8")]);
     contained(&server, || {
         let script = r#"import os
 def main():

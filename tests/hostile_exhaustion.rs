@@ -27,7 +27,7 @@ fn timed(server: &Server, script: &str, limit: f64) -> common::Response {
 
 #[test]
 fn fork_bombs_hit_the_process_limit() {
-    let server = Server::start_with(&[("TIMEOUT_SECONDS", "3")]);
+    let server = hostile::shared_server_with(&[("TIMEOUT_SECONDS", "3")]);
     contained(&server, || {
         // Children that stay alive until fork fails: the pids cgroup says no.
         let r = server.execute(
@@ -163,7 +163,7 @@ def main():
 
 #[test]
 fn cpu_burn_in_many_processes_times_out() {
-    let server = Server::start_with(&[("TIMEOUT_SECONDS", "3")]);
+    let server = hostile::shared_server_with(&[("TIMEOUT_SECONDS", "3")]);
     contained(&server, || {
         let r = timed(
             &server,

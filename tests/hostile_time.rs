@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 const LIMIT: f64 = 2.0;
 
-fn server() -> Server {
-    Server::start_with(&[("TIMEOUT_SECONDS", "2")])
+fn server() -> hostile::SharedServer {
+    hostile::shared_server_with(&[("TIMEOUT_SECONDS", "2")])
 }
 
 /// Runs a script that must end in the time limit: a `timeout` answer within limit + 5 s.

@@ -268,12 +268,18 @@ impl HostSnapshot {
 /// hostile test at a time: each test's snapshot starts from the state the test before it
 /// proved restored, so attacks pile up on one service instead of each getting a fresh one.
 pub fn shared_server() -> SharedServer {
+    shared_server_with(&[])
+}
+
+/// [`shared_server`] with these settings (one server per binary and settings; one hostile
+/// test at a time across all of them).
+pub fn shared_server_with(settings: &'static [(&'static str, &'static str)]) -> SharedServer {
     static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
     // A test that failed holding its turn leaves the server to the next one all the same.
     let turn = TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     SharedServer {
         _turn: turn,
-        server: Server::shared(),
+        server: Server::shared_with(settings),
     }
 }
 

@@ -177,31 +177,38 @@ impl Server {
     /// processes or its shutdown. Other tests of the binary use it at the same time, as
     /// clients of a real service do.
     pub fn shared() -> &'static Server {
-        static SHARED: std::sync::OnceLock<Server> = std::sync::OnceLock::new();
-        SHARED.get_or_init(|| Server::start_shared(&[]))
+        Server::shared_with(&[])
     }
 
     /// [`Server::shared`] without a warm pool (POOL_SIZE=0): every execution in a jail
     /// started for it (under the pool strategy; zygotes have no pool anyway).
     pub fn shared_cold() -> &'static Server {
-        static SHARED: std::sync::OnceLock<Server> = std::sync::OnceLock::new();
-        SHARED.get_or_init(|| Server::start_shared(&[("POOL_SIZE", "0")]))
+        Server::shared_with(&[("POOL_SIZE", "0")])
     }
 
-    fn start_shared(extra: &'static [(&'static str, &'static str)]) -> Server {
+    /// [`Server::shared`] with these settings: one server per test binary and settings.
+    pub fn shared_with(settings: &'static [(&'static str, &'static str)]) -> &'static Server {
+        type Started = Vec<(&'static [(&'static str, &'static str)], &'static Server)>;
+        static STARTED: Mutex<Started> = Mutex::new(Vec::new());
+        let mut started = STARTED.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some((_, server)) = started.iter().find(|(s, _)| *s == settings) {
+            return server;
+        }
         let (tx, rx) = std::sync::mpsc::channel();
         // The starting thread must outlive every test: the service dies with it.
         std::thread::spawn(move || {
-            let _ = tx.send(Server::launch(extra, true));
+            let _ = tx.send(Server::launch(settings, true));
             loop {
                 std::thread::park();
             }
         });
-        match rx.recv() {
-            Ok(Ok(server)) => server,
+        let server: &'static Server = match rx.recv() {
+            Ok(Ok(server)) => Box::leak(Box::new(server)),
             Ok(Err(e)) => panic!("the shared server did not start: {e}"),
             Err(_) => panic!("the shared server's starting thread ended"),
-        }
+        };
+        started.push((settings, server));
+        server
     }
 
     pub fn pid(&self) -> u32 {
