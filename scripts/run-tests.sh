@@ -30,11 +30,18 @@ if [ -n "${TEST_ONLY:-}" ]; then
   mv "$logs/only" "$logs/binaries"
 fi
 
-# One queue: "name strategy executable", the slowest first so that none starts last.
-slow="api pool contract hostile_exhaustion zygote hostile_time hostile_http lifecycle"
+# One queue: "name strategy executable", the longest first (under either strategy) so that
+# none starts last; those that mostly wait (hostile_secrets sleeps) early, beside CPU work.
+slow="api zygote pool contract hostile_secrets hostile_exhaustion hostile_time hostile_http hostile_burst lifecycle"
+pooled=" ${POOL_SUITES:-} "
 {
-  for name in $slow; do sed -n "s/^$name /$name default /p" "$logs/binaries"; done
-  for name in ${POOL_SUITES:-}; do sed -n "s/^$name /$name pool /p" "$logs/binaries"; done
+  for name in $slow; do
+    sed -n "s/^$name /$name default /p" "$logs/binaries"
+    case "$pooled" in *" $name "*) sed -n "s/^$name /$name pool /p" "$logs/binaries" ;; esac
+  done
+  for name in ${POOL_SUITES:-}; do
+    case " $slow " in *" $name "*) ;; *) sed -n "s/^$name /$name pool /p" "$logs/binaries" ;; esac
+  done
   grep -v -E "^($(echo $slow | tr ' ' '|')) " "$logs/binaries" | sed 's/ / default /' || true
 } > "$logs/queue"
 

@@ -439,6 +439,91 @@ class Input(unittest.TestCase):
         self.assertEqual(self.value(deco + "@deco\ndef main(x):\n    return x\n", input=3), ("ok", 3))
         self.assertEqual(self.value(deco + "@deco\ndef main():\n    return 1\n"), ("ok", 1))
 
+    def test_the_quick_signature_of_a_plain_def_is_what_inspect_says(self):
+        import functools
+        import inspect
+
+        def slow(entry):
+            try:
+                parameters = inspect.signature(entry).parameters.values()
+            except (TypeError, ValueError):
+                return "unknown"
+            for p in parameters:
+                if p.kind == p.VAR_POSITIONAL:
+                    return "optional"
+                if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
+                    return "required" if p.default is p.empty else "optional"
+            return "none"
+
+        namespace = {}
+        exec(
+            "def a(): pass\n"
+            "def b(x): pass\n"
+            "def c(x=1): pass\n"
+            "def d(x, y=2): pass\n"
+            "def e(x=1, y=2): pass\n"
+            "def f(*args): pass\n"
+            "def g(x, *args): pass\n"
+            "def h(*, k): pass\n"
+            "def i(*, k=1): pass\n"
+            "def j(**kw): pass\n"
+            "def k(x, /): pass\n"
+            "def l(x=1, /, y=2): pass\n"
+            "def m(x, /, *args, k, **kw): pass\n"
+            "async def n(): pass\n"
+            "async def o(x): pass\n"
+            "def p(*args, x=1): pass\n"
+            "q = lambda x=3: x\n"
+            "r = lambda: 1\n",
+            namespace,
+        )
+        plain = [v for v in namespace.values() if callable(v)]
+        self.assertEqual(len(plain), 18)
+        for entry in plain:
+            self.assertEqual(runner.plain_function_signature(entry), slow(entry), entry.__name__)
+            self.assertEqual(runner.call_signature(entry), slow(entry), entry.__name__)
+        # Anything else is left to inspect: decorated, partial, callable objects, builtins, a
+        # function that says its own signature.
+        wrapped = functools.wraps(namespace["b"])(lambda *a, **k: None)
+        told = namespace["a"]
+        told.__signature__ = inspect.signature(namespace["b"])
+        class Callable:
+            def __call__(self, x):
+                pass
+        for entry in (wrapped, functools.partial(namespace["d"], 1), Callable(), len, told):
+            self.assertIsNone(runner.plain_function_signature(entry), entry)
+            self.assertEqual(runner.call_signature(entry), slow(entry), entry)
+
+    def test_only_what_inspect_calls_awaitable_is_awaited(self):
+        import collections.abc
+        import inspect
+
+        class Registered:
+            pass
+
+        collections.abc.Awaitable.register(Registered)
+
+        class Await:
+            def __await__(self):
+                yield
+
+        class NoneAwait:
+            __await__ = None
+
+        async def coroutine():
+            pass
+
+        def generator():
+            yield
+
+        made = coroutine()
+        for value in (1, "x", None, [1], {"a": 1}, Await(), NoneAwait(), Registered(), made, generator(), object()):
+            if inspect.isawaitable(value):
+                self.assertTrue(runner.may_be_awaitable(value), value)
+        made.close()
+        self.assertFalse(runner.may_be_awaitable(1))
+        self.assertFalse(runner.may_be_awaitable({"a": 1}))
+
     def test_input_is_data_never_code(self):
         self.assertEqual(self.value("def main(s):\n    return s\n", input="__import__('os')"), ("ok", "__import__('os')"))
 
