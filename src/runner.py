@@ -538,8 +538,11 @@ def call_signature(entry):
     """How main takes `input`: "required" (a positional parameter without a default),
     "optional" (one with a default, or *args), "none", or "unknown" (no signature)."""
     quick = plain_function_signature(entry)
-    if quick is not None:
-        return quick
+    return quick if quick is not None else inspected_signature(entry)
+
+
+def inspected_signature(entry):
+    """call_signature as inspect.signature sees it (decorators followed through __wrapped__)."""
     import inspect
 
     try:

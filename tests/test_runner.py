@@ -443,17 +443,7 @@ class Input(unittest.TestCase):
         import functools
         import inspect
 
-        def slow(entry):
-            try:
-                parameters = inspect.signature(entry).parameters.values()
-            except (TypeError, ValueError):
-                return "unknown"
-            for p in parameters:
-                if p.kind == p.VAR_POSITIONAL:
-                    return "optional"
-                if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
-                    return "required" if p.default is p.empty else "optional"
-            return "none"
+        slow = runner.inspected_signature
 
         namespace = {}
         exec(
