@@ -64,6 +64,14 @@ fn available_memory() -> Option<u64> {
     }
 }
 
+/// Why the service stops before serving: a CRITICAL log line (what Cloud Logging shows) and
+/// the same on stderr (what a terminal or `docker run` shows). The process's exit code.
+fn not_started(message: &str, fields: serde_json::Map<String, serde_json::Value>, said: String) -> i32 {
+    logging::log(Severity::Critical, message, fields);
+    eprintln!("python-executor: {said}");
+    1
+}
+
 fn warm_flavours(settings: &Settings) -> Vec<&'static str> {
     crate::jail::Flavour::ALL
         .iter()
@@ -79,13 +87,11 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = &'static str
     let (launcher, probe) = match probe::probe(&settings).await {
         Ok(found) => found,
         Err(message) => {
-            logging::log(
-                Severity::Critical,
+            return not_started(
                 "refusing to start: no working sandbox",
                 fields! {"reason" => message},
-            );
-            eprintln!("python-executor: refusing to start: {message}");
-            return 1;
+                format!("refusing to start: {message}"),
+            )
         }
     };
     let cgroups = launcher.isolation.cgroups.clone();
@@ -96,13 +102,11 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = &'static str
             match Launchers::zygote(nsjail.clone(), settings.limits, settings.warm).await {
                 Ok(zygotes) => zygotes,
                 Err(why) if settings.strategy == StrategyChoice::Zygote => {
-                    logging::log(
-                        Severity::Critical,
+                    return not_started(
                         "refusing to start: SANDBOX_STRATEGY=zygote does not work here",
                         fields! {"reason" => why},
-                    );
-                    eprintln!("python-executor: refusing to start: zygote mode: {why}");
-                    return 1;
+                        format!("refusing to start: zygote mode: {why}"),
+                    )
                 }
                 Err(why) => {
                     logging::warning(
@@ -154,13 +158,11 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = &'static str
     let listener = match TcpListener::bind(("0.0.0.0", settings.port)).await {
         Ok(listener) => listener,
         Err(e) => {
-            logging::log(
-                Severity::Critical,
+            return not_started(
                 "cannot listen",
                 fields! {"port" => settings.port, "error" => e.to_string()},
-            );
-            eprintln!("python-executor: cannot listen on port {}: {e}", settings.port);
-            return 1;
+                format!("cannot listen on port {}: {e}", settings.port),
+            )
         }
     };
     let port = listener.local_addr().map(|a| a.port()).unwrap_or(settings.port);
