@@ -180,10 +180,16 @@ impl Server {
         Server::shared_with(&[])
     }
 
-    /// [`Server::shared`] without a warm pool (POOL_SIZE=0): every execution in a jail
-    /// started for it (under the pool strategy; zygotes have no pool anyway).
+    /// A shared server where every execution gets a jail started for it: [`Server::shared`]
+    /// itself where that has no pool (zygotes fork each execution as it comes), else one
+    /// started without (POOL_SIZE=0, under the pool strategy: cold jails).
     pub fn shared_cold() -> &'static Server {
-        Server::shared_with(&[("POOL_SIZE", "0")])
+        let shared = Server::shared();
+        if shared.get("/health").json()["strategy"] == "pool" {
+            Server::shared_with(&[("POOL_SIZE", "0")])
+        } else {
+            shared
+        }
     }
 
     /// [`Server::shared`] with these settings: one server per test binary and settings.
