@@ -7,7 +7,7 @@
 //! fuzzed by schemathesis, both from the test tools venv: `./scripts/prepare-tools.sh` (which
 //! `make test` runs) installs them into .sandbox/tools.
 
-mod common;
+use crate::common;
 use common::{repo, Response, Server};
 use serde_json::{json, Map, Value};
 use std::io::Write;

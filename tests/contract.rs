@@ -1,6 +1,6 @@
 //! The HTTP contract (../shared/API.md), case by case, against the real service.
 
-mod common;
+use crate::common;
 use common::{assert_serving, Server};
 use serde_json::json;
 use std::io::{Read, Write};

@@ -1,7 +1,7 @@
 //! Data in and out (API.md, "Data in and out"): `input`, `files`, `collect`, `include`, and
 //! the `usage` every error after the start carries, against the real service.
 
-mod common;
+use crate::common;
 use common::{assert_serving, Server};
 use serde_json::{json, Value};
 

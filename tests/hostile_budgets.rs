@@ -9,9 +9,8 @@
 //! host in /proc) and holds on; while it holds, a second execution and the host use the
 //! same budget.
 
-mod common;
-#[path = "common/hostile.rs"]
-mod hostile;
+use crate::common;
+use crate::hostile;
 
 use common::{processes, Server};
 use hostile::{contained, descendants};

@@ -3,9 +3,8 @@
 //! `overloaded`, with Retry-After, is a clear answer for any of them), the service stays up,
 //! and the host is left as it was.
 
-mod common;
-#[path = "common/hostile.rs"]
-mod hostile;
+use crate::common;
+use crate::hostile;
 
 use common::{assert_serving, Response, Server};
 use hostile::HostSnapshot;

@@ -2,9 +2,8 @@
 //! files and huge inputs. Every answer is the script's real outcome or a clear JSON error, the
 //! host never reads a path the script could have written, and other clients are served.
 
-mod common;
-#[path = "common/hostile.rs"]
-mod hostile;
+use crate::common;
+use crate::hostile;
 
 use common::Server;
 use hostile::{assert_error, assert_error_of, contained};

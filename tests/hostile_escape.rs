@@ -3,9 +3,8 @@
 //! that other clients are answered correctly while it runs and afterwards, and that the host is
 //! left as it was.
 
-mod common;
-#[path = "common/hostile.rs"]
-mod hostile;
+use crate::common;
+use crate::hostile;
 
 use common::{assert_serving, Server};
 use hostile::{assert_error, contained, during, HostSnapshot};

@@ -2,9 +2,8 @@
 //! output, result size and file descriptors are each bounded per execution; the attack ends
 //! in a clear answer, other clients are served meanwhile, and nothing is left behind.
 
-mod common;
-#[path = "common/hostile.rs"]
-mod hostile;
+use crate::common;
+use crate::hostile;
 
 use common::Server;
 use hostile::{assert_error, contained};

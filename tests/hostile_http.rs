@@ -3,9 +3,8 @@
 //! scripts built to choke the validator get a clear answer. Other clients are served
 //! meanwhile, and the host is left as it was.
 
-mod common;
-#[path = "common/hostile.rs"]
-mod hostile;
+use crate::common;
+use crate::hostile;
 
 use common::{assert_serving, Response, Server};
 use hostile::{assert_error, assert_error_of, contained, during, HostSnapshot};

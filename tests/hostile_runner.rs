@@ -4,9 +4,8 @@
 //! (never a forged value, never a service error kind the script has no right to), and other
 //! clients are served meanwhile.
 
-mod common;
-#[path = "common/hostile.rs"]
-mod hostile;
+use crate::common;
+use crate::hostile;
 
 use common::Server;
 use hostile::{assert_error, assert_error_of, contained};

@@ -2,9 +2,8 @@
 //! files and processes, the network (the service's own port included) and other executions'
 //! files, sockets and IPC are out of a script's sight; other clients are served meanwhile.
 
-mod common;
-#[path = "common/hostile.rs"]
-mod hostile;
+use crate::common;
+use crate::hostile;
 
 use common::{assert_serving, Server};
 use hostile::{during, during_as, nonce, Client, HostSnapshot};

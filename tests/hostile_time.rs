@@ -3,9 +3,8 @@
 //! jail: each ends in a clear answer within the wall-time limit (or promptly, when `main`
 //! returns), nothing survives it, and other clients are served meanwhile.
 
-mod common;
-#[path = "common/hostile.rs"]
-mod hostile;
+use crate::common;
+use crate::hostile;
 
 use common::{assert_serving, Server};
 use hostile::{assert_error, contained, during, HostSnapshot};

@@ -3,7 +3,7 @@
 //! `collect` read by the runner after every other process in the jail is dead, with hostile
 //! files planted for it. (The HTTP fields are tested in the contract and hostile suites.)
 
-mod common;
+use crate::common;
 
 use python_executor::config::Settings;
 use python_executor::jail::probe::probe;

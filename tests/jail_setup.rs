@@ -1,7 +1,7 @@
 //! The jail as ordinary programs expect it: /dev/stdout and friends write to the captured
 //! output, and the service gives full isolation wherever its checkout lives.
 
-mod common;
+use crate::common;
 
 use common::Server;
 use serde_json::json;

@@ -1,6 +1,6 @@
 //! Start-up, the isolation probe and its fallbacks, failing closed, and shutdown.
 
-mod common;
+use crate::common;
 use common::{assert_serving, Server};
 use serde_json::json;
 use std::time::{Duration, Instant};

@@ -1,6 +1,6 @@
 //! The pool of warm single-use jails: same isolation as a cold jail, one execution each.
 
-mod common;
+use crate::common;
 use common::{assert_serving, Server};
 use serde_json::json;
 use std::time::{Duration, Instant};

@@ -1,8 +1,9 @@
 //! Python as users write it, against the real service and sandbox: argv, the working
 //! directory, awaitables behind decorators, huge exception messages, numpy and pandas results,
-//! and matplotlib in a jail. Each case runs both in a pooled jail and in a cold one.
+//! and matplotlib in a jail. Each case runs on the shared server, and under the pool strategy
+//! in a cold jail as well.
 
-mod common;
+use crate::common;
 use common::Server;
 use serde_json::{json, Value};
 

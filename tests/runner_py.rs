@@ -1,6 +1,6 @@
 //! Runs the runner's own unit tests (tests/test_runner.py) with the sandbox's Python.
 
-mod common;
+use crate::common;
 
 #[test]
 fn runner_unit_tests_pass() {

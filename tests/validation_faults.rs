@@ -4,7 +4,7 @@
 //! parse function that panics put in the validator's place, and a launcher that starts no
 //! jails (nothing gets that far).
 
-mod common;
+use crate::common;
 
 use common::Response;
 use python_executor::config::Settings;

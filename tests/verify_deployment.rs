@@ -2,7 +2,7 @@
 //! the real service: it passes where the isolation is what is required, and fails, saying why,
 //! against a service forced to a weaker rung.
 
-mod common;
+use crate::common;
 
 use common::{repo, Server};
 use std::path::PathBuf;

@@ -3,9 +3,8 @@
 //! proves it (the default, `auto`); `make test` runs the contract and hostile suites again under
 //! the pool.
 
-mod common;
-#[path = "common/hostile.rs"]
-mod hostile;
+use crate::common;
+use crate::hostile;
 
 use common::{processes, Proc, Server};
 use hostile::{contained, descendants, HostSnapshot};

@@ -67,7 +67,7 @@ fn mounts() -> BTreeSet<String> {
 
 /// Top-level entries of the host's /tmp that a jail (or a test marker) could account for:
 /// owned by the jail uid, or named like the suite's markers or the sandbox's tools. Other
-/// new files (cargo, other test binaries running at the same time) are not ours to judge.
+/// new files (cargo, other test processes running at the same time) are not ours to judge.
 fn suspicious_tmp() -> BTreeSet<OsString> {
     let mut found = BTreeSet::new();
     for entry in std::fs::read_dir("/tmp").into_iter().flatten().flatten() {
@@ -264,14 +264,14 @@ impl HostSnapshot {
     }
 }
 
-/// The test binary's shared server (production defaults, see [`Server::shared`]), held by one
+/// The test process's shared server (production defaults, see [`Server::shared`]), held by one
 /// hostile test at a time: each test's snapshot starts from the state the test before it
 /// proved restored, so attacks pile up on one service instead of each getting a fresh one.
 pub fn shared_server() -> SharedServer {
     shared_server_with(&[])
 }
 
-/// [`shared_server`] with these settings (one server per binary and settings; one hostile
+/// [`shared_server`] with these settings (one server per process and settings; one hostile
 /// test at a time across all of them).
 pub fn shared_server_with(settings: &'static [(&'static str, &'static str)]) -> SharedServer {
     static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());

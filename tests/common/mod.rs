@@ -116,7 +116,7 @@ impl Server {
             command.env(k, v);
         }
         // Each server a range of jail uids of its own, as each service on a host must have:
-        // servers of test binaries running side by side would otherwise share per-user
+        // servers of test processes running side by side would otherwise share per-user
         // kernel budgets through jails that happen to get the same uid.
         command.env("JAIL_UID_BASE", own_jail_uid_base().to_string());
         for (k, v) in extra {
@@ -171,10 +171,10 @@ impl Server {
         }
     }
 
-    /// One server per test binary with the production defaults, started on first use and
-    /// stopped (SIGTERM, a clean shutdown) when the test process ends. For tests that only
-    /// look at the answers to their own requests: not at logs, /health counters, the server's
-    /// processes or its shutdown. Other tests of the binary use it at the same time, as
+    /// One server per test process (a suite's run) with the production defaults, started on
+    /// first use and stopped (SIGTERM, a clean shutdown) when the test process ends. For tests
+    /// that only look at the answers to their own requests: not at logs, /health counters, the
+    /// server's processes or its shutdown. Other tests of the suite use it at the same time, as
     /// clients of a real service do.
     pub fn shared() -> &'static Server {
         Server::shared_with(&[])
@@ -192,7 +192,7 @@ impl Server {
         }
     }
 
-    /// [`Server::shared`] with these settings: one server per test binary and settings.
+    /// [`Server::shared`] with these settings: one server per test process and settings.
     pub fn shared_with(settings: &'static [(&'static str, &'static str)]) -> &'static Server {
         type Started = Vec<(&'static [(&'static str, &'static str)], &'static Server)>;
         static STARTED: Mutex<Started> = Mutex::new(Vec::new());
