@@ -184,12 +184,15 @@ impl Server {
     /// itself where that has no pool (zygotes fork each execution as it comes), else one
     /// started without (POOL_SIZE=0, under the pool strategy: cold jails).
     pub fn shared_cold() -> &'static Server {
-        let shared = Server::shared();
-        if shared.get("/health").json()["strategy"] == "pool" {
-            Server::shared_with(&[("POOL_SIZE", "0")])
-        } else {
-            shared
-        }
+        static COLD: std::sync::OnceLock<&'static Server> = std::sync::OnceLock::new();
+        COLD.get_or_init(|| {
+            let shared = Server::shared();
+            if shared.get("/health").json()["strategy"] == "pool" {
+                Server::shared_with(&[("POOL_SIZE", "0")])
+            } else {
+                shared
+            }
+        })
     }
 
     /// [`Server::shared`] with these settings: one server per test process and settings.
