@@ -25,7 +25,7 @@ fn request(i: usize) -> (String, Value, Expect) {
     // Scripts that only end at the time limit ask for a short one: the burst is about all of
     // them at once, not about how long each burns. The service's own limit is long (10 s) so
     // that a loaded machine cannot turn a memory bomb, starved of CPU, into a timeout.
-    let never_ends = |s: &str| json!({ "script": s, "timeout_seconds": 0.5 });
+    let never_ends = |s: &str| json!({ "script": s, "timeout_seconds": 0.25 });
     let (name, body, expect) = match i % 16 {
         0 => (
             "arithmetic",

@@ -22,11 +22,11 @@ fn times_out(server: &Server, script: &str) -> serde_json::Value {
     times_out_after(LIMIT, server, &json!({ "script": script }))
 }
 
-/// [`times_out`] under a limit of 1 s that the request asks for: short, so that the scripts
-/// that burn a CPU until it burn little, while the bystander's ordinary scripts keep the
-/// service's own limit (a loaded machine can hold a hello world up for a second).
-fn times_out_in_a_second(server: &Server, script: &str) -> serde_json::Value {
-    times_out_after(1.0, server, &json!({ "script": script, "timeout_seconds": 1 }))
+/// [`times_out`] under a limit of half a second that the request asks for: short, so that the
+/// scripts that burn a CPU until it burn little, while the bystander's ordinary scripts keep
+/// the service's own limit (a loaded machine can hold a hello world up for a second).
+fn times_out_in_half_a_second(server: &Server, script: &str) -> serde_json::Value {
+    times_out_after(0.5, server, &json!({ "script": script, "timeout_seconds": 0.5 }))
 }
 
 fn times_out_after(limit: f64, server: &Server, body: &serde_json::Value) -> serde_json::Value {
@@ -81,7 +81,7 @@ fn the_host_snapshot_sees_a_script_that_is_still_running() {
 #[test]
 fn scripts_that_never_end_time_out() {
     // Enough slots for every script at once (and the bystander): each waits out its own limit
-    // at the same time as the others, not after them. A 1 s limit: three of them burn a CPU
+    // at the same time as the others, not after them. A 0.5 s limit: three of them burn a CPU
     // each until it.
     let server = Server::start_with(&[("MAX_CONCURRENT", "12")]);
     contained(&server, || {
@@ -100,16 +100,16 @@ fn scripts_that_never_end_time_out() {
             let server = &server;
             let running: Vec<_> = scripts
                 .into_iter()
-                .map(|script| scope.spawn(move || times_out_in_a_second(server, script)))
+                .map(|script| scope.spawn(move || times_out_in_half_a_second(server, script)))
                 .collect();
             // A still shorter one is kept too.
             let started = Instant::now();
             let r = server.post_json(
                 "/execute",
-                &json!({"script": "def main():\n    while True:\n        pass\n", "timeout_seconds": 0.5}),
+                &json!({"script": "def main():\n    while True:\n        pass\n", "timeout_seconds": 0.25}),
             );
             let body = assert_error(&r, 400, "timeout");
-            assert_eq!(body["limit_seconds"], 0.5);
+            assert_eq!(body["limit_seconds"], 0.25);
             assert!(started.elapsed() < Duration::from_secs(5));
             for script in running {
                 script.join().unwrap();
@@ -120,7 +120,7 @@ fn scripts_that_never_end_time_out() {
 
 #[test]
 fn ignoring_or_blocking_signals_does_not_help() {
-    // A 1 s limit: one of them burns a CPU until it.
+    // A 0.5 s limit: one of them burns a CPU until it.
     let server = server();
     contained(&server, || {
         let scripts = [
@@ -133,7 +133,7 @@ fn ignoring_or_blocking_signals_does_not_help() {
         std::thread::scope(|scope| {
             let server = &server;
             for script in scripts {
-                scope.spawn(move || times_out_in_a_second(server, script));
+                scope.spawn(move || times_out_in_half_a_second(server, script));
             }
         });
     });
