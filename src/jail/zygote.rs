@@ -281,7 +281,7 @@ impl Zygotes {
         self.fork_seeing(zygote, spec).await.map(|(jail, _)| jail)
     }
 
-    /// `fork`, and the zygote's namespaces as the host saw them before the child left them.
+    /// `fork`, and the zygote's namespaces as the host sees them (read when it became ready).
     async fn fork_seeing(&self, zygote: &Arc<Zygote>, spec: &JailSpec) -> Result<(NsjailJail, Vec<String>), String> {
         let id = self.nsjail.take_id().ok_or("every jail uid is in use")?;
         let cgroup = self

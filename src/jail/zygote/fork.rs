@@ -2,9 +2,11 @@
 //! starting a zygote, and handing one execution's fds to it (`zygote.py` is the other side).
 //!
 //! The zygote role differs from a jail's in two ways, both derived here from the one config:
-//! - its seccomp policy is nsjail.cfg's with `ALLOW { unshare, mount, umount }` in front (kafel
-//!   takes the first rule that matches), so that a child can make its own namespaces; each
-//!   child denies exactly those calls again in its own filter before any script byte reaches it;
+//! - its seccomp policy is nsjail.cfg's with `ALLOW { unshare, mount, umount, clone }` in front
+//!   (kafel takes the first rule that matches), so that the zygote can clone a child into new
+//!   namespaces and the child can make its cgroup namespace and mounts; each child denies those
+//!   calls again in its own filter (clone only with the namespace flags nsjail.cfg denies)
+//!   before any script byte reaches it;
 //! - a writable /proc mounted over nsjail.cfg's read-only one, so that a child can write its own
 //!   uid_map (the child then mounts its own read-only /proc over it).
 //! nsjail (this version) refuses a policy file beside the config's policy strings, and a config
@@ -34,8 +36,13 @@ pub const NAMESPACE_CALLS: [(&str, libc::c_long); 3] = [
     ("umount", libc::SYS_umount2),
 ];
 
-/// What the zygote keeps, in its own user namespace only: the right to become one of the
-/// service's ids (mapped there), which each child does before anything else (`zygote.py`).
+/// What the zygote needs on top of them: clone, to make each child in new namespaces at once.
+/// A child denies it again with the namespace flags nsjail.cfg denies (`clone_flags_denied`).
+const CLONE: &str = "clone";
+
+/// What the zygote keeps, in its own user namespace only: the right to take one of the
+/// service's ids (mapped there) as its effective ids while it clones a child, whose user
+/// namespace is then that id's (`zygote.py`).
 const ZYGOTE_CAPABILITIES: [&str; 2] = ["CAP_SETUID", "CAP_SETGID"];
 
 /// The zygote's fd for its control socket, and the extra mount its role needs.
@@ -53,7 +60,8 @@ fn zygote_config(config: &str) -> Result<String, String> {
     if policy.is_empty() {
         return Err("the nsjail config has no seccomp_string policy to derive the zygote's from".into());
     }
-    let names: Vec<&str> = NAMESPACE_CALLS.iter().map(|(name, _)| *name).collect();
+    let mut names: Vec<&str> = NAMESPACE_CALLS.iter().map(|(name, _)| *name).collect();
+    names.push(CLONE);
     let mut derived = rest.join("\n");
     derived.push_str(&format!("\nseccomp_string: \"ALLOW {{ {} }}\"\n", names.join(", ")));
     for line in policy {
@@ -63,10 +71,33 @@ fn zygote_config(config: &str) -> Result<String, String> {
     Ok(derived)
 }
 
+/// The clone flags nsjail.cfg's policy denies a jail (`clone { (clone_flags & 0x...) != 0 }`),
+/// 0 if it has no such rule; `Err` if it has a clone rule in another form (fail closed: a
+/// zygote's children must not be let make namespaces a jail cannot).
+fn clone_flags_denied(config: &str) -> Result<u64, String> {
+    let rules: Vec<&str> = config
+        .lines()
+        .filter(|line| line.trim_start().starts_with("seccomp_string:") && line.contains("clone {"))
+        .collect();
+    let parse = |line: &str| {
+        let rest = &line[line.find("clone_flags &")? + "clone_flags &".len()..];
+        let hex = rest.trim_start().strip_prefix("0x")?;
+        let end = hex.find(|c: char| !c.is_ascii_hexdigit()).unwrap_or(hex.len());
+        u64::from_str_radix(&hex[..end], 16)
+            .ok()
+            .filter(|flags| *flags <= u64::from(u32::MAX))
+    };
+    match rules.as_slice() {
+        [] => Ok(0),
+        [rule] => parse(rule).ok_or_else(|| format!("cannot read the clone flags nsjail.cfg denies: {rule}")),
+        _ => Err("nsjail.cfg has more than one clone rule; the zygote's children need exactly one".into()),
+    }
+}
+
 /// The zygote's first argument: what `zygote.py` needs from the service: the calls its
-/// children deny, and the errno they answer (the config's first `ERRNO(n)`, so that a script
-/// sees the same answer from either filter).
-fn zygote_settings(config: &str) -> String {
+/// children deny, the clone flags they deny, and the errno they answer (the config's first
+/// `ERRNO(n)`, so that a script sees the same answer from either filter).
+fn zygote_settings(config: &str) -> Result<String, String> {
     let numbers: Vec<libc::c_long> = NAMESPACE_CALLS.iter().map(|(_, nr)| *nr).collect();
     let errno = config
         .lines()
@@ -76,7 +107,8 @@ fn zygote_settings(config: &str) -> String {
             rest[..rest.find(')')?].trim().parse::<u32>().ok()
         })
         .unwrap_or(libc::EPERM as u32);
-    serde_json::json!({ "deny": numbers, "errno": errno }).to_string()
+    let clone_flags = clone_flags_denied(config)?;
+    Ok(serde_json::json!({ "deny": numbers, "clone_flags": clone_flags, "errno": errno }).to_string())
 }
 
 /// The namespaces a child makes of its own, as /proc/<pid>/ns names them.
@@ -115,7 +147,7 @@ pub struct Forked {
     pub stdout: OwnedFd,
     pub stderr: OwnedFd,
     pub result: OwnedFd,
-    /// The zygote's namespaces (the child's until `go`), as `/proc/<pid>/ns/*` links.
+    /// The zygote's namespaces, as `/proc/<pid>/ns/*` links (for the start-up proof).
     pub zygote_namespaces: Vec<String>,
 }
 
@@ -200,6 +232,8 @@ pub struct Zygote {
     cgroup: Option<JailCgroup>,
     log_reader: JoinHandle<Captured>,
     id: JailId,
+    /// Its namespaces as the host sees them (`NAMESPACES`), read when it said `ready`.
+    namespaces: Vec<String>,
 }
 
 /// How nsjail is to be started for a zygote: its arguments, with `/proc/self/fd/5` as the config
@@ -232,7 +266,7 @@ impl ZygoteCommand {
             options.extend(["--cap".into(), cap.into()]);
         }
         options.extend(["--mount".into(), PROC_RW_MOUNT.into()]);
-        let mut args = vec![zygote_settings(&text), protocol::RUNNER_SOURCE.into()];
+        let mut args = vec![zygote_settings(&text)?, protocol::RUNNER_SOURCE.into()];
         args.extend(spec.flavour.modules().iter().map(|m| m.to_string()));
         let role = Role {
             // /proc/self/fd, not /dev/fd: a host without udev or systemd may have no /dev/fd.
@@ -259,6 +293,9 @@ impl Zygote {
     ) -> Result<Zygote, String> {
         let config = content_pipe(command.config.as_bytes()).map_err(|e| format!("config pipe: {e}"))?;
         let (control, control_child) = seqpacket_pair().map_err(|e| format!("socketpair: {e}"))?;
+        let control = Control::new(control).map_err(|e| format!("control: {e}"))?;
+        // Its `ready` then carries its host pid.
+        control.pass_credentials().map_err(|e| format!("SO_PASSCRED: {e}"))?;
         let (log_r, log_w) = pipe().map_err(|e| format!("pipe: {e}"))?;
         let join_files: Vec<std::ffi::CString> = cgroup.as_ref().map(|c| c.join_files().to_vec()).unwrap_or_default();
         let fds = vec![
@@ -285,7 +322,6 @@ impl Zygote {
             let _ = child.wait().await;
             flag.store(true, Ordering::Release);
         });
-        let control = Control::new(control).map_err(|e| format!("control: {e}"))?;
         let mut zygote = Zygote {
             control,
             waiter,
@@ -296,24 +332,32 @@ impl Zygote {
             cgroup,
             log_reader,
             id: command.id,
+            namespaces: Vec::new(),
         };
         let mut buffer = [0u8; 16];
-        match tokio::time::timeout(within, zygote.control.recv(&mut buffer)).await {
-            Ok(Ok((5, _))) if &buffer[..5] == b"ready" => Ok(zygote),
-            outcome => {
-                let why = match outcome {
-                    Err(_) => "the zygote did not become ready in time",
-                    _ => "the zygote did not start",
-                };
-                zygote.waiter.abort();
-                let log = tokio::time::timeout(Duration::from_secs(2), &mut zygote.log_reader).await;
-                let log = match log {
-                    Ok(Ok(captured)) => captured.text(),
-                    _ => String::new(),
-                };
-                Err(format!("{why}: {}", log.trim()))
+        let outcome = tokio::time::timeout(within, zygote.control.recv(&mut buffer)).await;
+        let why = match outcome {
+            Ok(Ok((5, Some(credentials)))) if &buffer[..5] == b"ready" && credentials.pid > 0 => {
+                zygote.namespaces = NAMESPACES
+                    .iter()
+                    .filter_map(|n| std::fs::read_link(format!("/proc/{}/ns/{n}", credentials.pid)).ok())
+                    .map(|link| link.display().to_string())
+                    .collect();
+                if zygote.namespaces.len() == NAMESPACES.len() {
+                    return Ok(zygote);
+                }
+                "cannot read the zygote's namespaces"
             }
-        }
+            Err(_) => "the zygote did not become ready in time",
+            _ => "the zygote did not start",
+        };
+        zygote.waiter.abort();
+        let log = tokio::time::timeout(Duration::from_secs(2), &mut zygote.log_reader).await;
+        let log = match log {
+            Ok(Ok(captured)) => captured.text(),
+            _ => String::new(),
+        };
+        Err(format!("{why}: {}", log.trim()))
     }
 
     /// The zygote's own host uid and gid.
@@ -346,11 +390,7 @@ impl Zygote {
     pub async fn fork(&self, limits: &ForkLimits, cgroup: &JailCgroup) -> Result<Forked, String> {
         self.forks.fetch_add(1, Ordering::Relaxed);
         let mut forked = fork(&self.control, limits).await?;
-        forked.zygote_namespaces = NAMESPACES
-            .iter()
-            .filter_map(|n| std::fs::read_link(format!("/proc/{}/ns/{n}", forked.pid)).ok())
-            .map(|link| link.display().to_string())
-            .collect();
+        forked.zygote_namespaces = self.namespaces.clone();
         // The child waits for `go` and holds its end of ctl until then: while that end is open
         // the pid is the child's, and cannot have been reused.
         for file in cgroup.join_files() {
@@ -398,7 +438,7 @@ mod tests {
             [
                 "name: \"x\"",
                 "mode: ONCE",
-                "seccomp_string: \"ALLOW { unshare, mount, umount }\"",
+                "seccomp_string: \"ALLOW { unshare, mount, umount, clone }\"",
                 "seccomp_string: \"ERRNO(1) { unshare, mount }\"",
                 "seccomp_string: \"DEFAULT ALLOW\"",
             ]
@@ -409,20 +449,31 @@ mod tests {
 
     #[test]
     fn the_child_filter_denies_exactly_what_the_zygote_policy_allows() {
-        let config = "seccomp_string: \"ERRNO(38) {\"\nseccomp_string: \"  mount\"\nseccomp_string: \"}\"\n";
-        let settings: serde_json::Value = serde_json::from_str(&zygote_settings(config)).unwrap();
+        let config = "seccomp_string: \"ERRNO(38) {\"\nseccomp_string: \"  mount,\"\nseccomp_string: \"  clone { (clone_flags & 0x7e020080) != 0 }\"\nseccomp_string: \"}\"\n";
+        let settings: serde_json::Value = serde_json::from_str(&zygote_settings(config).unwrap()).unwrap();
         // x86-64 numbers of the names kafel is given (kafel's `umount` is umount2).
         assert_eq!(settings["deny"], serde_json::json!([272, 165, 166]));
+        assert_eq!(settings["clone_flags"], 0x7e020080);
         assert_eq!(settings["errno"], 38);
-        let settings: serde_json::Value = serde_json::from_str(&zygote_settings("")).unwrap();
-        assert_eq!(settings["errno"], 1);
+        let settings: serde_json::Value = serde_json::from_str(&zygote_settings("").unwrap()).unwrap();
+        assert_eq!(
+            (&settings["errno"], &settings["clone_flags"]),
+            (&serde_json::json!(1), &serde_json::json!(0))
+        );
+        // A clone rule it cannot read stops the zygote rather than let its children clone freely.
+        assert!(zygote_settings("seccomp_string: \"ERRNO(1) { clone { clone_flags > 7 } }\"\n").is_err());
     }
 
     #[test]
     fn the_real_config_derives() {
         let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/nsjail.cfg")).unwrap();
         let derived = zygote_config(&text).unwrap();
-        assert!(derived.contains("ALLOW { unshare, mount, umount }"));
+        assert!(derived.contains("ALLOW { unshare, mount, umount, clone }"));
+        let settings: serde_json::Value = serde_json::from_str(&zygote_settings(&text).unwrap()).unwrap();
+        assert_eq!(
+            settings["clone_flags"], 0x7e020080,
+            "the namespace flags nsjail.cfg denies"
+        );
         assert_eq!(
             derived.lines().filter(|l| l.starts_with("seccomp_string:")).count(),
             text.lines().filter(|l| l.starts_with("seccomp_string:")).count() + 1
