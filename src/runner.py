@@ -954,6 +954,18 @@ def ok_payload(value, files, usage, dumps):
     return b"".join(parts)
 
 
+def warm_up():
+    """Loads everything the runner may use once the script arrives: a pooled jail does it before
+    `ready`, a zygote once for all its children, so none pays for it with a script waiting. A
+    cold jail loads only what it ends up using. Not asyncio (~30 ms of CPU: ssl and all, and
+    ~5 MB a zygote's every fork would copy) nor inspect (~10 ms): only an async `main` or a
+    decorated one needs them, and imports them then."""
+    import binascii, fnmatch, linecache, resource, select, signal, stat, traceback, types  # noqa
+    import mimetypes
+
+    media_type_of("x", mimetypes)
+
+
 def main():
     mode, modules = sys.argv[1], sys.argv[2:]
     hide_runner_arguments()
@@ -961,14 +973,7 @@ def main():
     for name in modules:
         __import__(name)
     if mode == "warm":
-        # A pooled jail imports everything the runner may use before `ready`, so it pays for
-        # none of it once the script arrives. A cold jail imports only what it ends up using.
-        # Not asyncio (~30 ms of CPU: ssl and all) nor inspect (~10 ms): each pooled jail
-        # serves one execution, and only an async `main` or a decorated one needs them.
-        import binascii, fnmatch, linecache, resource, select, signal, stat, traceback, types  # noqa
-        import mimetypes
-
-        media_type_of("x", mimetypes)
+        warm_up()
     import json
     import time
 

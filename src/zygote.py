@@ -255,8 +255,8 @@ def main():
     exec(compile(runner_source, "<runner>", "exec"), runner.__dict__)
     for name in modules:
         __import__(name)
-    # What the runner imports on its warm path, so that no child pays for it.
-    import asyncio, inspect, linecache, select, traceback, resource, random  # noqa: F401
+    runner.warm_up()  # once here, so that no child pays for it
+    import random, resource  # noqa: F401 (each child's set-up uses them)
 
     refuse_shared_writable_memory()
     mounts = scratch_mounts()
