@@ -472,8 +472,9 @@ def main():
 fn pid_one_is_the_jails_own_runner() {
     let server = Server::start_with(&[("PE_SECRET", "pid-one-secret-3b7f")]);
     contained(&server, || {
-        let r = server.execute(
-            r#"
+        // The runner comes as its source (a zygote's child: in the zygote's command line) or
+        // compiled, behind its bootstrap (a jail nsjail started).
+        let script = r#"
 import os
 def main():
     environ = open("/proc/1/environ", "rb").read().split(b"\0")
@@ -483,7 +484,7 @@ def main():
     return {
         "environ_keys": sorted(e.split(b"=", 1)[0].decode() for e in environ if e),
         "argv0": os.path.basename(cmdline[0].decode()),
-        "runner": b"python-executor's runner" in b"\0".join(cmdline),
+        "runner": any(form in b"\0".join(cmdline) for form in (b"python-executor's runner", BOOTSTRAP)),
         "ns_pid": status["NSpid"].split(),
         "uid": status["Uid"].split()[0],
         "ppid_of_1": status["PPid"],
@@ -492,8 +493,12 @@ def main():
         "pids": pids,
         "secret": any(b"pid-one-secret" in open("/proc/%d/environ" % p, "rb").read() for p in pids),
     }
-"#,
+"#;
+        let bootstrap = format!(
+            "BOOTSTRAP = {:?}.encode()\n",
+            python_executor::jail::protocol::RUNNER_BOOTSTRAP
         );
+        let r = server.execute(&(bootstrap + script));
         let v = r.result();
         assert_eq!(v["argv0"], "python3", "{v}");
         assert_eq!(v["runner"], true, "{v}");

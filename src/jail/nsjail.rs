@@ -64,6 +64,8 @@ pub struct Nsjail {
     ids: JailIds,
     pub isolation: Isolation,
     limits: Limits,
+    /// The runner's code, marshalled by the sandbox's Python, in base64 (set by the probe).
+    compiled_runner: Option<String>,
 }
 
 impl Nsjail {
@@ -112,7 +114,17 @@ impl Nsjail {
             ids,
             isolation,
             limits,
+            compiled_runner: None,
         })
+    }
+
+    /// From now on jails load the runner from `code` (base64 of its marshalled code object, as
+    /// the sandbox's Python made it) instead of compiling its source; too long a code is not used.
+    pub fn use_compiled_runner(&mut self, code: String) {
+        let valid = code.bytes().all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b));
+        if valid && !code.is_empty() && code.len() <= protocol::MAX_COMPILED_RUNNER {
+            self.compiled_runner = Some(code);
+        }
     }
 
     /// Whether a script that reports this uid and gid ran as one of this launcher's jails:

@@ -8,18 +8,22 @@
 use crate::config::{CgroupChoice, Settings, UsernsChoice};
 use crate::jail::cgroup::Cgroups;
 use crate::jail::nsjail::Nsjail;
-use crate::jail::protocol::{Report, RunRequest};
+use crate::jail::protocol::{self, Report, RunRequest};
 use crate::jail::{deadline, Ending, Isolation, Jail, JailSpec, Launcher};
+use serde_json::value::RawValue;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Says which Python runs scripts, as which ids, and which packages a script can import
 /// (from the installed distributions' `name-version.dist-info` directories: cheaper at start-up
-/// than importlib.metadata; packaging tools left out).
-const PROBE_SCRIPT: &str = r#"import os, sys
+/// than importlib.metadata; packaging tools left out); and compiles the runner it is given as
+/// input, for every later jail to load instead of compiling it again (its code, marshalled by
+/// this very interpreter, in base64).
+const PROBE_SCRIPT: &str = r#"import binascii, marshal, os, sys
 
-def main():
+def main(runner):
+    code = binascii.b2a_base64(marshal.dumps(compile(runner, FILENAME, "exec")), newline=False).decode()
     packages = {}
     for directory in sys.path:
         try:
@@ -33,8 +37,11 @@ def main():
                 name = name.lower().replace("_", "-")
                 if name not in ("pip", "setuptools", "wheel"):
                     packages.setdefault(name, version)
-    return [sys.version.split()[0], os.getuid(), os.getgid(), packages]
+    return [sys.version.split()[0], os.getuid(), os.getgid(), packages, code]
 "#;
+
+/// What the probe answers at most (the compiled runner is most of it).
+const PROBE_RESULT_BYTES: usize = 256 * 1024;
 
 /// What the probe found, for the logs and `/health`.
 #[derive(Debug, Clone)]
@@ -89,8 +96,10 @@ pub async fn probe(settings: &Settings) -> Result<(Nsjail, ProbeReport), String>
                 settings.limits,
                 settings.jail_uid_base,
             )?;
+            let mut launcher = launcher;
             match run_probe(&launcher, settings.limits.memory_bytes).await {
-                Ok(python) => {
+                Ok((python, compiled_runner)) => {
+                    launcher.use_compiled_runner(compiled_runner);
                     let took = started.elapsed();
                     if !skipped.is_empty() {
                         // Weaker isolation than this host could give with the right set-up:
@@ -129,27 +138,33 @@ pub struct SandboxPython {
     pub packages: BTreeMap<String, String>,
 }
 
-/// Runs the probe script in a jail; returns what it found of the sandbox's Python.
-async fn run_probe(launcher: &Nsjail, memory_bytes: u64) -> Result<SandboxPython, String> {
+/// Runs the probe script in a jail; returns what it found of the sandbox's Python, and the
+/// runner compiled by it.
+async fn run_probe(launcher: &Nsjail, memory_bytes: u64) -> Result<(SandboxPython, String), String> {
     let jail = launcher
         .start(JailSpec::probe(memory_bytes))
         .await
         .map_err(|e| format!("{}: {}", e.message, e.log.trim()))?;
-    let request = RunRequest::new(PROBE_SCRIPT, 4096);
+    let script = PROBE_SCRIPT.replace("FILENAME", &format!("{:?}", protocol::RUNNER_FILENAME));
+    let mut request = RunRequest::new(&script, PROBE_RESULT_BYTES);
+    let runner = serde_json::to_string(protocol::RUNNER_SOURCE).map_err(|e| e.to_string())?;
+    request.input = Some(RawValue::from_string(runner).map_err(|e| e.to_string())?);
     let execution = jail.run(request, deadline::PROBE_RUN).await;
     match execution.ending {
         Ending::Reported(Report::Value { value: raw, .. }) => {
-            let (python, uid, gid, packages): (String, u32, u32, BTreeMap<String, String>) =
+            type Answer = (String, u32, u32, BTreeMap<String, String>, String);
+            let (python, uid, gid, packages, compiled_runner): Answer =
                 serde_json::from_str(raw.get()).map_err(|e| format!("unexpected probe answer: {e}"))?;
             if !launcher.is_jail_identity(uid, gid) {
                 return Err(format!(
                     "the jail ran the script as {uid}:{gid}, not as the jail's own user"
                 ));
             }
-            Ok(SandboxPython {
+            let python = SandboxPython {
                 version: python,
                 packages,
-            })
+            };
+            Ok((python, compiled_runner))
         }
         other => Err(format!(
             "probe script failed: {other:?}; stderr: {}",

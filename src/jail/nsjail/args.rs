@@ -19,14 +19,18 @@ impl Nsjail {
     /// nsjail's arguments for one jail (everything but the fds, which `spawn` sets up).
     /// `id` is the jail's own host uid and gid (see `jail::ids`).
     pub(super) fn arguments(&self, spec: &JailSpec, id: u32) -> Vec<String> {
+        let (source, mut args) = match &self.compiled_runner {
+            Some(code) => (protocol::RUNNER_BOOTSTRAP, vec![code.clone()]),
+            None => (protocol::RUNNER_SOURCE, Vec::new()),
+        };
         // The runner's own word for a warm jail.
-        let mut args = vec![if spec.warm { "warm" } else { "cold" }.into()];
+        args.push(if spec.warm { "warm" } else { "cold" }.into());
         args.extend(spec.flavour.modules().iter().map(|m| m.to_string()));
         let config = self.config.display().to_string();
         let role = Role {
             config: &config,
             options: Vec::new(),
-            source: protocol::RUNNER_SOURCE,
+            source,
             args,
         };
         self.role_arguments(spec, id, role)
