@@ -23,7 +23,8 @@ use std::time::{Duration, Instant};
 const PROBE_SCRIPT: &str = r#"import binascii, marshal, os, sys
 
 def main(runner):
-    code = binascii.b2a_base64(marshal.dumps(compile(runner, FILENAME, "exec")), newline=False).decode()
+    # "<string>": the filename `-c` gives the runner's source.
+    code = binascii.b2a_base64(marshal.dumps(compile(runner, "<string>", "exec")), newline=False).decode()
     packages = {}
     for directory in sys.path:
         try:
@@ -145,8 +146,7 @@ async fn run_probe(launcher: &Nsjail, memory_bytes: u64) -> Result<(SandboxPytho
         .start(JailSpec::probe(memory_bytes))
         .await
         .map_err(|e| format!("{}: {}", e.message, e.log.trim()))?;
-    let script = PROBE_SCRIPT.replace("FILENAME", &format!("{:?}", protocol::RUNNER_FILENAME));
-    let mut request = RunRequest::new(&script, PROBE_RESULT_BYTES);
+    let mut request = RunRequest::new(PROBE_SCRIPT, PROBE_RESULT_BYTES);
     let runner = serde_json::to_string(protocol::RUNNER_SOURCE).map_err(|e| e.to_string())?;
     request.input = Some(RawValue::from_string(runner).map_err(|e| e.to_string())?);
     let execution = jail.run(request, deadline::PROBE_RUN).await;

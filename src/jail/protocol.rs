@@ -25,9 +25,6 @@ pub const RUNNER_SOURCE: &str = include_str!("../runner.py");
 pub const RUNNER_BOOTSTRAP: &str =
     "exec(__import__('marshal').loads(__import__('binascii').a2b_base64(__import__('sys').argv.pop(1))))";
 
-/// The filename the runner is compiled under: the one `-c` gives its source.
-pub const RUNNER_FILENAME: &str = "<string>";
-
 /// A compiled runner longer than this (in base64) is not used: one argument of a command line
 /// may not exceed 128 KiB (MAX_ARG_STRLEN), and the runner's source then serves as before.
 pub const MAX_COMPILED_RUNNER: usize = 100_000;

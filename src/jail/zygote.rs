@@ -278,11 +278,6 @@ impl Zygotes {
     }
 
     async fn fork(&self, zygote: &Arc<Zygote>, spec: &JailSpec) -> Result<NsjailJail, String> {
-        self.fork_seeing(zygote, spec).await.map(|(jail, _)| jail)
-    }
-
-    /// `fork`, and the zygote's namespaces as the host sees them (read when it became ready).
-    async fn fork_seeing(&self, zygote: &Arc<Zygote>, spec: &JailSpec) -> Result<(NsjailJail, Vec<String>), String> {
         let id = self.nsjail.take_id().ok_or("every jail uid is in use")?;
         let cgroup = self
             .cgroups
@@ -307,7 +302,6 @@ impl Zygotes {
             }
         };
         let ctl = forked.ctl;
-        let namespaces = forked.zygote_namespaces;
         let mut jail = NsjailJail::forked(
             forked.stdin,
             forked.stdout,
@@ -320,7 +314,7 @@ impl Zygotes {
         )
         .map_err(|e| e.message)?;
         match jail.wait_ready(spec.start_within).await {
-            Ok(()) => Ok((jail, namespaces)),
+            Ok(()) => Ok(jail),
             Err(e) => Err(match fork::failure(&ctl).await {
                 Some(why) => format!("{}: {why}", e.message),
                 None => e.message,
@@ -332,7 +326,7 @@ impl Zygotes {
 /// The start-up proof of zygote mode: two children forked from the plain zygote each run a
 /// script that reports what it is; both must be jails of their own.
 mod probe {
-    use super::fork::{Zygote, NAMESPACES};
+    use super::fork::{namespace_links, Zygote, NAMESPACES};
     use super::Zygotes;
     use crate::jail::protocol::{Report, RunRequest};
     use crate::jail::{Ending, Jail, JailSpec, JAIL_UID};
@@ -357,20 +351,14 @@ def main():
 "#;
 
     pub(super) async fn prove(zygotes: &Arc<Zygotes>, zygote: &Arc<Zygote>) -> Result<(), String> {
-        let ours: Vec<String> = NAMESPACES
-            .iter()
-            .filter_map(|n| std::fs::read_link(format!("/proc/self/ns/{n}")).ok())
-            .map(|link| link.display().to_string())
-            .collect();
+        let ours = namespace_links("self").ok_or("cannot read the service's namespaces")?;
+        let theirs = zygote.namespaces();
         // Namespace ids are reused once freed: a child is compared with what is alive while it
         // runs (the service's and the zygote's), not with an earlier child.
         let mut host_ids = Vec::new();
         for _ in 0..2 {
             let spec = JailSpec::probe(zygotes.limits.memory_bytes);
-            let (jail, theirs) = zygotes.fork_seeing(zygote, &spec).await?;
-            if theirs.len() != NAMESPACES.len() || ours.len() != NAMESPACES.len() {
-                return Err("cannot read the zygote's namespaces".into());
-            }
+            let jail = zygotes.fork(zygote, &spec).await?;
             let request = RunRequest::new(SCRIPT, 64 * 1024);
             let execution = jail.run(request, Duration::from_secs(15)).await;
             let Ending::Reported(Report::Value { value: raw, .. }) = execution.ending else {
@@ -416,7 +404,7 @@ def main():
             }
             for name in NAMESPACES {
                 let link = &v["namespaces"][name];
-                if link.as_str().is_none() || ours.iter().chain(&theirs).any(|other| link == other.as_str()) {
+                if link.as_str().is_none() || ours.iter().chain(theirs).any(|other| link == other.as_str()) {
                     return Err(format!("a zygote's child shares its {name} namespace: {v}"));
                 }
             }

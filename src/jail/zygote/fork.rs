@@ -114,6 +114,16 @@ fn zygote_settings(config: &str) -> Result<String, String> {
 /// The namespaces a child makes of its own, as /proc/<pid>/ns names them.
 pub const NAMESPACES: [&str; 7] = ["pid", "net", "mnt", "ipc", "uts", "user", "cgroup"];
 
+/// A process's `NAMESPACES` as the host sees them (`/proc/<pid>/ns/*` links; `pid` may be
+/// `self`); `None` unless every one could be read.
+pub fn namespace_links(pid: &str) -> Option<Vec<String>> {
+    NAMESPACES
+        .iter()
+        .map(|n| std::fs::read_link(format!("/proc/{pid}/ns/{n}")).ok())
+        .map(|link| link.map(|l| l.display().to_string()))
+        .collect()
+}
+
 /// How long a forked child may take to say `hello` (it does so first thing after fork).
 pub const HELLO_WITHIN: Duration = Duration::from_secs(5);
 
@@ -147,8 +157,6 @@ pub struct Forked {
     pub stdout: OwnedFd,
     pub stderr: OwnedFd,
     pub result: OwnedFd,
-    /// The zygote's namespaces, as `/proc/<pid>/ns/*` links (for the start-up proof).
-    pub zygote_namespaces: Vec<String>,
 }
 
 impl Forked {
@@ -206,7 +214,6 @@ pub async fn fork(control: &Control, limits: &ForkLimits) -> Result<Forked, Stri
             stdout: stdout_r,
             stderr: stderr_r,
             result: result_r,
-            zygote_namespaces: Vec::new(),
         }),
         (b"", _) => Err("the zygote's child ended before saying hello".into()),
         _ => Err("the zygote's child did not say hello".into()),
@@ -338,15 +345,13 @@ impl Zygote {
         let outcome = tokio::time::timeout(within, zygote.control.recv(&mut buffer)).await;
         let why = match outcome {
             Ok(Ok((5, Some(credentials)))) if &buffer[..5] == b"ready" && credentials.pid > 0 => {
-                zygote.namespaces = NAMESPACES
-                    .iter()
-                    .filter_map(|n| std::fs::read_link(format!("/proc/{}/ns/{n}", credentials.pid)).ok())
-                    .map(|link| link.display().to_string())
-                    .collect();
-                if zygote.namespaces.len() == NAMESPACES.len() {
-                    return Ok(zygote);
+                match namespace_links(&credentials.pid.to_string()) {
+                    Some(links) => {
+                        zygote.namespaces = links;
+                        return Ok(zygote);
+                    }
+                    None => "cannot read the zygote's namespaces",
                 }
-                "cannot read the zygote's namespaces"
             }
             Err(_) => "the zygote did not become ready in time",
             _ => "the zygote did not start",
@@ -363,6 +368,11 @@ impl Zygote {
     /// The zygote's own host uid and gid.
     pub fn id(&self) -> u32 {
         self.id.get()
+    }
+
+    /// Its namespaces as the host sees them (`namespace_links`), read when it became ready.
+    pub fn namespaces(&self) -> &[String] {
+        &self.namespaces
     }
 
     /// Why no more executions may be forked from this zygote, if so.
@@ -389,8 +399,7 @@ impl Zygote {
     /// lets it go on to become a jail. Any error means this zygote should not be used again.
     pub async fn fork(&self, limits: &ForkLimits, cgroup: &JailCgroup) -> Result<Forked, String> {
         self.forks.fetch_add(1, Ordering::Relaxed);
-        let mut forked = fork(&self.control, limits).await?;
-        forked.zygote_namespaces = self.namespaces.clone();
+        let forked = fork(&self.control, limits).await?;
         // The child waits for `go` and holds its end of ctl until then: while that end is open
         // the pid is the child's, and cannot have been reused.
         for file in cgroup.join_files() {
