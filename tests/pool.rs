@@ -10,6 +10,7 @@ const JAIL_AGE: &str = "import os\ndef jail_age():\n    ticks = os.sysconf('SC_C
 
 /// A server whose jails come from the pool (the pool is what these tests are about; the
 /// default strategy on a host that proves zygotes has none).
+/// A pool server with the production default (data jails warm too); `extra` may say otherwise.
 fn pool_server(extra: &[(&str, &str)]) -> Server {
     let mut all = vec![("SANDBOX_STRATEGY", "pool"), ("WARM_FLAVOURS", "data")];
     all.extend_from_slice(extra);
@@ -33,7 +34,7 @@ fn wait_for_ready(server: &Server, flavour: &str, at_least: u64) {
 
 #[test]
 fn a_pooled_jail_serves_exactly_one_execution() {
-    let server = pool_server(&[("POOL_SIZE", "2")]);
+    let server = pool_server(&[("POOL_SIZE", "2"), ("WARM_FLAVOURS", "none")]);
     wait_for_ready(&server, "plain", 1);
     let script = "import os, sys\nseen = []\ndef main():\n    before = sorted(set(os.listdir('/tmp')) - {os.path.basename(os.getcwd())}) + os.listdir('.')\n    open('/tmp/marker', 'w').write('x')\n    open('cwd-marker', 'w').write('x')\n    sys.modules.setdefault('leak', []).append(1)\n    return [before, len(sys.modules['leak']), os.getpid()]\n";
     for _ in 0..5 {
@@ -93,7 +94,7 @@ fn scripts_importing_matplotlib_get_a_jail_with_pyplot_loaded_kept_only_on_deman
 
 #[test]
 fn the_time_limit_counts_from_handing_over_the_script() {
-    let server = pool_server(&[("POOL_SIZE", "1"), ("TIMEOUT_SECONDS", "3")]);
+    let server = pool_server(&[("POOL_SIZE", "1"), ("TIMEOUT_SECONDS", "3"), ("WARM_FLAVOURS", "none")]);
     wait_for_ready(&server, "plain", 1);
     // The jail has been waiting longer than the time limit; the script itself needs 1.5 s
     // (1.5 s to spare for a loaded machine).
@@ -109,7 +110,11 @@ fn the_time_limit_counts_from_handing_over_the_script() {
 
 #[test]
 fn jails_that_waited_too_long_are_retired() {
-    let server = pool_server(&[("POOL_SIZE", "1"), ("POOL_MAX_IDLE_SECONDS", "1")]);
+    let server = pool_server(&[
+        ("POOL_SIZE", "1"),
+        ("POOL_MAX_IDLE_SECONDS", "1"),
+        ("WARM_FLAVOURS", "none"),
+    ]);
     wait_for_ready(&server, "plain", 1);
     std::thread::sleep(Duration::from_secs(3));
     let script = format!("{JAIL_AGE}def main():\n    return jail_age()\n");
@@ -135,7 +140,7 @@ fn pool_size_zero_means_every_execution_starts_cold() {
 
 #[test]
 fn a_dry_pool_falls_back_to_cold_jails() {
-    let server = pool_server(&[("POOL_SIZE", "1"), ("MAX_CONCURRENT", "6")]);
+    let server = pool_server(&[("POOL_SIZE", "1"), ("MAX_CONCURRENT", "6"), ("WARM_FLAVOURS", "none")]);
     wait_for_ready(&server, "plain", 1);
     let handles: Vec<_> = (0..6)
         .map(|i| {
@@ -164,7 +169,7 @@ fn pooled_jails_are_destroyed_at_shutdown() {
 
 #[test]
 fn output_is_complete_on_every_execution() {
-    let server = pool_server(&[("POOL_SIZE", "2")]);
+    let server = pool_server(&[("POOL_SIZE", "2"), ("WARM_FLAVOURS", "none")]);
     wait_for_ready(&server, "plain", 1);
     for i in 0..25 {
         let r = server.execute(&format!("def main():\n    print('hi {i}')\n    return {i}\n"));

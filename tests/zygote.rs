@@ -12,18 +12,26 @@ use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+/// A zygote server with the production default: plain and data zygotes ready.
 fn zygote_server() -> Server {
     let server = Server::start_with(&[("SANDBOX_STRATEGY", "zygote"), ("WARM_FLAVOURS", "data")]);
-    wait_for_zygotes(&server);
+    wait_for_zygotes(&server, &["plain", "data"]);
     server
 }
 
-/// Waits until /health says both flavours' zygotes are ready.
-fn wait_for_zygotes(server: &Server) -> Value {
+/// A zygote server for tests of plain executions only: no data zygote to start.
+fn plain_zygote_server() -> Server {
+    let server = Server::start_with(&[("SANDBOX_STRATEGY", "zygote"), ("WARM_FLAVOURS", "none")]);
+    wait_for_zygotes(&server, &["plain"]);
+    server
+}
+
+/// Waits until /health says these flavours' zygotes are ready.
+fn wait_for_zygotes(server: &Server, flavours: &[&str]) -> Value {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let health = server.get("/health").json();
-        if health["zygotes"]["plain"] == true && health["zygotes"]["data"] == true {
+        if flavours.iter().all(|f| health["zygotes"][f] == true) {
             return health;
         }
         assert!(Instant::now() < deadline, "zygotes not ready: {health}");
@@ -68,6 +76,23 @@ fn children_of(pid: u32) -> Vec<u32> {
         .collect()
 }
 
+/// A script returning how many seccomp filters it runs under: nsjail's alone in a jail nsjail
+/// started, nsjail's and the child's own in a jail forked from a zygote.
+fn served_by_script(imports: &str) -> String {
+    format!(
+        "{imports}\ndef main():\n    status = dict(l.split(\":\", 1) for l in open(\"/proc/self/status\").read().splitlines())\n    return int(status[\"Seccomp_filters\"])\n"
+    )
+}
+
+/// Whether a script with these imports was served by a jail forked from a zygote.
+fn forked_from_a_zygote(server: &Server, imports: &str) -> bool {
+    match result(server, &served_by_script(imports)).as_u64() {
+        Some(1) => false,
+        Some(n) if n >= 2 => true,
+        other => panic!("unexpected seccomp filter count: {other:?}"),
+    }
+}
+
 fn result(server: &Server, script: &str) -> Value {
     let r = server.execute(script);
     assert_eq!(r.status, 200, "{}", r.text());
@@ -84,7 +109,7 @@ fn health_says_the_zygote_strategy_is_in_force() {
 
 #[test]
 fn each_execution_is_a_jail_of_its_own_with_the_filter_in_place_before_the_script() {
-    let server = zygote_server();
+    let server = plain_zygote_server();
     let script = r#"import ctypes, os, time
 
 def main():
@@ -148,7 +173,7 @@ fn concurrent_children_run_as_host_ids_of_their_own() {
     // Per-user kernel budgets (pending signals, pipe buffers, fds in flight) are shared by
     // processes of one host uid: each execution must be a host uid of its own, never the
     // zygote's (tests/hostile_budgets.rs shows what sharing would cost).
-    let server = zygote_server();
+    let server = plain_zygote_server();
     let zygote_uids: BTreeSet<u32> = zygotes(&server).iter().map(|p| p.uid).collect();
     let sleeper = "import time\ndef main():\n    time.sleep(3)\n    return 'slept'\n";
     let seen = std::thread::scope(|scope| {
@@ -311,27 +336,34 @@ fn random_generators_are_seeded_afresh_in_every_execution() {
 }
 
 #[test]
-fn a_dead_zygote_is_replaced_and_its_request_falls_back_to_a_cold_jail() {
+fn a_dead_zygote_is_replaced_plain_requests_go_cold_meanwhile_and_data_ones_wait_for_it() {
     let server = zygote_server();
     let before = zygotes(&server);
     for zygote in &before {
         // SAFETY: kill(2) on a process of this test's own server.
         unsafe { libc::kill(zygote.pid as i32, libc::SIGKILL) };
     }
-    // No request is lost: these are served by cold jails or new zygotes.
+    // No request is lost. The first of each flavour finds its zygote gone and starts its
+    // replacement: a plain one gets a jail started for it (cheaper than waiting), a pandas one
+    // waits for the new zygote (a cold jail would import pandas again).
+    assert!(
+        !forked_from_a_zygote(&server, ""),
+        "a plain request was forked from a dead zygote"
+    );
     for _ in 0..3 {
+        assert!(
+            forked_from_a_zygote(&server, "import pandas\n"),
+            "a pandas request did not wait for the new zygote"
+        );
         common::assert_serving(&server);
-        let r = server.execute("import pandas\n\ndef main():\n    return pandas.__name__\n");
-        assert_eq!(r.status, 200, "{}", r.text());
     }
-    wait_for_zygotes(&server);
+    wait_for_zygotes(&server, &["plain", "data"]);
     let after: BTreeSet<u32> = settled_zygotes(&server, 2).iter().map(|p| p.pid).collect();
     assert!(
         before.iter().all(|p| !after.contains(&p.pid)),
         "the killed zygotes were not replaced"
     );
     let logs = server.raw_logs();
-    assert!(logs.contains("cold jail"), "the fallback was not logged: {logs}");
     assert!(
         logs.contains("a zygote is replaced"),
         "the replacement was not logged: {logs}"
@@ -339,8 +371,35 @@ fn a_dead_zygote_is_replaced_and_its_request_falls_back_to_a_cold_jail() {
 }
 
 #[test]
+fn a_request_waiting_for_a_zygote_that_fails_to_start_gets_a_cold_jail() {
+    let server = Server::start_with(&[("SANDBOX_STRATEGY", "zygote"), ("WARM_FLAVOURS", "none")]);
+    let plain: BTreeSet<u32> = zygotes(&server).iter().map(|p| p.pid).collect();
+    let request = common::post_in_background(server.port, json!({"script": served_by_script("import pandas\n")}));
+    // The data zygote this request starts, killed while it imports pandas (hundreds of ms).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let starting = loop {
+        if let Some(zygote) = zygotes(&server).into_iter().find(|p| !plain.contains(&p.pid)) {
+            break zygote;
+        }
+        assert!(Instant::now() < deadline, "no data zygote started");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    // SAFETY: kill(2) on a process of this test's own server.
+    unsafe { libc::kill(starting.pid as i32, libc::SIGKILL) };
+    let r = request.join().unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.result(), json!(1), "not a cold jail (nsjail's filter only)");
+    let logs = server.raw_logs();
+    assert!(
+        logs.contains("cannot start a zygote"),
+        "the failed start was not logged: {logs}"
+    );
+    common::assert_serving(&server);
+}
+
+#[test]
 fn children_killed_at_any_point_of_their_set_up_leave_nothing_behind() {
-    let server = zygote_server();
+    let server = plain_zygote_server();
     let zygote_pids: BTreeSet<u32> = zygotes(&server).iter().map(|p| p.pid).collect();
     let snapshot = HostSnapshot::take(&server);
     {
@@ -373,13 +432,13 @@ fn children_killed_at_any_point_of_their_set_up_leave_nothing_behind() {
     }
     snapshot.assert_restored();
     common::assert_serving(&server);
-    wait_for_zygotes(&server);
+    wait_for_zygotes(&server, &["plain"]);
 }
 
 #[test]
 fn warm_flavours_decide_which_zygotes_start_with_the_service() {
-    // Only plain: no data zygote until a script imports pandas; that script is answered all
-    // the same (in a jail started for it) and starts the zygote for those after it.
+    // Only plain: no data zygote until a script imports pandas; that script starts it and is
+    // answered by it, and so are those that came while it started.
     let server = Server::start_with(&[("SANDBOX_STRATEGY", "zygote"), ("WARM_FLAVOURS", "none")]);
     for _ in 0..2 {
         let health = server.get("/health").json();
@@ -392,10 +451,22 @@ fn warm_flavours_decide_which_zygotes_start_with_the_service() {
         std::thread::sleep(Duration::from_millis(700));
     }
     assert_eq!(zygotes(&server).len(), 1, "only the plain zygote");
-    let pandas = "import pandas as pd\ndef main():\n    return int(pd.Series([1, 2, 3]).sum())\n";
-    assert_eq!(result(&server, pandas), json!(6));
-    wait_for_zygotes(&server);
-    assert_eq!(result(&server, pandas), json!(6));
+    // Three at once: the first starts the data zygote and all three wait for it, none gets a
+    // jail (and an import of pandas) of its own.
+    let pandas = served_by_script("import pandas as pd\nassert int(pd.Series([1, 2, 3]).sum()) == 6\n");
+    let requests: Vec<_> = (0..3)
+        .map(|_| common::post_in_background(server.port, json!({"script": pandas})))
+        .collect();
+    for r in requests {
+        let r = r.join().unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert!(
+            r.result().as_u64().unwrap() >= 2,
+            "not forked from the new zygote: {}",
+            r.text()
+        );
+    }
+    wait_for_zygotes(&server, &["plain", "data"]);
     settled_zygotes(&server, 2);
 
     // Charts too: their zygote is ready without a single request.

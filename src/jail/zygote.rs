@@ -3,10 +3,12 @@
 //! `pool` and `cold` start every jail with nsjail (`cold` has no pool). `zygote` forks each
 //! execution from a zygote of its flavour (`fork`, `zygote.py`): one per flavour, started with
 //! the service, replaced after `MAX_FORKS` forks or `MAX_AGE`, or as soon as it misbehaves
-//! (a fork that fails, a child that never becomes ready), in the background. An execution that
-//! finds no usable zygote, or whose fork fails, gets a cold nsjail jail instead: no request is
-//! lost to a zygote. Warm jails (the pool's) and executions with a lowered memory limit are
-//! always nsjail's.
+//! (a fork that fails, a child that never becomes ready), in the background. A data or chart
+//! execution that finds its zygote starting waits for it (a zygote starts about as fast as a
+//! cold jail of its flavour, and serves every execution waiting for it, where cold jails would
+//! each import pandas again). A plain execution, one whose zygote cannot start, and one whose
+//! fork fails get a cold nsjail jail instead: no request is lost to a zygote. Warm jails (the
+//! pool's) and executions with a lowered memory limit are always nsjail's.
 
 pub mod fork;
 mod socket;
@@ -18,6 +20,7 @@ use crate::jail::{deadline, Flavour, IsolationFacts, JailError, JailSpec, Launch
 use fork::{ForkLimits, Zygote, ZygoteCommand};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::Notify;
 
 /// A zygote is replaced after this many forks or this age (defence in depth: whatever a child
 /// could have left in it, if anything, is gone with it).
@@ -60,6 +63,8 @@ struct Zygotes {
     cgroups: Arc<Cgroups>,
     limits: Limits,
     slots: [Mutex<Slot>; 3],
+    /// Woken when a flavour's zygote start ended, started or not.
+    started: [Notify; 3],
 }
 
 fn index(flavour: Flavour) -> usize {
@@ -89,6 +94,7 @@ impl Launchers {
             cgroups,
             limits,
             slots: Default::default(),
+            started: Default::default(),
         });
         let plain = Arc::new(zygotes.spawn(Flavour::Plain).await?);
         probe::prove(&zygotes, &plain).await?;
@@ -216,13 +222,30 @@ impl Zygotes {
         };
         if let Some((zygote, why)) = retired {
             crate::logging::warning(
-                "a zygote is replaced; executions get cold jails until the new one is ready",
+                "a zygote is replaced; until the new one is ready, plain executions get cold jails and the others wait for it",
                 crate::fields! {"flavour" => flavour.as_str(), "reason" => why},
             );
             drop(zygote);
         }
         self.replace(flavour);
         None
+    }
+
+    /// This flavour's zygote; for data and chart, the one starting if there is none yet (for
+    /// at most the jail's start deadline; the zygote's own start has that deadline too).
+    async fn ready(self: &Arc<Self>, spec: &JailSpec) -> Option<Arc<Zygote>> {
+        // Listening before looking: a start that ends in between still wakes this one.
+        let started = self.started[index(spec.flavour)].notified();
+        tokio::pin!(started);
+        started.as_mut().enable();
+        if let Some(zygote) = self.current(spec.flavour) {
+            return Some(zygote);
+        }
+        if spec.flavour == Flavour::Plain {
+            return None;
+        }
+        tokio::time::timeout(spec.start_within, started).await.ok()?;
+        self.current(spec.flavour)
     }
 
     /// Starts a new zygote for `flavour` in the background, unless one is starting already.
@@ -245,6 +268,7 @@ impl Zygotes {
                             slot.current = Some(Arc::new(zygote));
                             slot.starting = false;
                         }
+                        zygotes.started[index(flavour)].notify_waiters();
                         return;
                     }
                     Err(why) => {
@@ -252,6 +276,8 @@ impl Zygotes {
                             "cannot start a zygote",
                             crate::fields! {"flavour" => flavour.as_str(), "reason" => why},
                         );
+                        // Whoever waits goes cold rather than through the pause.
+                        zygotes.started[index(flavour)].notify_waiters();
                         tokio::time::sleep(RESTART_PAUSE).await;
                     }
                 }
@@ -262,7 +288,7 @@ impl Zygotes {
     /// A jail forked from this flavour's zygote, ready for its script; None (logged) if there
     /// is no usable zygote or the fork failed: the caller starts a cold jail.
     async fn start(self: &Arc<Self>, spec: &JailSpec) -> Option<NsjailJail> {
-        let zygote = self.current(spec.flavour)?;
+        let zygote = self.ready(spec).await?;
         match self.fork(&zygote, spec).await {
             Ok(jail) => Some(jail),
             Err(why) => {

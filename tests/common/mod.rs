@@ -84,19 +84,19 @@ impl Server {
 
     /// Starts the service; `Err` carries its exit status and stderr if it stops instead.
     ///
-    /// Unless `extra` says otherwise, with no flavour warm but plain (WARM_FLAVOURS=none): a
-    /// server started for one test seldom runs pandas, and its data zygote (or warm data jail)
-    /// would cost ~0.3 s of CPU for nothing. Its pandas scripts get a jail started for them,
-    /// then the zygote (or warm jails) that first request started. The shared servers, the pool
-    /// and zygote suites keep the production default.
     pub fn try_start(extra: &[(&str, &str)]) -> Result<Server, String> {
-        let mut all = vec![("WARM_FLAVOURS", "none")];
-        all.extend_from_slice(extra);
-        Server::launch(&all, false)
+        Server::launch(extra, false)
     }
 
     /// `shared`: the service gets SIGTERM when the thread that starts it ends (a thread that
     /// lives as long as the test process).
+    ///
+    /// Unless `extra` says otherwise, with no flavour warm but plain (WARM_FLAVOURS=none): most
+    /// servers never run pandas, and a data zygote (or warm data jails) would cost ~0.5 s of
+    /// CPU each for nothing. The first pandas script starts the flavour: under zygotes it waits
+    /// for the zygote it started, as every request finding its zygote starting does in
+    /// production; under the pool it gets a jail started for it, and the pool keeps data jails
+    /// from then on. The pool and zygote suites test the production default itself.
     fn launch(extra: &[(&str, &str)], shared: bool) -> Result<Server, String> {
         let mut command = Command::new(env!("CARGO_BIN_EXE_python-executor"));
         if shared {
@@ -119,6 +119,7 @@ impl Server {
         // servers of test processes running side by side would otherwise share per-user
         // kernel budgets through jails that happen to get the same uid.
         command.env("JAIL_UID_BASE", own_jail_uid_base().to_string());
+        command.env("WARM_FLAVOURS", "none");
         for (k, v) in extra {
             command.env(k, v);
         }
@@ -171,8 +172,8 @@ impl Server {
         }
     }
 
-    /// One server per test process (a suite's run) with the production defaults, started on
-    /// first use and stopped (SIGTERM, a clean shutdown) when the test process ends. For tests
+    /// One server per test process (a suite's run) with the production defaults (but for
+    /// WARM_FLAVOURS, see [`Server::launch`]), started on first use and stopped (SIGTERM, a clean shutdown) when the test process ends. For tests
     /// that only look at the answers to their own requests: not at logs, /health counters, the
     /// server's processes or its shutdown. Other tests of the suite use it at the same time, as
     /// clients of a real service do.
