@@ -255,7 +255,7 @@ def main():
     exec(compile(runner_source, "<runner>", "exec"), runner.__dict__)
     for name in modules:
         __import__(name)
-    runner.warm_up()  # once here, so that no child pays for it
+    runner.warm_up(everything=True)  # once here, so that no child pays for it
     import random, resource  # noqa: F401 (each child's set-up uses them)
 
     refuse_shared_writable_memory()
