@@ -394,6 +394,12 @@ fn a_request_waiting_for_a_zygote_that_fails_to_start_gets_a_cold_jail() {
         logs.contains("cannot start a zygote"),
         "the failed start was not logged: {logs}"
     );
+    // Until a start succeeds (the next try comes after a pause of seconds), pandas requests do
+    // not wait for one: this one gets a cold jail at once, not the zygote of the next try.
+    assert!(
+        !forked_from_a_zygote(&server, "import pandas\n"),
+        "a request waited for the retry of a failed zygote start"
+    );
     common::assert_serving(&server);
 }
 

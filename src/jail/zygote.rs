@@ -50,6 +50,8 @@ impl Strategy {
 struct Slot {
     current: Option<Arc<Zygote>>,
     starting: bool,
+    /// The last start failed: until one succeeds, executions do not wait for the next try.
+    failing: bool,
 }
 
 /// nsjail's launcher, with zygotes in front of it when the strategy is `zygote`.
@@ -232,7 +234,8 @@ impl Zygotes {
     }
 
     /// This flavour's zygote; for data and chart, the one starting if there is none yet (for
-    /// at most the jail's start deadline; the zygote's own start has that deadline too).
+    /// at most the jail's start deadline; the zygote's own start has that deadline too),
+    /// unless the last start failed.
     async fn ready(self: &Arc<Self>, spec: &JailSpec) -> Option<Arc<Zygote>> {
         // Listening before looking: a start that ends in between still wakes this one.
         let started = self.started[index(spec.flavour)].notified();
@@ -241,7 +244,11 @@ impl Zygotes {
         if let Some(zygote) = self.current(spec.flavour) {
             return Some(zygote);
         }
-        if spec.flavour == Flavour::Plain {
+        let worth_waiting = spec.flavour != Flavour::Plain
+            && self.slots[index(spec.flavour)]
+                .lock()
+                .is_ok_and(|slot| slot.starting && !slot.failing);
+        if !worth_waiting {
             return None;
         }
         tokio::time::timeout(spec.start_within, started).await.ok()?;
@@ -267,6 +274,7 @@ impl Zygotes {
                         if let Ok(mut slot) = zygotes.slots[index(flavour)].lock() {
                             slot.current = Some(Arc::new(zygote));
                             slot.starting = false;
+                            slot.failing = false;
                         }
                         zygotes.started[index(flavour)].notify_waiters();
                         return;
@@ -276,7 +284,11 @@ impl Zygotes {
                             "cannot start a zygote",
                             crate::fields! {"flavour" => flavour.as_str(), "reason" => why},
                         );
-                        // Whoever waits goes cold rather than through the pause.
+                        // Whoever waits goes cold rather than through the pause and the
+                        // next try, and so does whoever comes before a start succeeds.
+                        if let Ok(mut slot) = zygotes.slots[index(flavour)].lock() {
+                            slot.failing = true;
+                        }
                         zygotes.started[index(flavour)].notify_waiters();
                         tokio::time::sleep(RESTART_PAUSE).await;
                     }
