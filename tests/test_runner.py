@@ -1,4 +1,4 @@
-"""Unit tests of src/runner.py, the in-jail runner, outside any jail.
+"""Unit tests of the in-jail runner (src/runner.py and its parts), outside any jail.
 
 Run by tests/runner_py.rs (so `make test` runs them): python3 -m unittest tests/test_runner.py
 """
@@ -18,7 +18,14 @@ import time
 import unittest
 import warnings
 
-RUNNER = pathlib.Path(__file__).resolve().parent.parent / "src" / "runner.py"
+SCRATCH = []
+SRC = pathlib.Path(__file__).resolve().parent.parent / "src"
+# The runner as the service runs it: one module made of its parts and runner.py, in the order
+# of jail::protocol::RUNNER_SOURCE.
+RUNNER_FILES = (SRC / "runner" / "files.py", SRC / "runner" / "script.py", SRC / "runner.py")
+SCRATCH.append(tempfile.mkdtemp(prefix="runner-source-"))
+RUNNER = pathlib.Path(SCRATCH[-1]) / "runner.py"
+RUNNER.write_text("".join(path.read_text() for path in RUNNER_FILES))
 spec = importlib.util.spec_from_file_location("runner", RUNNER)
 runner = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(runner)
@@ -197,8 +204,6 @@ def scratch(prefix):
     SCRATCH.append(path)
     return path
 
-
-SCRATCH = []
 
 
 def tearDownModule():

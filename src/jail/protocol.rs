@@ -1,6 +1,6 @@
-//! The service's side of the runner protocol, v2 (the runner itself is `runner.py`, compiled
-//! into the binary and passed to the sandbox's Python with `-c`, or as its code, marshalled by
-//! that Python at start-up, behind `RUNNER_BOOTSTRAP`).
+//! The service's side of the runner protocol, v2 (the runner itself is `runner.py` with its
+//! parts, compiled into the binary and passed to the sandbox's Python with `-c`, or as its
+//! code, marshalled by that Python at start-up, behind `RUNNER_BOOTSTRAP`).
 //!
 //! Host to runner, on the jail's stdin: one JSON header line `{"script_bytes": S,
 //! "request_bytes": R}`, the script's S bytes, then R bytes of a JSON object with the
@@ -16,7 +16,12 @@ use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-pub const RUNNER_SOURCE: &str = include_str!("../runner.py");
+/// The runner: one module in three files, its parts first (see `runner.py`'s docstring).
+pub const RUNNER_SOURCE: &str = concat!(
+    include_str!("../runner/files.py"),
+    include_str!("../runner/script.py"),
+    include_str!("../runner.py")
+);
 
 /// What a jail's interpreter runs (`-c`) when the runner comes compiled: the runner's code
 /// object, marshalled by the sandbox's own Python at start-up (`jail::probe`) and passed in

@@ -1,0 +1,295 @@
+"""The runner's script: running it as a module, calling `main`, and turning what it returns
+(or raises) into a frame. A part of the runner: see the docstring of src/runner.py."""
+
+import os
+import sys
+
+
+# ---- The script ----
+
+
+def describe(exc):
+    """`(type name, message)` of an exception, even if its __str__ is hostile."""
+    try:
+        name = type(exc).__qualname__
+        module = type(exc).__module__
+        if module not in ("builtins", "__script__", None):
+            name = "%s.%s" % (module, name)
+        name = str(name)
+    except BaseException:  # a __str__ may raise SystemExit or KeyboardInterrupt too
+        name = "Exception"
+    try:
+        message = str(exc)
+    except BaseException:
+        message = "<exception message unavailable>"
+    return name, message
+
+
+def cap_text(text, limit):
+    """`text` cut to about `limit` UTF-8 bytes: its head and tail, with the cut marked."""
+    data = text.encode("utf-8", "surrogatepass")
+    if len(data) <= limit:
+        return text
+    half = limit // 2
+    head = data[:half].decode("utf-8", "ignore")
+    tail = data[-half:].decode("utf-8", "ignore")
+    cut = len(data) - len(head.encode("utf-8")) - len(tail.encode("utf-8"))
+    return "%s...[truncated %d bytes]...%s" % (head, cut, tail)
+
+
+def user_traceback(exc):
+    """The traceback as Python prints it for a script file: the runner's frames, and the
+    machinery between the runner and the script's first frame (asyncio.run), removed."""
+    import traceback
+
+    try:
+        tb = exc.__traceback__
+        frames = []
+        while tb is not None:
+            if tb.tb_frame.f_globals is not RUNNER_GLOBALS:
+                frames.append((tb.tb_frame, tb.tb_lineno))
+            tb = tb.tb_next
+        first = next((i for i, (f, _) in enumerate(frames) if f.f_code.co_filename == SCRIPT_NAME), 0)
+        frames = frames[first:]
+        report = traceback.TracebackException(type(exc), exc, None, compact=True)
+        report.stack = traceback.StackSummary.extract(iter(frames))
+        text = "".join(report.format())
+    except BaseException:
+        text = "Traceback unavailable\n"
+    return cap_text(text, MAX_TRACEBACK)
+
+
+def call_signature(entry):
+    """How main takes `input`: "required" (a positional parameter without a default),
+    "optional" (one with a default, or *args), "none", or "unknown" (no signature)."""
+    quick = plain_function_signature(entry)
+    return quick if quick is not None else inspected_signature(entry)
+
+
+def inspected_signature(entry):
+    """call_signature as inspect.signature sees it (decorators followed through __wrapped__)."""
+    import inspect
+
+    try:
+        parameters = inspect.signature(entry).parameters.values()
+    except (TypeError, ValueError):
+        return "unknown"
+    for parameter in parameters:
+        if parameter.kind == parameter.VAR_POSITIONAL:
+            return "optional"
+        if parameter.kind in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD):
+            return "required" if parameter.default is parameter.empty else "optional"
+    return "none"
+
+
+def plain_function_signature(entry):
+    """call_signature for a plain `def` (no attributes of its own), read from its code
+    object as inspect.signature would: importing inspect costs a jail ~10 ms of CPU, the
+    largest part of its warm-up. None for anything else."""
+    import types
+
+    # Any attribute set on it (__wrapped__, __signature__, ...) may change what inspect says.
+    if type(entry) is not types.FunctionType or entry.__dict__:
+        return None
+    code = entry.__code__
+    if code.co_argcount:
+        # Defaults belong to the last positional parameters: the first has one only if all do.
+        defaults = entry.__defaults__ or ()
+        return "optional" if len(defaults) >= code.co_argcount else "required"
+    return "optional" if code.co_flags & 0x04 else "none"  # CO_VARARGS
+
+
+def may_be_awaitable(value):
+    """False for what inspect.isawaitable surely rejects (so inspect is imported only for the
+    rest): coroutines, generators (a generator-based coroutine) and Awaitables, by the same
+    ABC inspect asks (`_collections_abc` is loaded with the interpreter, `collections` is not)."""
+    import types
+    from _collections_abc import Awaitable
+
+    return isinstance(value, (types.CoroutineType, types.GeneratorType, Awaitable))
+
+
+async def await_it(awaitable):
+    return await awaitable
+
+
+def call_main(entry, request):
+    """Calls main as the contract says. A main with a positional parameter gets `input`
+    (None without one); one whose parameter has a default, or that takes *args, is called
+    without an argument when the request has no input, exactly as before `input` existed."""
+    has_input = "input" in request
+    kind = call_signature(entry)
+    if has_input and kind == "none":
+        raise Refused(
+            "invalid_request",
+            "main() takes no argument, but the request has input: declare a parameter, e.g. def main(data)",
+        )
+    if has_input:
+        value = entry(request["input"])
+    elif kind == "required":
+        value = entry(None)
+    else:
+        value = entry()
+    if not may_be_awaitable(value):
+        return value
+    import inspect
+
+    if inspect.isawaitable(value):
+        import asyncio
+
+        value = asyncio.run(value if inspect.iscoroutine(value) else await_it(value))
+    return value
+
+
+class NotJson(TypeError):
+    """Why a value returned by main has no JSON form, already worded for the user."""
+
+
+def to_json(value):
+    """`default=` for json.dumps: numpy scalars and arrays become plain Python values (numpy is
+    only looked at if the script imported it); a pandas DataFrame or Series gets a hint."""
+    numpy = sys.modules.get("numpy")
+    if numpy is not None:
+        generic, ndarray = getattr(numpy, "generic", None), getattr(numpy, "ndarray", None)
+        if isinstance(generic, type) and isinstance(value, generic):
+            plain = value.item()
+            if isinstance(plain, generic):
+                # np.longdouble and friends have no Python equivalent: .item() returns them.
+                raise NotJson("main() returned a numpy %s, which has no JSON form" % type(value).__name__)
+            return plain
+        if isinstance(ndarray, type) and isinstance(value, ndarray):
+            return value.tolist()
+    pandas = sys.modules.get("pandas")
+    if pandas is not None:
+        for name in ("DataFrame", "Series"):
+            cls = getattr(pandas, name, None)
+            if isinstance(cls, type) and isinstance(value, cls):
+                raise NotJson(
+                    "main() returned a pandas %s, which is not JSON-serialisable: return its "
+                    ".to_dict() (or .to_dict('records')) instead" % name
+                )
+    raise TypeError("Object of type %s is not JSON serializable" % type(value).__name__)
+
+
+def run_script(request, script, dumps):
+    """Runs in the child. Returns the frame to send to the parent."""
+    import linecache
+    import types
+
+    # Tracebacks show the script's lines, as they would for a file.
+    linecache.cache[SCRIPT_NAME] = (len(script), None, script.splitlines(True), SCRIPT_NAME)
+    try:
+        code = compile(script, SCRIPT_NAME, "exec", dont_inherit=True)
+    except SyntaxError as exc:
+        return error_frame(
+            dumps,
+            "syntax_error",
+            cap_text("SyntaxError: %s" % exc.msg, MAX_SUMMARY),
+            line=exc.lineno or 1,
+            column=exc.offset or 1,
+        )
+    except (ValueError, MemoryError, RecursionError) as exc:
+        name, message = describe(exc)
+        message = message or name
+        if isinstance(exc, (MemoryError, RecursionError)):
+            # CPython's parser and compiler give up on very deep nesting this way.
+            message = "the script is nested too deeply to compile (%s)" % message
+        return error_frame(dumps, "syntax_error", cap_text("SyntaxError: %s" % message, MAX_SUMMARY), line=1, column=1)
+
+    module = types.ModuleType("__script__")
+    module.__file__ = SCRIPT_NAME
+    sys.modules["__script__"] = module
+    try:
+        exec(code, module.__dict__)
+        entry = module.__dict__.get("main")
+        if not callable(entry):
+            return error_frame(dumps, "missing_main", "main is not defined or not callable")
+        value = call_main(entry, request)
+    except Refused as refused:
+        return error_frame(dumps, refused.kind, refused.message, **refused.fields)
+    except MemoryError as exc:
+        return error_frame(dumps, "memory_limit", "MemoryError: the script ran out of memory",
+                           traceback=user_traceback(exc))
+    except SystemExit:
+        raise
+    except BaseException as exc:  # KeyboardInterrupt and friends are the script's errors too
+        name, message = describe(exc)
+        message = cap_text(message, MAX_EXCEPTION_MESSAGE)
+        return error_frame(
+            dumps,
+            "runtime_error",
+            cap_text("%s: %s" % (name, message) if message else name, MAX_SUMMARY),
+            exception={"type": cap_text(name, MAX_SUMMARY), "message": message},
+            traceback=user_traceback(exc),
+        )
+
+    try:
+        text = dumps(value, allow_nan=False, default=to_json)
+        if not isinstance(text, str):
+            raise TypeError("json.dumps did not return a string")
+    except MemoryError:
+        return error_frame(dumps, "memory_limit", "MemoryError: out of memory serialising the result")
+    except RecursionError:
+        return error_frame(dumps, "result_not_json", "main() returned a value nested too deeply for JSON")
+    except NotJson as exc:
+        return error_frame(dumps, "result_not_json", cap_text(describe(exc)[1], MAX_SUMMARY))
+    except (TypeError, ValueError) as exc:
+        return error_frame(dumps, "result_not_json",
+                           "main() returned a value that is not JSON-serialisable: %s"
+                           % cap_text(describe(exc)[1], MAX_SUMMARY))
+    except BaseException as exc:
+        name, message = describe(exc)
+        return error_frame(dumps, "result_not_json",
+                           cap_text("main() returned a value that could not be serialised: %s: %s"
+                                    % (name, message), MAX_SUMMARY))
+    payload = text.encode("utf-8", "surrogatepass")
+    limit = result_limit(request)
+    if len(payload) > limit:
+        return error_frame(dumps, "result_too_large",
+                           "the result is %d bytes of JSON, over the %d-byte limit" % (len(payload), limit),
+                           limit_bytes=limit)
+    return frame(b"ok", payload)
+
+
+def result_limit(request):
+    limit = request.get("result_limit_bytes")
+    return limit if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0 else MAX_FRAME
+
+
+def error_frame(dumps, kind, message, **fields):
+    fields["kind"] = kind
+    fields["message"] = message
+    return frame(b"error", dumps(fields, ensure_ascii=True).encode("ascii"))
+
+
+def child(request, script, result_w, dumps):
+    os.setsid()
+    try:
+        os.dup2(result_w, HIGH_FD, inheritable=False)
+        os.close(result_w)
+        result_w = HIGH_FD
+    except OSError:
+        pass
+    me = _getpid()
+    try:
+        reply = run_script(request, script, dumps)
+    except SystemExit:
+        flush_std()
+        raise
+    if _getpid() != me:
+        # A process the script forked returned through the runner: it has nothing to report.
+        _exit(0)
+    flush_std()
+    try:
+        write_all(result_w, reply)
+    except OSError:
+        _exit(CLOSED_EXIT)
+    _exit(0)
+
+
+def flush_std():
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BaseException:
+            pass
