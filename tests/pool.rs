@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 const JAIL_AGE: &str = "import os\ndef jail_age():\n    ticks = os.sysconf('SC_CLK_TCK')\n    start = int(open('/proc/1/stat').read().rsplit(')', 1)[1].split()[19]) / ticks\n    return float(open('/proc/uptime').read().split()[0]) - start\n";
 
 /// A server whose jails come from the pool (the pool is what these tests are about; the
-/// default strategy on a host that proves zygotes has none).
-/// A pool server with the production default (data jails warm too); `extra` may say otherwise.
+/// default strategy on a host that proves zygotes has none), with data jails warm too as in
+/// production; `extra` may say otherwise.
 fn pool_server(extra: &[(&str, &str)]) -> Server {
     let mut all = vec![("SANDBOX_STRATEGY", "pool"), ("WARM_FLAVOURS", "data")];
     all.extend_from_slice(extra);

@@ -205,7 +205,6 @@ def scratch(prefix):
     return path
 
 
-
 def tearDownModule():
     for path in SCRATCH:
         shutil.rmtree(path, ignore_errors=True)

@@ -372,7 +372,7 @@ fn a_dead_zygote_is_replaced_plain_requests_go_cold_meanwhile_and_data_ones_wait
 
 #[test]
 fn a_request_waiting_for_a_zygote_that_fails_to_start_gets_a_cold_jail() {
-    let server = Server::start_with(&[("SANDBOX_STRATEGY", "zygote"), ("WARM_FLAVOURS", "none")]);
+    let server = plain_zygote_server();
     let plain: BTreeSet<u32> = zygotes(&server).iter().map(|p| p.pid).collect();
     let request = common::post_in_background(server.port, json!({"script": served_by_script("import pandas\n")}));
     // The data zygote this request starts, killed while it imports pandas (hundreds of ms).

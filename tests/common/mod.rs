@@ -83,7 +83,6 @@ impl Server {
     }
 
     /// Starts the service; `Err` carries its exit status and stderr if it stops instead.
-    ///
     pub fn try_start(extra: &[(&str, &str)]) -> Result<Server, String> {
         Server::launch(extra, false)
     }
@@ -173,9 +172,10 @@ impl Server {
     }
 
     /// One server per test process (a suite's run) with the production defaults (but for
-    /// WARM_FLAVOURS, see [`Server::launch`]), started on first use and stopped (SIGTERM, a clean shutdown) when the test process ends. For tests
-    /// that only look at the answers to their own requests: not at logs, /health counters, the
-    /// server's processes or its shutdown. Other tests of the suite use it at the same time, as
+    /// WARM_FLAVOURS, see [`Server::launch`]), started on first use and stopped (SIGTERM, a
+    /// clean shutdown) when the test process ends. For tests that only look at the answers to
+    /// their own requests: not at logs, /health counters, the server's processes or its
+    /// shutdown. Other tests of the suite use it at the same time, as
     /// clients of a real service do.
     pub fn shared() -> &'static Server {
         Server::shared_with(&[])
