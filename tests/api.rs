@@ -283,7 +283,6 @@ fn schemathesis_finds_nothing_the_description_does_not_allow() {
     // The production default (zygotes where proven): most of its requests run a script.
     let server = Server::shared();
     let workdir = tempfile::tempdir().unwrap();
-    let started = Instant::now();
     let output = Command::new(st)
         .current_dir(workdir.path())
         .env("NO_COLOR", "1")
@@ -301,7 +300,6 @@ fn schemathesis_finds_nothing_the_description_does_not_allow() {
         .stdin(Stdio::null())
         .output()
         .expect("run schemathesis");
-    let took = started.elapsed();
     let report = format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),
@@ -313,7 +311,6 @@ fn schemathesis_finds_nothing_the_description_does_not_allow() {
         output.status
     );
     assert!(report.contains("Test cases:"), "{report}");
-    assert!(took < Duration::from_secs(120), "schemathesis took {took:?}");
     common::assert_serving(&server);
 }
 

@@ -145,22 +145,47 @@ fn malformed_and_oversized_bodies_get_clear_json_errors() {
         chunked.extend_from_slice(b"0\r\n\r\n");
         let r = Response::parse(&server.send_raw(&chunked, Duration::from_secs(10)));
         assert_error(&r, 413, "payload_too_large");
-        // Broken HTTP framing: hyper answers 4xx itself (no JSON body), and the service goes on.
-        for raw in [
-            b"GARBAGE\r\n\r\n".to_vec(),
-            b"POST /execute HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n".to_vec(),
-            b"POST /execute HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\nzz\r\n"
-                .to_vec(),
-            [
-                b"POST /execute HTTP/1.1\r\nHost: x\r\n".to_vec(),
-                (0..5000).flat_map(|i| format!("X-{i}: a\r\n").into_bytes()).collect(),
-                b"\r\n".to_vec(),
-            ]
-            .concat(),
+        // Broken HTTP framing, which hyper answers itself before any handler: a JSON error with
+        // a kind and a request id all the same, the status hyper chose, and the service goes on.
+        let many_headers: Vec<u8> = (0..5000).flat_map(|i| format!("X-{i}: a\r\n").into_bytes()).collect();
+        let chunked_head =
+            b"POST /execute HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
+        for (what, raw, status) in [
+            ("a garbage request line", b"GARBAGE\r\n\r\n".to_vec(), 400),
+            ("an HTTP/0.9 request", b"GET /health\r\n\r\n".to_vec(), 400),
+            (
+                "an unknown version",
+                b"GET /health HTTP/3.7\r\nHost: x\r\n\r\n".to_vec(),
+                400,
+            ),
+            (
+                "a control byte in a header",
+                b"GET /health HTTP/1.1\r\nHost: x\r\nX-A: \x01\r\n\r\n".to_vec(),
+                400,
+            ),
+            (
+                "a Content-Length that is not a number",
+                b"POST /execute HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n".to_vec(),
+                400,
+            ),
+            (
+                "two Content-Lengths",
+                b"POST /execute HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 7\r\n\r\n{}".to_vec(),
+                400,
+            ),
+            (
+                "5000 headers",
+                [&b"POST /execute HTTP/1.1\r\nHost: x\r\n"[..], &many_headers, b"\r\n"].concat(),
+                431,
+            ),
+            ("a bad chunk size", [&chunked_head[..], b"zz\r\n"].concat(), 400),
         ] {
             let answer = server.send_raw(&raw, Duration::from_secs(10));
             let r = Response::parse(&answer);
-            assert!((400..500).contains(&r.status), "{}", String::from_utf8_lossy(&answer));
+            let body = assert_error_of(&r, &["invalid_request"]);
+            assert_eq!(r.status, status, "{what}: {body}");
+            assert_eq!(r.header("content-type"), Some("application/json"), "{what}");
+            assert!(r.header("x-request-id").is_some_and(|id| !id.is_empty()), "{what}");
         }
         // Both Content-Length and chunked: no second request smuggled behind the first.
         let smuggle = b"POST /execute HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /nope HTTP/1.1\r\nHost: x\r\n\r\n";

@@ -6,6 +6,7 @@ mod body;
 mod data;
 mod health;
 mod job;
+mod unparsed;
 
 use crate::config::Settings;
 use crate::error::{ApiError, ErrorKind};
@@ -107,6 +108,8 @@ pub async fn serve<L: Launcher>(listener: TcpListener, app: Arc<App<L>>, shutdow
                 };
                 let _ = stream.set_nodelay(true);
                 let app = app.clone();
+                let ids = app.clone();
+                let stream = unparsed::JsonForUnparsed::new(stream, move || ids.request_id(&HeaderMap::new()));
                 let service = service_fn(move |request| handle(app.clone(), request));
                 let connection = http1::Builder::new()
                     .timer(TokioTimer::new())
