@@ -187,6 +187,19 @@ fn malformed_and_oversized_bodies_get_clear_json_errors() {
             assert_eq!(r.header("content-type"), Some("application/json"), "{what}");
             assert!(r.header("x-request-id").is_some_and(|id| !id.is_empty()), "{what}");
         }
+        // Garbage after a good request on the same connection: the good one is answered, then
+        // the garbage gets its JSON error too.
+        let answer = server.send_raw(
+            b"GET /health HTTP/1.1\r\nHost: x\r\n\r\nGARBAGE\r\n\r\n",
+            Duration::from_secs(10),
+        );
+        let second = answer
+            .windows(9)
+            .rposition(|w| w == b"HTTP/1.1 ")
+            .filter(|&at| at > 0)
+            .unwrap_or_else(|| panic!("one answer only: {}", String::from_utf8_lossy(&answer)));
+        assert_eq!(Response::parse(&answer[..second]).status, 200);
+        assert_error(&Response::parse(&answer[second..]), 400, "invalid_request");
         // Both Content-Length and chunked: no second request smuggled behind the first.
         let smuggle = b"POST /execute HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /nope HTTP/1.1\r\nHost: x\r\n\r\n";
         let answer = String::from_utf8_lossy(&server.send_raw(smuggle, Duration::from_secs(5))).to_string();
