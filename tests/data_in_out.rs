@@ -92,10 +92,16 @@ fn input_is_handed_to_main_as_data() {
     ] {
         assert_eq!(post(&server, body).result(), json!(null));
     }
-    // A parameter with a default keeps it when the request has no input: such scripts are
-    // answered exactly as before `input` existed.
-    let r = post(&server, json!({"script": "def main(v=5):\n    return v\n"}));
-    assert_eq!(r.result(), json!(5));
+    // A parameter with a default gets None too without input (API.md: "None when the request
+    // has none"); a main taking only *args gets no argument then.
+    for body in [
+        json!({"script": "def main(v=5):\n    return v\n"}),
+        json!({"script": "def main(v=5):\n    return v\n", "input": null}),
+    ] {
+        assert_eq!(post(&server, body).result(), json!(null));
+    }
+    let r = post(&server, json!({"script": "def main(*args):\n    return list(args)\n"}));
+    assert_eq!(r.result(), json!([]));
     let r = post(&server, json!({"script": "def main(v=5):\n    return v\n", "input": 6}));
     assert_eq!(r.result(), json!(6));
     // async and *args mains take it too.

@@ -418,9 +418,13 @@ class Input(unittest.TestCase):
         tag, body = self.value("def main():\n    return 1\n", input=None)
         self.assertEqual((tag, body["kind"]), ("error", "invalid_request"))
 
-    def test_a_default_or_star_args_without_input_is_called_as_before(self):
-        self.assertEqual(self.value("def main(n=10):\n    return n\n"), ("ok", 10))
+    def test_a_parameter_with_a_default_gets_none_without_input(self):
+        # API.md: a main that declares a positional parameter is called with input, None when
+        # the request has none.
+        self.assertEqual(self.value("def main(n=10):\n    return n\n"), ("ok", None))
+        self.assertEqual(self.value("def main(n=10, m=2):\n    return [n, m]\n"), ("ok", [None, 2]))
         self.assertEqual(self.value("def main(*args):\n    return list(args)\n"), ("ok", []))
+        self.assertEqual(self.value("def main(*args, **kw):\n    return [list(args), kw]\n"), ("ok", [[], {}]))
         self.assertEqual(self.value("def main(n=10):\n    return n\n", input=4), ("ok", 4))
         self.assertEqual(self.value("def main(*args):\n    return list(args)\n", input=4), ("ok", [4]))
 

@@ -61,7 +61,8 @@ def user_traceback(exc):
 
 def call_signature(entry):
     """How main takes `input`: "required" (a positional parameter without a default),
-    "optional" (one with a default, or *args), "none", or "unknown" (no signature)."""
+    "optional" (one with a default), "args" (*args and no positional parameter before it),
+    "none", or "unknown" (no signature)."""
     quick = plain_function_signature(entry)
     return quick if quick is not None else inspected_signature(entry)
 
@@ -76,7 +77,7 @@ def inspected_signature(entry):
         return "unknown"
     for parameter in parameters:
         if parameter.kind == parameter.VAR_POSITIONAL:
-            return "optional"
+            return "args"
         if parameter.kind in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD):
             return "required" if parameter.default is parameter.empty else "optional"
     return "none"
@@ -96,7 +97,7 @@ def plain_function_signature(entry):
         # Defaults belong to the last positional parameters: the first has one only if all do.
         defaults = entry.__defaults__ or ()
         return "optional" if len(defaults) >= code.co_argcount else "required"
-    return "optional" if code.co_flags & 0x04 else "none"  # CO_VARARGS
+    return "args" if code.co_flags & 0x04 else "none"  # CO_VARARGS
 
 
 def may_be_awaitable(value):
@@ -114,9 +115,10 @@ async def await_it(awaitable):
 
 
 def call_main(entry, request):
-    """Calls main as the contract says. A main with a positional parameter gets `input`
-    (None without one); one whose parameter has a default, or that takes *args, is called
-    without an argument when the request has no input, exactly as before `input` existed."""
+    """Calls main as the contract says: a main that declares a positional parameter gets
+    `input`, None when the request has none (its default, if any, is not used: API.md). One
+    that takes only *args gets `input` if there is one, else no argument, so that a wrapper
+    `(*args, **kwargs)` around a `main()` without a parameter still works."""
     has_input = "input" in request
     kind = call_signature(entry)
     if has_input and kind == "none":
@@ -126,7 +128,7 @@ def call_main(entry, request):
         )
     if has_input:
         value = entry(request["input"])
-    elif kind == "required":
+    elif kind in ("required", "optional"):
         value = entry(None)
     else:
         value = entry()
