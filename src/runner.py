@@ -52,6 +52,9 @@ MAX_EXCEPTION_MESSAGE = 64 * 1024
 MAX_SUMMARY = 4 * 1024
 # Error frames the child sends are small; anything bigger on its pipe was forged.
 MAX_ERROR_FRAME = 1024 * 1024
+# One read from a pipe: a pipe holds 64 KiB, and os.read allocates what it is asked for, which
+# under a small memory limit (RLIMIT_AS) fails before anything is read.
+PIPE_READ = 64 * 1024
 SCRIPT_NAME = "<script>"
 RUNNER_GLOBALS = globals()
 # What the child needs once the script has run, bound before the script can replace os.*.
@@ -92,7 +95,7 @@ def frame(tag, payload):
 def read_exactly(fd, size):
     chunks = []
     while size > 0:
-        chunk = os.read(fd, min(size, 1 << 20))
+        chunk = os.read(fd, min(size, PIPE_READ))
         if not chunk:
             raise EOFError("request ended early")
         chunks.append(chunk)
@@ -214,7 +217,7 @@ def drain(fd, buffer, limit):
         ready, _, _ = select.select([fd], [], [], 0)
         if not ready:
             return
-        chunk = os.read(fd, 1 << 20)
+        chunk = os.read(fd, PIPE_READ)
         if not chunk:
             return
         buffer += chunk
@@ -237,7 +240,7 @@ def wait_child(pid, result_r):
         waiting = [pidfd] + ([result_r] if open_pipe else [])
         ready, _, _ = select.select(waiting, [], [])
         if result_r in ready:
-            chunk = os.read(result_r, 1 << 20)
+            chunk = os.read(result_r, PIPE_READ)
             if not chunk:
                 open_pipe = False
             buffer += chunk

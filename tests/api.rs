@@ -651,6 +651,11 @@ fn per_request_limits_only_lower_the_service_limits() {
         json!(200 * 1024 * 1024)
     );
     assert_eq!(run(json!({"script": quick, "memory_mb": 64})).result(), json!("ok"));
+    // Any limit under the service's may be asked for: one too small for Python to start is
+    // answered as the memory limit it is.
+    let r = run(json!({"script": quick, "memory_mb": 1}));
+    assert_eq!((r.status, r.kind().as_str()), (400, "memory_limit"), "{}", r.text());
+    assert_eq!(r.json()["limit_mb"], 1);
     for memory in [json!(513), json!(4096), json!(0), json!(-5), json!(100.5), json!("100")] {
         let r = run(json!({"script": quick, "memory_mb": memory}));
         assert_eq!(

@@ -115,7 +115,7 @@ fn a_virtualenv_in_a_private_directory_keeps_the_user_namespace() {
 
 /// With rlimits only, a request's lowered memory limit under which Python cannot start is a
 /// 400 `memory_limit` (raise `memory_mb`), not a 503 asking to retry what can never succeed.
-/// The host's Python 3.11 starts within the API's lowest limit (32 MiB), so this interpreter is
+/// The host's Python 3.11 starts within 32 MiB even with rlimits only, so this interpreter is
 /// made to need more to start: its virtualenv has a 16 MiB `.pth` line, which `site` reads
 /// whole at every start (a MemoryError within 32 MiB of address space; it fits in 128).
 #[test]

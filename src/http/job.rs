@@ -106,11 +106,11 @@ fn parse_job(settings: &Settings, body: &[u8]) -> Result<(String, Duration, u64,
                     .map(|f| f as u64)
             });
             match whole {
-                Some(mb) if (32..=max).contains(&mb) => mb * 1024 * 1024,
+                Some(mb) if (1..=max).contains(&mb) => mb * 1024 * 1024,
                 _ => {
                     return Err(ApiError::new(
                         ErrorKind::InvalidRequest,
-                        format!("\"memory_mb\" must be a whole number from 32 to {max}"),
+                        format!("\"memory_mb\" must be a whole number from 1 to {max}"),
                     ))
                 }
             }
