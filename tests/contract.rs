@@ -230,7 +230,8 @@ fn result_not_json() {
     for (expr, type_name) in [
         ("{1, 2}", "set"),
         ("object()", "object"),
-        ("float('nan')", ""),
+        ("float('nan')", "float NaN or infinity"),
+        ("[1.0, float('-inf')]", "float NaN or infinity"),
         ("b'bytes'", "bytes"),
         ("(x for x in [1])", "generator"),
     ] {

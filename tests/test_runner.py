@@ -600,6 +600,7 @@ class Conversion(unittest.TestCase):
         for expr in ("np.float64('nan')", "np.array([1.0, np.inf])", "{'a': [np.float32('nan')]}", "float('nan')"):
             tag, payload = run("import numpy as np\ndef main():\n    return %s\n" % expr)
             self.assertEqual(json.loads(payload)["kind"], "result_not_json", expr)
+            self.assertIn("float NaN or infinity", json.loads(payload)["message"], expr)
 
     def test_dataframe_and_series_get_a_hint(self):
         for expr, name in (("pd.DataFrame({'x': [1]})", "DataFrame"), ("pd.Series([1])", "Series"),

@@ -236,9 +236,12 @@ def run_script(request, script, dumps):
     except NotJson as exc:
         return error_frame(dumps, "result_not_json", cap_text(describe(exc)[1], MAX_SUMMARY))
     except (TypeError, ValueError) as exc:
+        why = cap_text(describe(exc)[1], MAX_SUMMARY)
+        if isinstance(exc, ValueError) and why.startswith("Out of range float values"):
+            # Python 3.11 does not say which value; the contract wants the type named.
+            why = "a float NaN or infinity (JSON has no such number)"
         return error_frame(dumps, "result_not_json",
-                           "main() returned a value that is not JSON-serialisable: %s"
-                           % cap_text(describe(exc)[1], MAX_SUMMARY))
+                           "main() returned a value that is not JSON-serialisable: %s" % why)
     except BaseException as exc:
         name, message = describe(exc)
         return error_frame(dumps, "result_not_json",
