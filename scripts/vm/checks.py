@@ -228,6 +228,16 @@ def hostile(base):
     status, body = execute(base, FORK_BOMB_LOOSE, timeout_seconds=5)
     kind = body.get("kind") if isinstance(body, dict) else body
     check("fork bomb", status == 400 and kind in ("timeout", "exited", "memory_limit"), f"HTTP {status} kind={kind}")
+    # Lowered per-request limits: too small for Python to start, a hog under a small one, a
+    # hello under a small one.
+    status, body = execute(base, "def main():\n    return 1\n", memory_mb=1)
+    kind = body.get("kind") if isinstance(body, dict) else body
+    check("memory_mb 1", status == 400 and kind == "memory_limit" and body.get("limit_mb") == 1, f"HTTP {status} {json.dumps(body)[:200]}")
+    status, body = execute(base, "def main():\n    return len(bytearray(100 * 1024 * 1024))\n", memory_mb=48)
+    kind = body.get("kind") if isinstance(body, dict) else body
+    check("memory_mb 48, 100 MiB asked for", status == 400 and kind == "memory_limit", f"HTTP {status} kind={kind}")
+    status, body = execute(base, "def main():\n    return 'small'\n", memory_mb=32)
+    check("memory_mb 32, hello", status == 200 and isinstance(body, dict) and body.get("result") == "small", f"HTTP {status} {json.dumps(body)[:200]}")
     status, body = execute(base, FLOOD)
     ok = status == 200 and isinstance(body, dict) and body.get("result") == "flooded" and body.get("stdout_truncated") is True
     size = len(body.get("stdout", "")) if isinstance(body, dict) else 0
