@@ -16,17 +16,20 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-/// hyper's automatic answers (`on_error` of its HTTP/1 server role), and what each means.
-const AUTOMATIC: [(&[u8], &str); 3] = [
+/// hyper's automatic answers (`on_error` of its HTTP/1 server role): status line, status, and
+/// what it means.
+const AUTOMATIC: [(&[u8], u16, &str); 3] = [
     (
         b"HTTP/1.1 400 Bad Request\r\n",
+        400,
         "the request is not valid HTTP/1.1: its request line, a header or its framing is malformed",
     ),
     (
         b"HTTP/1.1 431 Request Header Fields Too Large\r\n",
+        431,
         "the request's headers are too large or too many",
     ),
-    (b"HTTP/1.1 414 URI Too Long\r\n", "the request's URI is too long"),
+    (b"HTTP/1.1 414 URI Too Long\r\n", 414, "the request's URI is too long"),
 ];
 
 /// A connection's socket whose automatic answers get JSON bodies; `request_id` names each.
@@ -50,7 +53,7 @@ impl<S, F: Fn() -> String> JsonForUnparsed<S, F> {
 
     /// `head` as an answer with a JSON body, if it is one of hyper's automatic answers.
     fn rewrite(&self, head: &[u8]) -> Option<Vec<u8>> {
-        let (status_line, message) = AUTOMATIC.iter().find(|(line, _)| head.starts_with(line))?;
+        let (status_line, status, message) = AUTOMATIC.iter().find(|(line, ..)| head.starts_with(line))?;
         let headers = head[status_line.len()..].strip_suffix(b"\r\n\r\n")?;
         let headers: Vec<&[u8]> = headers
             .split(|&b| b == b'\n')
@@ -64,10 +67,9 @@ impl<S, F: Fn() -> String> JsonForUnparsed<S, F> {
         }
         let request_id = (self.request_id)();
         let body = ApiError::new(ErrorKind::InvalidRequest, *message).body().to_string();
-        let status = std::str::from_utf8(&status_line[9..12]).unwrap_or("400");
         logging::info(
             "request",
-            fields! {"request_id" => request_id.as_str(), "status" => status.parse::<u16>().unwrap_or(400), "kind" => ErrorKind::InvalidRequest.as_str(), "error" => *message},
+            fields! {"request_id" => request_id.as_str(), "status" => *status, "kind" => ErrorKind::InvalidRequest.as_str(), "error" => *message},
         );
         let mut answer = Vec::with_capacity(head.len() + body.len() + 128);
         answer.extend_from_slice(status_line);

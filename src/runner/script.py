@@ -60,9 +60,8 @@ def user_traceback(exc):
 
 
 def call_signature(entry):
-    """How main takes `input`: "required" (a positional parameter without a default),
-    "optional" (one with a default), "args" (*args and no positional parameter before it),
-    "none", or "unknown" (no signature)."""
+    """How main takes `input`: "positional" (it declares a positional parameter), "args"
+    (only *args), "none", or "unknown" (no signature)."""
     quick = plain_function_signature(entry)
     return quick if quick is not None else inspected_signature(entry)
 
@@ -79,7 +78,7 @@ def inspected_signature(entry):
         if parameter.kind == parameter.VAR_POSITIONAL:
             return "args"
         if parameter.kind in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD):
-            return "required" if parameter.default is parameter.empty else "optional"
+            return "positional"
     return "none"
 
 
@@ -94,9 +93,7 @@ def plain_function_signature(entry):
         return None
     code = entry.__code__
     if code.co_argcount:
-        # Defaults belong to the last positional parameters: the first has one only if all do.
-        defaults = entry.__defaults__ or ()
-        return "optional" if len(defaults) >= code.co_argcount else "required"
+        return "positional"
     return "args" if code.co_flags & 0x04 else "none"  # CO_VARARGS
 
 
@@ -128,7 +125,7 @@ def call_main(entry, request):
         )
     if has_input:
         value = entry(request["input"])
-    elif kind in ("required", "optional"):
+    elif kind == "positional":
         value = entry(None)
     else:
         value = entry()
