@@ -189,6 +189,9 @@ def install_font_cache(config_dir, prefix):
 # What wait_child returns instead of a frame when the pipe held something else, or when the
 # script closed the child's end of it (the child then exits with CLOSED_EXIT).
 CORRUPTED = b"corrupted"
+# The answer when what came on the child's pipe cannot be the runner's: the script wrote there.
+UNTRUSTED = {"kind": "result_not_json",
+             "message": "the script wrote to the runner's private result channel: no result can be trusted"}
 CLOSED = b"closed"
 # An exit status scripts are unlikely to choose themselves (70, EX_SOFTWARE, is common).
 CLOSED_EXIT = 213
@@ -317,8 +320,7 @@ def final_frame(reply, status, request, root_fd, dumps):
     if reply == b"too_large":
         return b"error", {"kind": "result_too_large", "message": too_large_message(result_limit(request))}
     if reply == CORRUPTED:
-        return b"error", {"kind": "result_not_json",
-                          "message": "the script wrote to the runner's private result channel: no result can be trusted"}
+        return b"error", dict(UNTRUSTED)
     if reply == CLOSED:
         return b"error", {"kind": "result_not_json",
                           "message": "the script closed the runner's private result channel: its result could not be sent"}
@@ -335,11 +337,10 @@ def final_frame(reply, status, request, root_fd, dumps):
         if len(payload) <= MAX_ERROR_FRAME:
             try:
                 fields = json.loads(payload)
-            except ValueError:
+            except (ValueError, RecursionError):
                 fields = None
         if not isinstance(fields, dict) or not isinstance(fields.get("kind"), str):
-            return b"error", {"kind": "result_not_json",
-                              "message": "the script wrote to the runner's private result channel: no result can be trusted"}
+            return b"error", dict(UNTRUSTED)
         fields.pop("usage", None)
         return b"error", fields
     files = None
@@ -445,7 +446,11 @@ def main():
         value, files = fields
         reply = frame(b"ok", ok_payload(value, files, usage, dumps))
     else:
-        reply = with_usage(dumps, tag, fields, usage)
+        try:
+            reply = with_usage(dumps, tag, fields, usage)
+        except RecursionError:
+            # A forged error frame nested just shallowly enough to be read.
+            reply = with_usage(dumps, b"error", dict(UNTRUSTED), usage)
     write_all(RESULT_FD, reply)
     os.close(RESULT_FD)
 

@@ -282,6 +282,12 @@ fn exits_before_main_returns() {
             "import os, signal\ndef main():\n    os.kill(os.getpid(), signal.SIGKILL)\n",
             json!({"signal": 9}),
         ),
+        // The signal of the CPU-time backstop, sent long before any limit: the script's own
+        // doing, not a timeout.
+        (
+            "import os, signal\ndef main():\n    os.kill(os.getpid(), signal.SIGXCPU)\n",
+            json!({"signal": 24}),
+        ),
     ];
     for (script, field) in cases {
         let r = server.execute(script);

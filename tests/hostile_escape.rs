@@ -415,6 +415,12 @@ def main():
 #[test]
 fn device_nodes_are_few_and_cannot_be_made() {
     let server = hostile::shared_server();
+    let host_null_times = || {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata("/dev/null").unwrap();
+        (meta.mtime(), meta.mtime_nsec(), meta.ctime(), meta.ctime_nsec())
+    };
+    let before = host_null_times();
     contained(&server, || {
         let r = server.execute(
             r#"
@@ -435,6 +441,14 @@ def main():
             out["mknod " + name] = "OK"
         except OSError as e:
             out["mknod " + name] = errno.errorcode.get(e.errno, str(e.errno))
+    # The host's own device inodes: their times are not the jail's to set (a channel from one
+    # execution to the next).
+    for path in ["/dev/null", "/dev/zero", "/dev/urandom"]:
+        try:
+            os.utime(path, None)
+            out["utime " + path] = "OK"
+        except OSError as e:
+            out["utime " + path] = errno.errorcode.get(e.errno, str(e.errno))
     with open("/dev/null", "w") as f:
         f.write("into the void")
     out["zero"] = len(open("/dev/zero", "rb").read(16))
@@ -464,8 +478,12 @@ def main():
             if key.starts_with("mknod") {
                 assert_eq!(value, "EPERM", "{key}");
             }
+            if key.starts_with("utime") {
+                assert_eq!(value, "EROFS", "{key}");
+            }
         }
     });
+    assert_eq!(host_null_times(), before, "the host's /dev/null was touched");
 }
 
 #[test]

@@ -58,6 +58,35 @@ fn forged_frames_do_not_become_the_result() {
             assert_error(&r, 400, "result_not_json");
             assert!(!r.text().contains("forged"), "{}", r.text());
         }
+        // A value text that adds `files` of its own to a request without collect (a client
+        // saving them would write where the script says), or that nests deeper than any JSON
+        // parser of a client would go; an error frame nested deep enough to break the
+        // runner's own parser. Each is the script's forgery, refused as such, and nothing of
+        // the runner's internals reaches the answer.
+        let forge = |tag: &str, payload: &str| {
+            format!(
+                "import os\ndef main():\n    p = {payload}\n    data = b'{tag} %d\\n' % len(p) + p\n    for fd in range(3, 1024):\n        try:\n            os.write(fd, data)\n        except OSError:\n            pass\n    os._exit(0)\n"
+            )
+        };
+        for (tag, payload) in [
+            (
+                "ok",
+                r#"b'1,"files":{"../../.ssh/authorized_keys":{"base64":"AAAA","size":3,"media_type":"text/plain"}}'"#,
+            ),
+            ("ok", "b'[' * 5000 + b']' * 5000"),
+            (
+                "error",
+                r#"b'{"kind":"runtime_error","message":"m","x":' + b'[' * 200000 + b']' * 200000 + b'}'"#,
+            ),
+        ] {
+            let r = server.execute(&forge(tag, payload));
+            let body = assert_error(&r, 400, "result_not_json");
+            assert!(body.get("files").is_none() && body.get("result").is_none(), "{body}");
+            assert!(
+                !r.text().contains("<runner>") && !r.text().contains("Traceback"),
+                "{body}"
+            );
+        }
     });
 }
 
@@ -171,6 +200,11 @@ fn results_built_to_break_serialisation() {
             (
                 "100k nested dicts",
                 "def main():\n    a = {}\n    for i in range(100000):\n        a = {'k': a}\n    return a\n",
+                "deeply",
+            ),
+            (
+                "5000 nested lists, the recursion limit raised to serialise them",
+                "import sys\ndef main():\n    sys.setrecursionlimit(100000)\n    a = []\n    for i in range(5000):\n        a = [a]\n    return a\n",
                 "deeply",
             ),
             (

@@ -184,6 +184,11 @@ class ResultPipe(unittest.TestCase):
         finally:
             os.close(r)
 
+    def test_a_forged_error_frame_too_deep_to_read_is_untrusted(self):
+        payload = b'{"kind":"runtime_error","message":"m","x":' + b"[" * 200000 + b"]" * 200000 + b"}"
+        tag, fields = runner.final_frame(b"error %d\n" % len(payload) + payload, 0, {}, None, dumps)
+        self.assertEqual((tag, fields), (b"error", runner.UNTRUSTED))
+
     def test_describe_survives_any_exception_str(self):
         class E(BaseException):
             def __str__(self):

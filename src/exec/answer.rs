@@ -2,7 +2,7 @@
 
 use super::job::{Job, Success};
 use crate::error::{ApiError, ErrorKind};
-use crate::jail::protocol::Usage;
+use crate::jail::protocol::{Usage, MAX_RESULT_DEPTH};
 use crate::jail::{Accounting, Captured, Ending, Execution, Report};
 use serde_json::{Map, Value};
 use std::time::Duration;
@@ -37,11 +37,15 @@ pub fn interpret(execution: Execution, job: &Job, result_limit: usize) -> Result
             usage,
         }) => {
             reported = usage;
-            exited(exit_code, signal, job)
+            exited(exit_code, signal, job, usage_of(usage, &accounting).wall_ms)
         }
         Ending::TimedOut => timeout(job.timeout),
         Ending::OutOfMemory => memory_limit(limit_mb),
         Ending::ResultTooLarge => result_too_large(result_limit),
+        Ending::ResultTooDeep => ApiError::new(
+            ErrorKind::ResultNotJson,
+            format!("main() returned a value nested too deeply for JSON (over {MAX_RESULT_DEPTH} levels)"),
+        ),
         Ending::Corrupted(why) => ApiError::new(
             ErrorKind::ResultNotJson,
             format!("the script corrupted the result channel ({why})"),
@@ -51,7 +55,12 @@ pub fn interpret(execution: Execution, job: &Job, result_limit: usize) -> Result
                 "a jail ended without a report",
                 crate::fields! {"exit_code" => exit_code, "signal" => signal},
             );
-            exited(exit_code.map(i64::from), signal.map(i64::from), job)
+            exited(
+                exit_code.map(i64::from),
+                signal.map(i64::from),
+                job,
+                usage_of(None, &accounting).wall_ms,
+            )
         }
     };
     let usage = usage_of(reported, &accounting);
@@ -120,10 +129,14 @@ fn memory_limit(limit_mb: u64) -> ApiError {
     .with("limit_mb", limit_mb)
 }
 
-fn exited(exit_code: Option<i64>, signal: Option<i64>, job: &Job) -> ApiError {
+/// `wall_ms`: how long the script ran.
+fn exited(exit_code: Option<i64>, signal: Option<i64>, job: &Job, wall_ms: f64) -> ApiError {
     match (exit_code, signal) {
-        // RLIMIT_CPU: the CPU-time backstop of the time limit.
-        (_, Some(sig)) if sig == i64::from(libc::SIGXCPU) => timeout(job.timeout),
+        // RLIMIT_CPU, the CPU-time backstop of the time limit, is only ever reached after the
+        // time limit: a SIGXCPU sooner is the script's own (`os.kill(os.getpid(), SIGXCPU)`).
+        (_, Some(sig)) if sig == i64::from(libc::SIGXCPU) && wall_ms >= job.timeout.as_secs_f64() * 1000.0 => {
+            timeout(job.timeout)
+        }
         (_, Some(sig)) => ApiError::new(
             ErrorKind::Exited,
             format!(
@@ -158,6 +171,7 @@ fn signal_name(sig: i64) -> &'static str {
         libc::SIGUSR1 => "SIGUSR1",
         libc::SIGUSR2 => "SIGUSR2",
         libc::SIGSYS => "SIGSYS",
+        libc::SIGXCPU => "SIGXCPU",
         _ => "signal",
     }
 }

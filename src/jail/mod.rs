@@ -221,6 +221,8 @@ pub enum Ending {
     OutOfMemory,
     /// The result frame grew past the result limit (plus the frame's own overhead).
     ResultTooLarge,
+    /// The result is nested deeper than `protocol::MAX_RESULT_DEPTH`.
+    ResultTooDeep,
     /// The result channel carried something that is not the protocol: the script tampered.
     Corrupted(&'static str),
     /// The runner vanished without a report (and not for memory): exit status of the jail.

@@ -40,6 +40,11 @@ pub const READY: &[u8] = b"ready\n";
 /// How many files `collect` may bring back when the request does not lower it.
 pub const DEFAULT_MAX_FILES: usize = 100;
 
+/// The deepest result passed on. `json.dumps` under Python's default recursion limit stops
+/// short of it; a deeper value was forged on the script's pipe or built after raising that
+/// limit, and few clients' JSON parsers would take it.
+pub const MAX_RESULT_DEPTH: usize = 1000;
+
 /// A file written into the script's working directory before it runs. The path is checked by
 /// the HTTP layer (relative, `/`-separated, no empty, `.` or `..` component, no NUL) and again
 /// by the runner; base64 is checked by both too.
@@ -187,6 +192,8 @@ pub enum FrameError {
     Malformed(&'static str),
     /// More than the limit arrived (`read_frame` stopped reading).
     TooLarge,
+    /// A value nested deeper than `MAX_RESULT_DEPTH`.
+    TooDeep,
 }
 
 /// Reads one frame: a `tag length` line, then exactly `length` bytes. Stops early on EOF (the
@@ -239,8 +246,35 @@ fn take_usage(fields: &mut Map<String, Value>) -> Option<Usage> {
     fields.remove("usage").and_then(|u| serde_json::from_value(u).ok())
 }
 
-/// Parses what the result channel carried after `ready\n`.
-pub fn parse_frame(bytes: &[u8]) -> Result<Report, FrameError> {
+/// How deeply a JSON text nests its arrays and objects (the text is valid JSON).
+fn nesting_depth(json: &str) -> usize {
+    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for &b in json.as_bytes() {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
+/// Parses what the result channel carried after `ready\n`. `collecting`: the request had
+/// `collect`, so an ok frame has `files` (and else has none: the value text cannot add them).
+pub fn parse_frame(bytes: &[u8], collecting: bool) -> Result<Report, FrameError> {
     if bytes.is_empty() {
         return Err(FrameError::Missing);
     }
@@ -262,6 +296,14 @@ pub fn parse_frame(bytes: &[u8]) -> Result<Report, FrameError> {
         "ok" => {
             let ok: OkPayload =
                 serde_json::from_str(text).map_err(|_| FrameError::Malformed("result is not the runner's JSON"))?;
+            if ok.files.is_some() != collecting {
+                return Err(FrameError::Malformed(
+                    "files where the request collected none, or none where it did",
+                ));
+            }
+            if nesting_depth(ok.value.get()) > MAX_RESULT_DEPTH {
+                return Err(FrameError::TooDeep);
+            }
             Ok(Report::Value {
                 value: ok.value,
                 files: ok.files,
@@ -360,7 +402,7 @@ mod tests {
         let text = r#"{"big": 123456789012345678901234567890, "f": 0.1000000000000000055511151231257827}"#;
         let payload = format!(r#"{{"value":{text},"usage":{USAGE}}}"#);
         let frame = format!("ok {}\n{}", payload.len(), payload);
-        match parse_frame(frame.as_bytes()).unwrap() {
+        match parse_frame(frame.as_bytes(), false).unwrap() {
             Report::Value { value, files, usage } => {
                 assert_eq!(value.get(), text);
                 assert_eq!(files, None);
@@ -376,7 +418,7 @@ mod tests {
         let payload = format!(
             r#"{{"value":null,"files":{{"chart.png":{{"base64":"iVBORw==","size":4,"media_type":"image/png"}}}},"usage":{USAGE}}}"#
         );
-        match parse_frame(format!("ok {}\n{payload}", payload.len()).as_bytes()).unwrap() {
+        match parse_frame(format!("ok {}\n{payload}", payload.len()).as_bytes(), true).unwrap() {
             Report::Value { value, files, .. } => {
                 assert_eq!(value.get(), "null");
                 let files = files.unwrap();
@@ -400,14 +442,53 @@ mod tests {
             format!(r#"{{"usage":{USAGE}}}"#),
         ] {
             let frame = format!("ok {}\n{payload}", payload.len());
-            assert!(parse_frame(frame.as_bytes()).is_err(), "{payload}");
+            assert!(parse_frame(frame.as_bytes(), false).is_err(), "{payload}");
         }
+    }
+
+    #[test]
+    fn files_come_only_with_collect() {
+        let ok = |payload: String| format!("ok {}\n{payload}", payload.len());
+        // A value text `1,"files":{..}` where the request collected nothing.
+        let forged = ok(format!(
+            r#"{{"value":1,"files":{{"../x":{{"base64":"!!","size":7,"media_type":"text/html"}}}},"usage":{USAGE}}}"#
+        ));
+        assert_eq!(
+            parse_frame(forged.as_bytes(), false).unwrap_err(),
+            FrameError::Malformed("files where the request collected none, or none where it did")
+        );
+        // A request with collect always gets files (`{}` when nothing matched).
+        let without = ok(format!(r#"{{"value":1,"usage":{USAGE}}}"#));
+        assert!(parse_frame(without.as_bytes(), true).is_err());
+        assert!(parse_frame(without.as_bytes(), false).is_ok());
+    }
+
+    #[test]
+    fn values_nested_too_deeply_are_refused() {
+        let nested = |depth: usize, open: &str, close: &str| format!("{}1{}", open.repeat(depth), close.repeat(depth));
+        let frame = |value: String| {
+            let payload = format!(r#"{{"value":{value},"usage":{USAGE}}}"#);
+            format!("ok {}\n{payload}", payload.len())
+        };
+        assert!(parse_frame(frame(nested(MAX_RESULT_DEPTH, "[", "]")).as_bytes(), false).is_ok());
+        assert_eq!(
+            parse_frame(frame(nested(MAX_RESULT_DEPTH + 1, "[", "]")).as_bytes(), false).unwrap_err(),
+            FrameError::TooDeep
+        );
+        assert_eq!(
+            parse_frame(frame(nested(MAX_RESULT_DEPTH + 1, r#"{"a":"#, "}")).as_bytes(), false).unwrap_err(),
+            FrameError::TooDeep
+        );
+        // Brackets inside strings (escaped quotes included) are text, not nesting.
+        let text = format!(r#"["\"{}", "\\"]"#, "[".repeat(5000));
+        assert_eq!(nesting_depth(&text), 1);
+        assert!(parse_frame(frame(text).as_bytes(), false).is_ok());
     }
 
     #[test]
     fn error_and_exit_frames() {
         let body = format!(r#"{{"kind":"runtime_error","message":"ValueError: x","usage":{USAGE}}}"#);
-        match parse_frame(format!("error {}\n{body}", body.len()).as_bytes()).unwrap() {
+        match parse_frame(format!("error {}\n{body}", body.len()).as_bytes(), false).unwrap() {
             Report::Error { kind, fields, usage } => {
                 assert_eq!(kind, "runtime_error");
                 assert_eq!(fields["message"], "ValueError: x");
@@ -416,7 +497,7 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        match parse_frame(b"exited 13\n{\"signal\": 9}").unwrap() {
+        match parse_frame(b"exited 13\n{\"signal\": 9}", false).unwrap() {
             Report::Exited {
                 exit_code,
                 signal,
@@ -436,14 +517,14 @@ mod tests {
 
     #[test]
     fn forged_or_broken_frames_are_rejected() {
-        assert_eq!(parse_frame(b"").unwrap_err(), FrameError::Missing);
-        assert!(parse_frame(b"ok 5\n{\"a\"").is_err());
-        assert!(parse_frame(b"ok 3\n{1}").is_err());
-        assert!(parse_frame(b"ok 99\n1").is_err());
-        assert!(parse_frame(b"ok 1\n12").is_err());
-        assert!(parse_frame(b"ok 1\n1").is_err());
-        assert!(parse_frame(b"hello").is_err());
-        assert!(parse_frame(b"error 2\n[]").is_err());
-        assert!(parse_frame(b"teapot 1\n1").is_err());
+        assert_eq!(parse_frame(b"", false).unwrap_err(), FrameError::Missing);
+        assert!(parse_frame(b"ok 5\n{\"a\"", false).is_err());
+        assert!(parse_frame(b"ok 3\n{1}", false).is_err());
+        assert!(parse_frame(b"ok 99\n1", false).is_err());
+        assert!(parse_frame(b"ok 1\n12", false).is_err());
+        assert!(parse_frame(b"ok 1\n1", false).is_err());
+        assert!(parse_frame(b"hello", false).is_err());
+        assert!(parse_frame(b"error 2\n[]", false).is_err());
+        assert!(parse_frame(b"teapot 1\n1", false).is_err());
     }
 }

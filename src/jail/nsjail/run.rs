@@ -30,6 +30,7 @@ impl NsjailJail {
 
         let mut stdin = self.stdin.take();
         let encoded = request.encode();
+        let collecting = request.collect.is_some();
         let feeding = async move {
             if let Some(stdin) = stdin.as_mut() {
                 // A jail that dies early closes its stdin: the ending says why, not this.
@@ -67,7 +68,7 @@ impl NsjailJail {
             Err(_) => Ending::TimedOut,
             Ok(None) => Ending::OutOfMemory,
             Ok(Some(Err(_))) => Ending::ResultTooLarge,
-            Ok(Some(Ok(frame))) => match protocol::parse_frame(&frame) {
+            Ok(Some(Ok(frame))) => match protocol::parse_frame(&frame, collecting) {
                 Ok(Report::Exited { signal: Some(9), .. }) if self.oom_killed() => Ending::OutOfMemory,
                 Ok(report) => Ending::Reported(report),
                 Err(FrameError::Missing) => {
@@ -94,6 +95,7 @@ impl NsjailJail {
                 }
                 Err(FrameError::Malformed(why)) => Ending::Corrupted(why),
                 Err(FrameError::TooLarge) => Ending::ResultTooLarge,
+                Err(FrameError::TooDeep) => Ending::ResultTooDeep,
             },
         };
         let reported = matches!(ending, Ending::Reported(_));
