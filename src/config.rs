@@ -9,6 +9,13 @@ use std::time::Duration;
 
 const MIB: u64 = 1024 * 1024;
 
+/// How many host ids the service owns from `JAIL_UID_BASE` on (`jail::ids`).
+pub const JAIL_ID_RANGE: u32 = 1024;
+/// Ids below this are the host's own users (and 65534, nobody).
+const LOWEST_JAIL_UID_BASE: u32 = 65536;
+/// Some tools treat ids as signed: the whole range stays below 2^31.
+const HIGHEST_JAIL_ID: u32 = i32::MAX as u32;
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 struct Raw {
@@ -285,7 +292,12 @@ impl Settings {
             sandbox_python: raw.sandbox_python,
             userns,
             cgroup,
-            jail_uid_base: raw.jail_uid_base,
+            jail_uid_base: range(
+                "JAIL_UID_BASE",
+                raw.jail_uid_base.into(),
+                LOWEST_JAIL_UID_BASE.into(),
+                (HIGHEST_JAIL_ID - JAIL_ID_RANGE).into(),
+            )? as u32,
             strategy,
             warm,
             google_cloud_project: raw.google_cloud_project.filter(|p| !p.is_empty()),
@@ -379,6 +391,16 @@ mod tests {
         );
         let err = warm("pandas").unwrap_err();
         assert!(err.contains("WARM_FLAVOURS") && err.contains("pandas"), "{err}");
+    }
+
+    #[test]
+    fn the_jail_id_range_stays_clear_of_host_users_and_signed_overflow() {
+        let base = |value: &str| Settings::from_iter(vars(&[("JAIL_UID_BASE", value)])).map(|s| s.jail_uid_base);
+        for bad in ["1000", "65534", "2147483647", "4294967295"] {
+            let err = base(bad).unwrap_err();
+            assert!(err.contains("JAIL_UID_BASE"), "{err}");
+        }
+        assert_eq!(base("65536"), Ok(65536));
     }
 
     #[test]

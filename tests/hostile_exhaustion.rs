@@ -199,6 +199,22 @@ fn output_floods_are_capped_and_flagged() {
         assert_eq!(body["stdout"].as_str().unwrap().len(), cap);
         assert_eq!(body["stderr"].as_str().unwrap().len(), cap);
 
+        // A stderr flood from a script that succeeds, with stderr asked for: capped, and the
+        // body has only the keys API.md lists for a success.
+        let r = common::Client::new(&server).post(&json!({
+            "script": "import os\ndef main():\n    for i in range(40):\n        os.write(2, b'e' * 65536)\n    return 1\n",
+            "include": ["stderr"],
+        }));
+        let body = r.json();
+        let keys: Vec<&str> = body.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            ["result", "stderr", "stdout"],
+            "{}",
+            &r.text()[..200.min(r.text().len())]
+        );
+        assert_eq!(body["stderr"].as_str().unwrap().len(), cap);
+
         // From child processes, with bytes that are not UTF-8.
         let r = server.execute("import subprocess, sys\ndef main():\n    code = 'import os\\nfor i in range(300): os.write(1, bytes([255]) * 65536); os.write(2, bytes([254]) * 65536)'\n    subprocess.run([sys.executable, '-c', code], check=True)\n    return 'children flooded'\n");
         let body = r.json();

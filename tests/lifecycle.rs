@@ -14,6 +14,7 @@ fn a_bad_setting_stops_start_up_naming_the_variable() {
         ("MAX_CONCURRENT", "0"),
         ("SANDBOX_CGROUP", "v9"),
         ("POOL_SIZE", "-3"),
+        ("JAIL_UID_BASE", "4294967295"),
     ] {
         let err = Server::try_start(&[(var, value)])
             .err()

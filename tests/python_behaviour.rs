@@ -55,6 +55,46 @@ def main():
     }
 }
 
+/// stdout as scripts use it: reconfigured or rewrapped (a pipe, not seekable, under every
+/// strategy), written by C through libc's stdio, and kept line by line up to a timeout, a
+/// kill or `os._exit` that Python's own buffer would not have survived.
+#[test]
+fn stdout_behaves_as_a_pipe_and_keeps_what_was_printed() {
+    let ok_cases = [
+        (
+            "import sys\nsys.stdout.reconfigure(encoding='utf-8')\ndef main():\n    print('\\u00e9')\n    return [sys.stdout.seekable(), sys.stdin.read()]\n",
+            json!([false, ""]),
+            "\u{e9}\n",
+        ),
+        (
+            "import io, sys\nsys.stdout = io.TextIOWrapper(sys.stdout.buffer, encoding='utf-8')\ndef main():\n    print('wrapped')\n    return 1\n",
+            json!(1),
+            "wrapped\n",
+        ),
+        (
+            "import ctypes\ndef main():\n    ctypes.CDLL(None).printf(b'from C %d\\n', 42)\n    return 1\n",
+            json!(1),
+            "from C 42\n",
+        ),
+    ];
+    for server in servers() {
+        for (script, result, stdout) in &ok_cases {
+            let r = server.execute(script);
+            assert_eq!(r.json(), json!({"result": result, "stdout": stdout}), "{script}");
+        }
+        let r = common::Client::new(server).post(&json!({
+            "script": "import time\nprint('before')\ndef main():\n    print('in main')\n    time.sleep(60)\n",
+            "timeout_seconds": 0.5,
+        }));
+        assert_eq!((r.status, r.kind().as_str()), (400, "timeout"), "{}", r.text());
+        assert_eq!(r.json()["stdout"], "before\nin main\n");
+        let r = server
+            .execute("import os\ndef main():\n    print('partial', end='')\n    print(' line')\n    os._exit(3)\n");
+        assert_eq!((r.status, r.kind().as_str()), (400, "exited"), "{}", r.text());
+        assert_eq!(r.json()["stdout"], "partial line\n");
+    }
+}
+
 #[test]
 fn an_async_main_behind_a_plain_decorator_is_awaited() {
     let script = r#"import asyncio, functools

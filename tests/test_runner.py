@@ -681,7 +681,17 @@ class WriteFiles(unittest.TestCase):
             {"path": "a.txt", "text": "é\n"},
             {"path": "d/e/f.bin", "base64": "AP8="},
             {"path": "d/g", "text": ""},
+            # As the service accepts it: unpadded, wrapped.
+            {"path": "h.bin", "base64": "AP8"},
+            {"path": "i.txt", "base64": "YWJj\nZGVm ZA"},
+            {"path": "tab\tname", "text": "t"},
         ])
+        with open(os.path.join(self.path, "h.bin"), "rb") as f:
+            self.assertEqual(f.read(), b"\x00\xff")
+        with open(os.path.join(self.path, "i.txt"), "rb") as f:
+            self.assertEqual(f.read(), b"abcdefd")
+        with open(os.path.join(self.path, "tab\tname"), "rb") as f:
+            self.assertEqual(f.read(), b"t")
         with open(os.path.join(self.path, "a.txt"), "rb") as f:
             self.assertEqual(f.read(), "é\n".encode())
         with open(os.path.join(self.path, "d/e/f.bin"), "rb") as f:

@@ -89,7 +89,7 @@ async fn a_parser_panic_is_a_json_500_on_both_paths() {
         limits: settings.limits,
     };
     let mut app = App::new(settings, executor, SandboxPython::default());
-    app.parser_threads = ParserThreads::with_parser(1, panicking_parser);
+    app.parser_threads = ParserThreads::with_parser(1, 0, std::time::Duration::ZERO, panicking_parser);
     let app = Arc::new(app);
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
     let port = listener.local_addr().unwrap().port();

@@ -55,11 +55,12 @@ impl<L: Launcher> App<L> {
                 .unwrap_or_default()
                 .as_nanos(),
         );
+        let parser_threads = ParserThreads::per_cpu(settings.queue_limit, settings.queue_timeout);
         App {
             settings,
             executor,
             python,
-            parser_threads: ParserThreads::per_cpu(),
+            parser_threads,
             draining: AtomicBool::new(false),
             request_counter: AtomicU64::new(0),
             request_id_salt: hasher.finish(),
@@ -318,11 +319,9 @@ fn success_body(success: Success, include: Include) -> String {
     if let Some(files) = files {
         member("files", serde_json::to_value(files).unwrap_or_default());
     }
+    // API.md lists a success body's keys: no `stderr_truncated` among them (an error has it).
     if include.stderr {
         member("stderr", Value::String(stderr.text()));
-        if stderr.truncated {
-            member("stderr_truncated", Value::Bool(true));
-        }
     }
     if include.usage {
         member("usage", serde_json::to_value(usage).unwrap_or_default());

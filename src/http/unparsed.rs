@@ -1,10 +1,11 @@
 //! JSON answers for the requests hyper answers itself. A request it cannot parse (a garbage
 //! request line, a malformed header or `Content-Length`, headers over the buffer, a URI too
 //! long) never reaches a handler: hyper writes a bodiless 400, 431 or 414 and closes the
-//! connection. The API promises a JSON error with a `kind` for every bad request, so each
-//! connection's socket is wrapped: an answer that is exactly such a head (one of those status
-//! lines, `content-length: 0`, nothing after the head) is given the body of an
-//! `invalid_request` error, the headers every error has, and a log line. The service's own
+//! connection. The API promises a JSON error with a `kind` for every bad request, and
+//! `invalid_request` is a 400, so each connection's socket is wrapped: an answer that is
+//! exactly such a head (one of those status lines, `content-length: 0`, nothing after the
+//! head) becomes a 400 with the body of an `invalid_request` error that says which it was,
+//! the headers every error has, and a log line. The service's own
 //! answers never match: each error it writes has a body, and a body is JSON, where CR and LF
 //! never appear raw.
 
@@ -16,21 +17,22 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-/// hyper's automatic answers (`on_error` of its HTTP/1 server role): status line, status, and
-/// what it means.
-const AUTOMATIC: [(&[u8], u16, &str); 3] = [
+/// hyper's automatic answers (`on_error` of its HTTP/1 server role): status line, and what it
+/// means.
+const AUTOMATIC: [(&[u8], &str); 3] = [
     (
         b"HTTP/1.1 400 Bad Request\r\n",
-        400,
         "the request is not valid HTTP/1.1: its request line, a header or its framing is malformed",
     ),
     (
         b"HTTP/1.1 431 Request Header Fields Too Large\r\n",
-        431,
         "the request's headers are too large or too many",
     ),
-    (b"HTTP/1.1 414 URI Too Long\r\n", 414, "the request's URI is too long"),
+    (b"HTTP/1.1 414 URI Too Long\r\n", "the request's URI is too long"),
 ];
+
+/// What every rewritten answer is: `invalid_request`'s status.
+const INVALID_REQUEST: &[u8] = b"HTTP/1.1 400 Bad Request\r\n";
 
 /// A connection's socket whose automatic answers get JSON bodies; `request_id` names each.
 pub struct JsonForUnparsed<S, F> {
@@ -53,7 +55,7 @@ impl<S, F: Fn() -> String> JsonForUnparsed<S, F> {
 
     /// `head` as an answer with a JSON body, if it is one of hyper's automatic answers.
     fn rewrite(&self, head: &[u8]) -> Option<Vec<u8>> {
-        let (status_line, status, message) = AUTOMATIC.iter().find(|(line, ..)| head.starts_with(line))?;
+        let (status_line, message) = AUTOMATIC.iter().find(|(line, _)| head.starts_with(line))?;
         let headers = head[status_line.len()..].strip_suffix(b"\r\n\r\n")?;
         let headers: Vec<&[u8]> = headers
             .split(|&b| b == b'\n')
@@ -69,10 +71,10 @@ impl<S, F: Fn() -> String> JsonForUnparsed<S, F> {
         let body = ApiError::new(ErrorKind::InvalidRequest, *message).body().to_string();
         logging::info(
             "request",
-            fields! {"request_id" => request_id.as_str(), "status" => *status, "kind" => ErrorKind::InvalidRequest.as_str(), "error" => *message},
+            fields! {"request_id" => request_id.as_str(), "status" => 400, "kind" => ErrorKind::InvalidRequest.as_str(), "error" => *message},
         );
         let mut answer = Vec::with_capacity(head.len() + body.len() + 128);
-        answer.extend_from_slice(status_line);
+        answer.extend_from_slice(INVALID_REQUEST);
         for line in headers {
             if line.eq_ignore_ascii_case(b"content-length: 0") {
                 answer.extend_from_slice(format!("content-length: {}", body.len()).as_bytes());
@@ -193,14 +195,15 @@ mod tests {
 
     #[tokio::test]
     async fn automatic_answers_get_a_json_error_with_a_kind() {
-        for (status, code) in [
-            ("400 Bad Request", "400"),
-            ("431 Request Header Fields Too Large", "431"),
-            ("414 URI Too Long", "414"),
+        for (status, says) in [
+            ("400 Bad Request", "not valid HTTP/1.1"),
+            ("431 Request Header Fields Too Large", "headers"),
+            ("414 URI Too Long", "URI"),
         ] {
             let head = format!("HTTP/1.1 {status}\r\nconnection: close\r\ncontent-length: 0\r\ndate: Thu, 03 Dec 2026 06:09:07 GMT\r\n\r\n");
             let (head, body) = split(&written(&[head.as_bytes()]).await);
-            assert!(head.starts_with(&format!("HTTP/1.1 {code} ")), "{head}");
+            assert!(head.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{head}");
+            assert!(body["error"].as_str().unwrap().contains(says), "{body}");
             for header in [
                 "connection: close",
                 "date: Thu, 03 Dec 2026 06:09:07 GMT",

@@ -13,13 +13,10 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
-/// How many ids the service owns. Far more than jails can exist at once (executions, pooled
-/// jails, the start-up probe), so a freed id waits long before it is used again.
-pub const RANGE: u32 = 1024;
-/// Ids below this are the host's own users (and 65534, nobody).
-const LOWEST_BASE: u32 = 65536;
-/// Some tools treat ids as signed: stay below 2^31.
-const HIGHEST_ID: u32 = i32::MAX as u32;
+/// How many ids the service owns (where they may lie is `config`'s to check). Far more than
+/// jails can exist at once (executions, pooled jails, the start-up probe), so a freed id waits
+/// long before it is used again.
+pub const RANGE: u32 = crate::config::JAIL_ID_RANGE;
 
 #[derive(Debug, Clone)]
 pub struct JailIds {
@@ -35,17 +32,12 @@ pub struct JailId {
 }
 
 impl JailIds {
-    pub fn new(base: u32) -> Result<JailIds, String> {
-        if base < LOWEST_BASE || base > HIGHEST_ID - RANGE {
-            return Err(format!(
-                "JAIL_UID_BASE must be between {LOWEST_BASE} and {}, got {base}",
-                HIGHEST_ID - RANGE
-            ));
-        }
-        Ok(JailIds {
+    /// The ids from `base` (`Settings::jail_uid_base`, checked there).
+    pub fn new(base: u32) -> JailIds {
+        JailIds {
             base,
             free: Arc::new(Mutex::new((base..base + RANGE).collect())),
-        })
+        }
     }
 
     /// The first id of the range.
@@ -101,7 +93,7 @@ mod tests {
 
     #[test]
     fn ids_are_distinct_while_held_and_reused_last() {
-        let ids = JailIds::new(1_000_000).unwrap();
+        let ids = JailIds::new(1_000_000);
         let a = ids.take().unwrap();
         let b = ids.take().unwrap();
         assert_eq!((a.get(), b.get()), (1_000_000, 1_000_001));
@@ -118,17 +110,9 @@ mod tests {
 
     #[test]
     fn a_zygote_maps_every_id_but_its_own() {
-        let ids = JailIds::new(1_000_000).unwrap();
+        let ids = JailIds::new(1_000_000);
         assert_eq!(ids.others(1_000_000), [(1_000_001, RANGE - 1)]);
         assert_eq!(ids.others(1_000_000 + RANGE - 1), [(1_000_000, RANGE - 1)]);
         assert_eq!(ids.others(1_000_010), [(1_000_000, 10), (1_000_011, RANGE - 11)]);
-    }
-
-    #[test]
-    fn the_range_stays_clear_of_host_users_and_signed_overflow() {
-        assert!(JailIds::new(1000).is_err());
-        assert!(JailIds::new(65534).is_err());
-        assert!(JailIds::new(i32::MAX as u32).is_err());
-        assert!(JailIds::new(65536).is_ok());
     }
 }

@@ -77,7 +77,7 @@ impl Nsjail {
         limits: Limits,
         uid_base: u32,
     ) -> Result<Nsjail, String> {
-        let ids = JailIds::new(uid_base).map_err(|e| format!("invalid configuration: {e}"))?;
+        let ids = JailIds::new(uid_base);
         for (name, path) in [
             ("NSJAIL_PATH", nsjail),
             ("NSJAIL_CONFIG", config),

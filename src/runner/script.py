@@ -170,10 +170,27 @@ def to_json(value):
     raise TypeError("Object of type %s is not JSON serializable" % type(value).__name__)
 
 
+def std_streams():
+    """Gives the script sys.stdin, stdout and stderr as Python makes them at start-up, but for
+    stdout, line-buffered: what the script printed before a timeout, a kill or `os._exit` is
+    in the answer. New objects: a zygote's were made for its own fds, and a stream remembers
+    what its fd was (seekable, for one: `reconfigure` would then seek a pipe)."""
+    import io
+
+    def writer(fd, errors):
+        return io.TextIOWrapper(io.open(fd, "wb", closefd=False), "utf-8", errors, line_buffering=True)
+
+    streams = (io.open(0, "r", encoding="utf-8", closefd=False), writer(1, "strict"), writer(2, "backslashreplace"))
+    sys.stdin, sys.stdout, sys.stderr = streams
+    sys.__stdin__, sys.__stdout__, sys.__stderr__ = streams
+
+
 def run_script(request, script, dumps):
     """Runs in the child. Returns the frame to send to the parent."""
     import linecache
     import types
+
+    std_streams()
 
     # Tracebacks show the script's lines, as they would for a file.
     linecache.cache[SCRIPT_NAME] = (len(script), None, script.splitlines(True), SCRIPT_NAME)
@@ -293,5 +310,14 @@ def flush_std():
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
+        except BaseException:
+            pass
+    # What C code wrote with stdio (printf through ctypes) waits in libc's buffer, which the
+    # child's os._exit would drop. Flushing it takes ctypes: loaded by such a script (and by
+    # a zygote), not imported here for the others.
+    ctypes = sys.modules.get("ctypes")
+    if ctypes is not None:
+        try:
+            ctypes.CDLL(None).fflush(None)
         except BaseException:
             pass

@@ -1,6 +1,8 @@
 //! Where a script is validated, boundedly: small scripts right away on the async worker, bigger
 //! ones on a thread of their own with a big stack, at most one such thread per CPU (parsing is
-//! all CPU) with a few requests waiting for one, each briefly; past that, 429 `overloaded`.
+//! all CPU). Requests wait for one as they wait for a sandbox slot, as many and as long
+//! (`QUEUE_LIMIT`, `QUEUE_TIMEOUT_SECONDS`): a burst of big scripts at an idle service is
+//! parsed, not refused; past that, 429 `overloaded`.
 //! A parser that panics, on either path, is answered 500 `internal` (its message logged),
 //! never with a dropped connection.
 
@@ -20,11 +22,6 @@ const PARSER_STACK_BYTES: usize = 1 << 30;
 /// takes microseconds.
 const INLINE_LIMIT: usize = 16 * 1024;
 
-/// How many requests may wait for a parser thread, per thread, and for how long: a parse of
-/// the biggest script takes a fraction of a second, so a longer wait means a flood.
-const WAITING_PER_THREAD: usize = 8;
-const WAIT: Duration = Duration::from_secs(5);
-
 /// What checks a script (`validation::validate`; tests put a faulty one in its place).
 pub type ParseFn = fn(&str) -> Result<ScriptInfo, ApiError>;
 
@@ -33,24 +30,26 @@ pub struct ParserThreads {
     capacity: usize,
     waiting: Semaphore,
     waiting_limit: usize,
+    wait: Duration,
     parse: ParseFn,
 }
 
 impl ParserThreads {
-    /// One parser thread per CPU, running `validate`.
-    pub fn per_cpu() -> ParserThreads {
+    /// One parser thread per CPU, running `validate`; up to `waiting_limit` requests wait for
+    /// one, each for up to `wait`.
+    pub fn per_cpu(waiting_limit: usize, wait: Duration) -> ParserThreads {
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-        ParserThreads::with_parser(cpus, validate)
+        ParserThreads::with_parser(cpus, waiting_limit, wait, validate)
     }
 
-    pub fn with_parser(capacity: usize, parse: ParseFn) -> ParserThreads {
+    pub fn with_parser(capacity: usize, waiting_limit: usize, wait: Duration, parse: ParseFn) -> ParserThreads {
         let capacity = capacity.max(1);
-        let waiting_limit = capacity * WAITING_PER_THREAD;
         ParserThreads {
             threads: Arc::new(Semaphore::new(capacity)),
             capacity,
             waiting: Semaphore::new(waiting_limit),
             waiting_limit,
+            wait,
             parse,
         }
     }
@@ -103,7 +102,7 @@ impl ParserThreads {
         }
     }
 
-    /// A parser thread's permit, waiting briefly for one if all are taken.
+    /// A parser thread's permit, waiting for one if all are taken.
     async fn thread_permit(&self) -> Result<OwnedSemaphorePermit, ApiError> {
         if let Ok(permit) = self.threads.clone().try_acquire_owned() {
             return Ok(permit);
@@ -111,7 +110,7 @@ impl ParserThreads {
         let Ok(_waiting) = self.waiting.try_acquire() else {
             return Err(busy());
         };
-        match tokio::time::timeout(WAIT, self.threads.clone().acquire_owned()).await {
+        match tokio::time::timeout(self.wait, self.threads.clone().acquire_owned()).await {
             Ok(Ok(permit)) => Ok(permit),
             _ => Err(busy()),
         }
@@ -154,7 +153,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_parser_panic_is_an_internal_error_on_both_paths() {
-        let threads = ParserThreads::with_parser(1, panicking);
+        let threads = ParserThreads::with_parser(1, 0, Duration::ZERO, panicking);
         for script in ["def main(): pass\n".to_string(), big()] {
             let error = threads.validate(script).await.unwrap_err();
             assert_eq!(error.kind, ErrorKind::Internal);
@@ -174,7 +173,8 @@ mod tests {
 
     #[tokio::test]
     async fn threads_are_bounded_waiters_too_and_both_are_counted() {
-        let threads = Arc::new(ParserThreads::with_parser(1, held));
+        const WAITING: usize = 3;
+        let threads = Arc::new(ParserThreads::with_parser(1, WAITING, Duration::from_secs(30), held));
         let first = tokio::spawn({
             let threads = threads.clone();
             async move { threads.validate(big()).await.map(|_| ()) }
@@ -183,11 +183,11 @@ mod tests {
             tokio::task::yield_now().await;
         }
         let mut waiters = Vec::new();
-        for _ in 0..WAITING_PER_THREAD {
+        for _ in 0..WAITING {
             let threads = threads.clone();
             waiters.push(tokio::spawn(async move { threads.validate(big()).await.map(|_| ()) }));
         }
-        while threads.waiting() < WAITING_PER_THREAD {
+        while threads.waiting() < WAITING {
             tokio::task::yield_now().await;
         }
         assert_eq!(threads.in_use(), 1);
