@@ -145,8 +145,23 @@ fn malformed_and_oversized_bodies_get_clear_json_errors() {
         chunked.extend_from_slice(b"0\r\n\r\n");
         let r = Response::parse(&server.send_raw(&chunked, Duration::from_secs(10)));
         assert_error(&r, 413, "payload_too_large");
+        // A client that declares too big a body and stalls after part of it gets the 413 at
+        // once, not after the service gave up draining the rest (5 s).
+        let mut stalled = server.connect();
+        stalled
+            .write_all(b"POST /execute HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 3145728\r\n\r\n")
+            .unwrap();
+        stalled.write_all(&[b'x'; 100_000]).unwrap();
+        stalled.set_read_timeout(Some(Duration::from_secs(4))).unwrap();
+        let mut head = [0u8; 32];
+        let n = stalled.read(&mut head).expect("no answer while the client stalls");
+        assert!(
+            head[..n].starts_with(b"HTTP/1.1 413 "),
+            "{}",
+            String::from_utf8_lossy(&head[..n])
+        );
         // Broken HTTP framing, which hyper answers itself before any handler: a JSON error with
-        // a kind and a request id all the same, the status hyper chose, and the service goes on.
+        // a kind and a request id all the same, invalid_request's 400, and the service goes on.
         let many_headers: Vec<u8> = (0..5000).flat_map(|i| format!("X-{i}: a\r\n").into_bytes()).collect();
         let chunked_head =
             b"POST /execute HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n";

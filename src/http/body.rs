@@ -9,7 +9,7 @@ use hyper::header::{self, HeaderMap};
 use hyper::Request;
 use std::time::Duration;
 
-/// How much of an over-cap body is read and discarded before the 413, so that a client that
+/// How much of an over-cap body is read and discarded beside the 413, so that a client that
 /// writes its whole body before reading (urllib, requests) reads the answer instead of a
 /// broken pipe; a body declared bigger than this is refused unread.
 const DRAIN_BYTES: u64 = 32 << 20;
@@ -86,7 +86,7 @@ pub async fn read_body(settings: &Settings, request: Request<Incoming>) -> Resul
     let mut body = request.into_body();
     if declared.is_some_and(|n| n > limit as u64) {
         if drainable {
-            drain(&mut body).await;
+            tokio::spawn(drain(body));
         }
         return Err(too_large());
     }
@@ -109,7 +109,7 @@ pub async fn read_body(settings: &Settings, request: Request<Incoming>) -> Resul
         Ok(Ok(Some(bytes))) => Ok(bytes),
         Ok(Ok(None)) => {
             if drainable {
-                drain(&mut body).await;
+                tokio::spawn(drain(body));
             }
             Err(too_large())
         }
@@ -120,8 +120,9 @@ pub async fn read_body(settings: &Settings, request: Request<Incoming>) -> Resul
     }
 }
 
-/// Reads and discards the rest of a body, up to DRAIN_BYTES and DRAIN_TIME.
-async fn drain(body: &mut Incoming) {
+/// Reads and discards the rest of a body, up to DRAIN_BYTES and DRAIN_TIME, beside the answer
+/// (hyper writes it meanwhile: a client that stalls gets it at once all the same).
+async fn drain(mut body: Incoming) {
     let draining = async {
         let mut seen = 0u64;
         while let Some(Ok(frame)) = body.frame().await {
