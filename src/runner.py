@@ -33,9 +33,9 @@ to /etc/passwd is not collected, nor is anything under a linked directory), FIFO
 devices are skipped without being read. A hard link is a regular file: in a jail it can only
 name a file of the jail's own /tmp (a link across mounts fails), so it is collected like any
 other. Names that are not valid UTF-8 cannot be JSON keys faithfully and are skipped, as are
-files the runner cannot read and directories deeper than MAX_COLLECT_DEPTH. A walk that looks
-at more than MAX_COLLECT_ENTRIES entries, more than `max_files` matches, or more bytes than the
-result cap is `result_too_large`.
+files the runner cannot read. A walk that looks at more than MAX_COLLECT_ENTRIES entries, or
+would go into directories deeper than MAX_COLLECT_DEPTH that a pattern could match below, more
+than `max_files` matches, or more bytes than the result cap is `result_too_large`.
 """
 
 import os

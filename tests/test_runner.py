@@ -886,10 +886,16 @@ class Collect(unittest.TestCase):
         self.assertEqual(list(files), ["good.png"])
         json.loads(json.dumps(files))
 
-    def test_depth_is_bounded(self):
+    def test_depth_is_bounded_and_going_past_it_is_refused(self):
         self.put("/".join(["d"] * 40) + "/deep.png")
         self.put("/".join(["d"] * 3) + "/shallow.png")
-        self.assertEqual(list(self.collect(["**/*.png"], max_depth=10)), ["d/d/d/shallow.png"])
+        with self.assertRaises(runner.Refused) as caught:
+            self.collect(["**/*.png"], max_depth=10)
+        self.assertEqual(caught.exception.kind, "result_too_large")
+        self.assertIn("deeper than 10 levels", caught.exception.message)
+        # Patterns that never go that deep are not refused for it.
+        self.assertEqual(list(self.collect(["d/d/d/*.png"], max_depth=10)), ["d/d/d/shallow.png"])
+        self.assertEqual(list(self.collect(["*.png"], max_depth=0)), [])
 
 
 class Matplotlib(unittest.TestCase):

@@ -158,6 +158,7 @@ class Collector:
         self.entries = 0
         self.matches = []
         self.walk_cut = False
+        self.too_deep = False
 
     def find(self, root_fd):
         from fnmatch import fnmatchcase
@@ -192,7 +193,10 @@ class Collector:
                         subdirs.append((name, descend))
                 except OSError:
                     continue
-        if len(prefix) >= self.max_depth:
+        if subdirs and len(prefix) >= self.max_depth:
+            # Directories a pattern could match below, past the depth searched: refused, not
+            # silently left out.
+            self.too_deep = self.walk_cut = True
             return
         for name, descend in sorted(subdirs):
             try:
@@ -218,6 +222,12 @@ class Collector:
                 "result_too_large",
                 "more than %d files match collect (%d found before the search stopped), over the limit of %d"
                 % (self.max_files, len(self.matches), self.max_files),
+            )
+        if self.too_deep:
+            raise Refused(
+                "result_too_large",
+                "collect would search directories deeper than %d levels: narrow the patterns"
+                % self.max_depth,
             )
         if self.walk_cut:
             raise Refused(
