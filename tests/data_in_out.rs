@@ -148,6 +148,13 @@ fn files_are_written_into_a_fresh_private_working_directory() {
         r.result(),
         json!([25, true, true, "0o700", ["blob.bin", "data", "note.txt"], "héllo\n"])
     );
+    // A helper module sent as a file is importable, as beside `python script.py`.
+    let r = post(
+        &server,
+        json!({"script": "import helper\nfrom lib.util import twice\ndef main():\n    return twice(helper.f())\n",
+               "files": {"helper.py": "def f():\n    return 21\n", "lib/__init__.py": "", "lib/util.py": "def twice(x):\n    return 2 * x\n"}}),
+    );
+    assert_eq!(r.json(), json!({"result": 42, "stdout": ""}), "{}", r.text());
     // The next execution starts from an empty directory.
     let r = server.execute("import os\ndef main():\n    return [os.listdir('.'), os.path.exists('/tmp/blob.bin')]\n");
     assert_eq!(r.result(), json!([[], false]));

@@ -191,6 +191,9 @@ def run_script(request, script, dumps):
     import types
 
     std_streams()
+    # As for `python script.py`, the script's directory (its working directory, where `files`
+    # are) comes first on sys.path: a helper module sent with it is importable.
+    sys.path.insert(0, os.getcwd())
 
     # Tracebacks show the script's lines, as they would for a file.
     linecache.cache[SCRIPT_NAME] = (len(script), None, script.splitlines(True), SCRIPT_NAME)
