@@ -616,10 +616,15 @@ class Conversion(unittest.TestCase):
             self.assertIn("pandas %s" % name, body["message"])
             self.assertIn(".to_dict()", body["message"])
 
-    def test_long_double_has_no_json_form(self):
-        body = json.loads(run("import numpy as np\ndef main():\n    return np.longdouble(1.5)\n")[1])
-        self.assertEqual(body["kind"], "result_not_json")
-        self.assertIn("longdouble", body["message"])
+    def test_numpy_scalars_without_a_json_form_are_named(self):
+        for expr, name in (("np.longdouble(1.5)", "longdouble"), ("np.datetime64('2024-01-01')", "datetime64"),
+                           ("np.bytes_(b'x')", "bytes_"), ("np.complex128(1j)", "complex128")):
+            body = json.loads(run("import numpy as np\ndef main():\n    return %s\n" % expr)[1])
+            self.assertEqual(body["kind"], "result_not_json")
+            self.assertIn("numpy %s" % name, body["message"])
+        # Those that have one are plain numbers, booleans and strings.
+        tag, payload = run("import numpy as np\ndef main():\n    return [np.int8(3), np.float32(0.5), np.bool_(True), np.str_('s')]\n")
+        self.assertEqual((tag, payload), ("ok", b'[3, 0.5, true, "s"]'))
 
     def test_numpy_is_not_imported_for_a_script_that_did_not(self):
         code = (

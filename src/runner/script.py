@@ -152,8 +152,10 @@ def to_json(value):
         generic, ndarray = getattr(numpy, "generic", None), getattr(numpy, "ndarray", None)
         if isinstance(generic, type) and isinstance(value, generic):
             plain = value.item()
-            if isinstance(plain, generic):
-                # np.longdouble and friends have no Python equivalent: .item() returns them.
+            # np.longdouble and friends have no Python equivalent (.item() returns them), and
+            # datetime64, bytes_ or complex ones become Python values JSON has no form for
+            # either: the error names the numpy type the script returned.
+            if not isinstance(plain, (bool, int, float, str, type(None))) or isinstance(plain, generic):
                 raise NotJson("main() returned a numpy %s, which has no JSON form" % type(value).__name__)
             return plain
         if isinstance(ndarray, type) and isinstance(value, ndarray):
