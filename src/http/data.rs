@@ -47,32 +47,6 @@ fn invalid(message: String) -> ApiError {
     ApiError::new(ErrorKind::InvalidRequest, message)
 }
 
-/// How deeply arrays and objects nest in valid JSON text.
-pub fn nesting(json: &str) -> usize {
-    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
-    for b in json.bytes() {
-        if in_string {
-            match (escaped, b) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        match b {
-            b'"' => in_string = true,
-            b'[' | b'{' => {
-                depth += 1;
-                deepest = deepest.max(depth);
-            }
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    deepest
-}
-
 fn parse_files(value: Value) -> Result<Vec<InputFile>, ApiError> {
     let object = match value {
         Value::Null => return Ok(Vec::new()),
@@ -260,13 +234,6 @@ mod tests {
         assert_eq!(data.input.unwrap().get(), big.get());
         assert!(parse(Some(&raw("null")), None, None, None).unwrap().input.is_none());
         assert!(parse(None, None, None, None).unwrap().input.is_none());
-    }
-
-    #[test]
-    fn nesting_counts_arrays_and_objects_outside_strings() {
-        assert_eq!(nesting(r#"[{"a": "[[[\"]"}, [1]]"#), 2);
-        assert_eq!(nesting("1"), 0);
-        assert_eq!(nesting(&format!("{}{}", "[".repeat(300), "]".repeat(300))), 300);
     }
 
     #[test]

@@ -5,6 +5,7 @@ use crate::config::Settings;
 use crate::error::{ApiError, ErrorKind};
 use crate::exec::{Job, JobData};
 use crate::http::data;
+use crate::jail::protocol::nesting;
 use crate::validation::ParserThreads;
 use serde_json::value::RawValue;
 use serde_json::Value;
@@ -41,7 +42,7 @@ fn parse_job(settings: &Settings, body: &[u8]) -> Result<(String, Duration, u64,
     let whole: &RawValue = serde_json::from_slice(body).map_err(invalid_json)?;
     // Raw members skip serde_json's own nesting limit: the same limit, here, before any
     // recursive parser (serde's, or Python's for `input`) meets the body.
-    if data::nesting(whole.get()) > MAX_NESTING {
+    if nesting(whole.get()) > MAX_NESTING {
         return Err(ApiError::new(
             ErrorKind::InvalidJson,
             format!("the body is not valid JSON: nested deeper than {MAX_NESTING} levels"),

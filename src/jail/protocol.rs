@@ -246,8 +246,9 @@ fn take_usage(fields: &mut Map<String, Value>) -> Option<Usage> {
     fields.remove("usage").and_then(|u| serde_json::from_value(u).ok())
 }
 
-/// How deeply a JSON text nests its arrays and objects (the text is valid JSON).
-fn nesting_depth(json: &str) -> usize {
+/// How deeply a JSON text nests its arrays and objects (the text is valid JSON): what a
+/// recursive parser would go through, for a body's `input` as for a result.
+pub fn nesting(json: &str) -> usize {
     let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
     for &b in json.as_bytes() {
         if in_string {
@@ -301,7 +302,7 @@ pub fn parse_frame(bytes: &[u8], collecting: bool) -> Result<Report, FrameError>
                     "files where the request collected none, or none where it did",
                 ));
             }
-            if nesting_depth(ok.value.get()) > MAX_RESULT_DEPTH {
+            if nesting(ok.value.get()) > MAX_RESULT_DEPTH {
                 return Err(FrameError::TooDeep);
             }
             Ok(Report::Value {
@@ -464,6 +465,13 @@ mod tests {
     }
 
     #[test]
+    fn nesting_counts_arrays_and_objects_outside_strings() {
+        assert_eq!(nesting(r#"[{"a": "[[[\"]"}, [1]]"#), 2);
+        assert_eq!(nesting("1"), 0);
+        assert_eq!(nesting(&format!("{}{}", "[".repeat(300), "]".repeat(300))), 300);
+    }
+
+    #[test]
     fn values_nested_too_deeply_are_refused() {
         let nested = |depth: usize, open: &str, close: &str| format!("{}1{}", open.repeat(depth), close.repeat(depth));
         let frame = |value: String| {
@@ -481,7 +489,7 @@ mod tests {
         );
         // Brackets inside strings (escaped quotes included) are text, not nesting.
         let text = format!(r#"["\"{}", "\\"]"#, "[".repeat(5000));
-        assert_eq!(nesting_depth(&text), 1);
+        assert_eq!(nesting(&text), 1);
         assert!(parse_frame(frame(text).as_bytes(), false).is_ok());
     }
 
