@@ -177,10 +177,24 @@ def std_streams():
     stdout, line-buffered: what the script printed before a timeout, a kill or `os._exit` is
     in the answer. New objects: a zygote's were made for its own fds, and a stream remembers
     what its fd was (seekable, for one: `reconfigure` would then seek a pipe)."""
+    import errno
     import io
 
+    class Output(io.FileIO):
+        """A write to an fd the script closed is dropped, as a block-buffered stream's would
+        be at exit, rather than failing the print that line buffering makes write at once."""
+
+        def write(self, data):
+            try:
+                return super().write(data)
+            except OSError as exc:
+                if exc.errno != errno.EBADF:
+                    raise
+                return len(data)
+
     def writer(fd, errors):
-        return io.TextIOWrapper(io.open(fd, "wb", closefd=False), "utf-8", errors, line_buffering=True)
+        return io.TextIOWrapper(io.BufferedWriter(Output(fd, "wb", closefd=False)), "utf-8", errors,
+                                line_buffering=True)
 
     streams = (io.open(0, "r", encoding="utf-8", closefd=False), writer(1, "strict"), writer(2, "backslashreplace"))
     sys.stdin, sys.stdout, sys.stderr = streams
