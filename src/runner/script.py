@@ -1,6 +1,8 @@
 """The runner's script: running it as a module, calling `main`, and turning what it returns
 (or raises) into a frame. A part of the runner: see the docstring of src/runner.py."""
 
+import errno
+import io
 import os
 import sys
 
@@ -172,25 +174,25 @@ def to_json(value):
     raise TypeError("Object of type %s is not JSON serializable" % type(value).__name__)
 
 
+class Output(io.FileIO):
+    """The script's fd 1 or 2: a write after the script closed the fd is dropped, as a
+    block-buffered stream's would be at exit, rather than failing the print that line
+    buffering makes write at once."""
+
+    def write(self, data):
+        try:
+            return super().write(data)
+        except OSError as exc:
+            if exc.errno != errno.EBADF:
+                raise
+            return len(data)
+
+
 def std_streams():
     """Gives the script sys.stdin, stdout and stderr as Python makes them at start-up, but for
     stdout, line-buffered: what the script printed before a timeout, a kill or `os._exit` is
     in the answer. New objects: a zygote's were made for its own fds, and a stream remembers
     what its fd was (seekable, for one: `reconfigure` would then seek a pipe)."""
-    import errno
-    import io
-
-    class Output(io.FileIO):
-        """A write to an fd the script closed is dropped, as a block-buffered stream's would
-        be at exit, rather than failing the print that line buffering makes write at once."""
-
-        def write(self, data):
-            try:
-                return super().write(data)
-            except OSError as exc:
-                if exc.errno != errno.EBADF:
-                    raise
-                return len(data)
 
     def writer(fd, errors):
         return io.TextIOWrapper(io.BufferedWriter(Output(fd, "wb", closefd=False)), "utf-8", errors,
