@@ -309,7 +309,24 @@ def usage_of(started, monotonic):
 
 def with_usage(dumps, tag, fields, usage):
     fields["usage"] = usage
-    return frame(tag, dumps(fields, ensure_ascii=True).encode("ascii"))
+    return frame(tag, dumps(without_surrogates(fields), ensure_ascii=True).encode("ascii"))
+
+
+def without_surrogates(value):
+    """`value` with every lone surrogate in its strings made U+FFFD, as stdout's undecodable
+    bytes are: an exception naming a file `os.fsdecode` read (`caf\udce9.csv`) is still an
+    error the host can read, whose JSON parser refuses lone surrogates."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+            return value
+        except UnicodeEncodeError:
+            return "".join("\ufffd" if "\ud800" <= c <= "\udfff" else c for c in value)
+    if isinstance(value, dict):
+        return {without_surrogates(k): without_surrogates(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [without_surrogates(v) for v in value]
+    return value
 
 
 def final_frame(reply, status, request, root_fd, dumps):
@@ -402,8 +419,16 @@ def main():
     dumps = json.dumps
     monotonic = time.monotonic
     write_all(RESULT_FD, b"ready\n")
-    request, script = read_request()
     started = monotonic()
+    try:
+        request, script = read_request()
+    except ValueError as exc:
+        # The service checks the request, so only a gap in its checks lands here (an integer
+        # Python will not read): an answer about the request, never the runner's traceback.
+        fields = {"kind": "invalid_request", "message": "the request cannot be read: %s" % exc}
+        write_all(RESULT_FD, with_usage(dumps, b"error", fields, usage_of(started, monotonic)))
+        os.close(RESULT_FD)
+        return
 
     root_fd = None
     try:

@@ -135,6 +135,28 @@ fn input_for_a_main_without_parameters_is_refused_before_running() {
 }
 
 #[test]
+fn input_python_cannot_read_is_refused_before_running() {
+    let server = Server::shared_cold();
+    let script = "print('ran')\ndef main(data):\n    return len(str(data[1]))\n";
+    // Python reads integers of up to 4300 digits (sys.int_info.default_max_str_digits).
+    let body = |digits: usize| {
+        format!(
+            r#"{{"script": {}, "input": ["x", {}]}}"#,
+            Value::String(script.into()),
+            "9".repeat(digits)
+        )
+    };
+    let r = server.request("POST", "/execute", &[("Content-Type", "application/json")], body(4300).as_bytes());
+    assert_eq!(r.json(), json!({"result": 4300, "stdout": "ran\n"}), "{}", r.text());
+    let r = server.request("POST", "/execute", &[("Content-Type", "application/json")], body(4301).as_bytes());
+    assert_eq!((r.status, r.kind()), (400, "invalid_request".to_string()), "{}", r.text());
+    let body = r.json();
+    assert!(body["error"].as_str().unwrap().contains("4300 digits"), "{body}");
+    assert!(body.get("stdout").is_none(), "nothing ran: {body}");
+    assert_serving(server);
+}
+
+#[test]
 fn files_are_written_into_a_fresh_private_working_directory() {
     let server = Server::shared();
     let bytes: Vec<u8> = (0..=255u8).collect();
@@ -155,6 +177,13 @@ fn files_are_written_into_a_fresh_private_working_directory() {
                "files": {"helper.py": "def f():\n    return 21\n", "lib/__init__.py": "", "lib/util.py": "def twice(x):\n    return 2 * x\n"}}),
     );
     assert_eq!(r.json(), json!({"result": 42, "stdout": ""}), "{}", r.text());
+    // Directories as deep as a path may go (1024 bytes): each made, none left open.
+    let deep = format!("{}/f.txt", vec!["d"; 300].join("/"));
+    let r = post(
+        &server,
+        json!({"script": format!("def main():\n    return open({deep:?}).read()\n"), "files": {deep.clone(): "deep"}}),
+    );
+    assert_eq!(r.json(), json!({"result": "deep", "stdout": ""}), "{}", r.text());
     // The next execution starts from an empty directory.
     let r = server.execute("import os\ndef main():\n    return [os.listdir('.'), os.path.exists('/tmp/blob.bin')]\n");
     assert_eq!(r.result(), json!([[], false]));
@@ -195,6 +224,16 @@ fn bad_files_are_refused_naming_the_file() {
         json!({"script": "def main():\n    return 1\n", "files": {long: "x"}}),
     );
     assert_eq!(r.kind(), "invalid_request");
+    // A file that another's path needs as a directory, even with a name sorting between them.
+    let r = post(
+        &server,
+        json!({"script": "print('ran')\ndef main():\n    return 1\n",
+               "files": {"data": "x", "data.csv": "y", "data/part1.csv": "z"}}),
+    );
+    assert_eq!((r.status, r.kind()), (400, "invalid_request".to_string()), "{}", r.text());
+    let body = r.json();
+    assert!(body["error"].as_str().unwrap().contains(r#""data" is a file"#), "{body}");
+    assert!(body.get("stdout").is_none(), "refused before running: {body}");
     assert_serving(server);
 }
 
@@ -263,6 +302,19 @@ def main():
     );
     assert_eq!(files["out/x.json"]["media_type"], "application/json");
     assert_eq!(files["a.csv"]["size"], 5);
+    // `./` and a trailing `/` are glob's own spellings; compressed files say so.
+    let r = post(
+        &server,
+        json!({"script": "import gzip, os\ndef main():\n    os.mkdir('out')\n    gzip.open('data.csv.gz', 'wt').write('a,b\\n')\n    open('out/t.csv', 'w').write('t')\n",
+               "collect": ["./*.gz", "./out/*.csv", "out/"]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let files = r.json()["files"].clone();
+    let mut names: Vec<String> = files.as_object().unwrap().keys().cloned().collect();
+    names.sort();
+    assert_eq!(names, ["data.csv.gz", "out/t.csv"], "{files}");
+    assert_eq!(files["data.csv.gz"]["media_type"], "application/gzip");
+    assert_eq!(&unb64(files["data.csv.gz"]["base64"].as_str().unwrap())[..2], b"\x1f\x8b");
     // Nothing matched: an empty object; no collect: no files key at all.
     let r = post(
         &server,
@@ -276,7 +328,7 @@ def main():
 #[test]
 fn bad_collect_patterns_are_refused() {
     let server = Server::shared_cold();
-    for pattern in ["/etc/*", "../*", "a/../../*", "", "x\u{0}"] {
+    for pattern in ["/etc/*", "../*", "a/../../*", "", "./", "x\u{0}"] {
         let r = post(
             &server,
             json!({"script": "def main():\n    return 1\n", "collect": [pattern]}),

@@ -1,6 +1,6 @@
 //! Python as users write it, against the real service and sandbox: argv, the working
-//! directory, awaitables behind decorators, huge exception messages, numpy and pandas results,
-//! and matplotlib in a jail. Each case runs on the shared server, and under the pool strategy
+//! directory, awaitables behind decorators, huge or undecodable exception messages, numpy and
+//! pandas results, and matplotlib in a jail. Each case runs on the shared server, and under the pool strategy
 //! in a cold jail as well.
 
 use crate::common;
@@ -147,6 +147,21 @@ fn a_huge_exception_message_is_a_capped_runtime_error() {
     );
     assert!(body["error"].as_str().unwrap().starts_with("ValueError: mmm"));
     assert!(body["traceback"].as_str().unwrap().contains("...[truncated "));
+}
+
+#[test]
+fn an_exception_naming_an_undecodable_file_is_a_runtime_error() {
+    // os.listdir gives such names lone surrogates (surrogateescape); the error still arrives,
+    // each undecodable byte a U+FFFD as in stdout.
+    let script = "import os\ndef main():\n    open(os.fsdecode(b'caf\\xe9.csv'), 'w').close()\n    for name in os.listdir('.'):\n        raise ValueError('cannot parse ' + name)\n";
+    for server in servers() {
+        let r = server.execute(script);
+        assert_eq!((r.status, r.kind().as_str()), (400, "runtime_error"), "{}", r.text());
+        let body = r.json();
+        assert_eq!(body["exception"], json!({"type": "ValueError", "message": "cannot parse caf\u{fffd}.csv"}));
+        assert_eq!(body["error"], "ValueError: cannot parse caf\u{fffd}.csv");
+        assert!(body["traceback"].as_str().unwrap().contains("line 5, in main"), "{body}");
+    }
 }
 
 #[test]

@@ -232,9 +232,15 @@ def run_main(script, request=None, mode="cold", modules=(), parent=None):
         "runner.WORK_PARENT = %r\n"
         "runner.MPL_CONFIG_DIR = %r\n"
         "sys.argv = ['-c', %r] + %r\n"
+        # nsjail.cfg's rlimit_nofile.
+        "import resource\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))\n"
         "runner.main()\n"
     ) % (w, w, str(RUNNER), parent, os.path.join(parent, ".matplotlib"), mode, list(modules))
-    body = json.dumps(request if request is not None else {"result_limit_bytes": 1 << 20}).encode()
+    if isinstance(request, bytes):
+        body = request
+    else:
+        body = json.dumps(request if request is not None else {"result_limit_bytes": 1 << 20}).encode()
     data = json.dumps({"script_bytes": len(script.encode()), "request_bytes": len(body)}).encode()
     data += b"\n" + script.encode() + body
     proc = subprocess.Popen(
@@ -366,6 +372,32 @@ class Protocol(unittest.TestCase):
             self.assertEqual((tag, body["kind"]), ("error", "invalid_request"), files)
             self.assertIn(repr(files[-1]["path"]), body["message"])
             self.assertIn("usage", body)
+
+    def test_files_deeper_than_the_fd_limit_are_written(self):
+        path = "/".join(["d"] * 300) + "/f.txt"
+        script = "def main():\n    return open(%r).read()\n" % path
+        tag, payload, err = run_main(script, {"result_limit_bytes": 100, "files": [{"path": path, "text": "deep"}]})
+        self.assertEqual((tag, ok_parts(payload)["value"]), ("ok", "deep"), (payload, err))
+
+    def test_an_unreadable_request_is_invalid_request_not_a_crash(self):
+        # Python reads no integer over 4300 digits; the service refuses those itself.
+        body = b'{"result_limit_bytes": 100, "input": ' + b"1" * 4301 + b"}"
+        tag, payload, err = run_main("def main(x):\n    print('ran')\n", body)
+        fields = json.loads(payload)
+        self.assertEqual((tag, fields["kind"]), ("error", "invalid_request"), (payload, err))
+        self.assertIn("the request cannot be read", fields["message"])
+        self.assertIn("usage", fields)
+        self.assertNotIn("Traceback", err)
+
+    def test_lone_surrogates_in_an_error_become_replacement_characters(self):
+        script = "import os\ndef main():\n    raise ValueError('cannot parse ' + os.fsdecode(b'caf\\xe9.csv'))\n"
+        tag, payload, err = run_main(script)
+        # What the host's strict parser reads: no lone surrogate escapes.
+        self.assertNotIn(b"\\ud", payload.lower())
+        fields = json.loads(payload)
+        self.assertEqual((tag, fields["kind"]), ("error", "runtime_error"), (payload, err))
+        self.assertEqual(fields["exception"]["message"], "cannot parse caf\ufffd.csv")
+        self.assertIn("cannot parse caf\ufffd.csv", fields["traceback"])
 
     def test_collect_in_the_ok_frame(self):
         script = (
@@ -775,6 +807,21 @@ class Collect(unittest.TestCase):
         self.assertEqual(files["t.csv"]["media_type"], "text/csv")
         self.assertEqual(files["blob"]["media_type"], "application/octet-stream")
         self.assertEqual(files["data:text"]["media_type"], "application/octet-stream")
+
+    def test_compressed_files_have_the_compression_as_media_type(self):
+        for name in ("data.csv.gz", "a.json.bz2", "a.txt.xz", "a.tar.gz", "a.tgz"):
+            self.put(name, b"x")
+        files = self.collect(["*"])
+        self.assertEqual(
+            {name: entry["media_type"] for name, entry in files.items()},
+            {
+                "data.csv.gz": "application/gzip",
+                "a.json.bz2": "application/x-bzip2",
+                "a.txt.xz": "application/x-xz",
+                "a.tar.gz": "application/gzip",
+                "a.tgz": "application/gzip",
+            },
+        )
 
     def test_double_star_never_leaves_the_directory(self):
         with open(os.path.join(self.parent, "secret"), "w") as f:

@@ -7,6 +7,7 @@ use crate::exec::{Include, JobData};
 use crate::jail::protocol::{FileContent, InputFile};
 use serde_json::value::RawValue;
 use serde_json::Value;
+use std::collections::HashSet;
 
 /// At most this many files in (and, `jail::protocol::DEFAULT_MAX_FILES`, collected out).
 pub const MAX_FILES: usize = 100;
@@ -16,6 +17,9 @@ const MAX_PATTERN_BYTES: usize = 256;
 /// Linux's NAME_MAX, and a bound on a whole path well below PATH_MAX.
 const MAX_COMPONENT_BYTES: usize = 255;
 const MAX_PATH_BYTES: usize = 1024;
+
+/// The longest integer Python's `json` reads (`sys.int_info.default_max_str_digits`).
+const PYTHON_MAX_INT_DIGITS: usize = 4300;
 
 /// `input`, `files`, `collect` and `include` from the request's top-level members (raw, so
 /// that `input` keeps its text: big numbers and float digits reach `main` as the client
@@ -35,12 +39,52 @@ pub fn parse(
     };
     // `"input": null` is no input, as a client that always sends the field means it.
     let input = input.filter(|raw| raw.get().trim() != "null").map(RawValue::to_owned);
+    if input.as_ref().is_some_and(|raw| longest_integer(raw.get()) > PYTHON_MAX_INT_DIGITS) {
+        return Err(invalid(format!(
+            "\"input\" has an integer of more than {PYTHON_MAX_INT_DIGITS} digits, which Python does not read: send it as a string"
+        )));
+    }
     Ok(JobData {
         input,
         files: parse_files(value(files)?)?,
         collect: parse_collect(value(collect)?)?,
         include: parse_include(value(include)?)?,
     })
+}
+
+/// How many digits the longest integer (no fraction, no exponent: Python reads those as
+/// floats) of a valid JSON text has.
+fn longest_integer(json: &str) -> usize {
+    let (mut longest, mut digits, mut is_float) = (0usize, 0usize, false);
+    let (mut in_string, mut escaped) = (false, false);
+    for &b in json.as_bytes() {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'0'..=b'9' => digits += 1,
+            b'.' | b'e' | b'E' => is_float = true,
+            b'-' | b'+' => {}
+            _ => {
+                if !is_float {
+                    longest = longest.max(digits);
+                }
+                (digits, is_float) = (0, false);
+                in_string = b == b'"';
+            }
+        }
+    }
+    if is_float {
+        longest
+    } else {
+        longest.max(digits)
+    }
 }
 
 fn invalid(message: String) -> ApiError {
@@ -84,15 +128,15 @@ fn parse_files(value: Value) -> Result<Vec<InputFile>, ApiError> {
         };
         files.push(InputFile { path, content });
     }
-    // A path cannot be a file and a directory at once ("a" and "a/b").
-    let mut paths: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
-    paths.sort_unstable();
-    for pair in paths.windows(2) {
-        if pair[1].strip_prefix(pair[0]).is_some_and(|rest| rest.starts_with('/')) {
+    // A path cannot be a file and a directory at once ("a" and "a/b", whatever sorts between).
+    let paths: HashSet<&str> = files.iter().map(|f| f.path.as_str()).collect();
+    for file in &files {
+        let path = file.path.as_str();
+        if let Some((slash, _)) = path.match_indices('/').find(|(slash, _)| paths.contains(&path[..*slash])) {
             return Err(invalid(format!(
                 "\"files\": {} is a file and also a directory of {}",
-                quoted(pair[0]),
-                quoted(pair[1])
+                quoted(&path[..slash]),
+                quoted(path)
             )));
         }
     }
@@ -180,10 +224,17 @@ fn parse_collect(value: Value) -> Result<Option<Vec<String>>, ApiError> {
         } else {
             None
         };
+        // `./*.csv` and `out/` mean what `*.csv` and `out` mean, as to glob.
+        let normal = pattern
+            .split('/')
+            .filter(|c| !c.is_empty() && *c != ".")
+            .collect::<Vec<_>>()
+            .join("/");
+        let why = why.or_else(|| normal.is_empty().then_some("the pattern names the working directory itself"));
         if let Some(why) = why {
             return Err(invalid(format!("\"collect\": {}: {why}", quoted(&pattern))));
         }
-        patterns.push(pattern);
+        patterns.push(normal);
     }
     Ok(Some(patterns))
 }
@@ -237,6 +288,24 @@ mod tests {
     }
 
     #[test]
+    fn input_with_an_integer_python_will_not_read_is_refused() {
+        let input = |text: &str| parse(Some(&raw(text)), None, None, None).map(|d| d.input.is_some());
+        let digits = |n: usize| "7".repeat(n);
+        assert!(input(&digits(4300)).unwrap());
+        assert!(input(&format!("[\"{}\", -{}.5, {}e3]", digits(5000), digits(5000), digits(5000))).unwrap());
+        for bad in [
+            digits(4301),
+            format!("-{}", digits(4301)),
+            format!("{{\"a\": [1, {}]}}", digits(4301)),
+            format!("[\"x\\\"\", {}, 2.5]", digits(9000)),
+        ] {
+            let err = input(&bad).unwrap_err();
+            assert_eq!(err.kind, ErrorKind::InvalidRequest);
+            assert!(err.message.contains("4300 digits"), "{}", err.message);
+        }
+    }
+
+    #[test]
     fn files_take_text_or_base64() {
         let got = files(r#"{"data.csv": "a,b\n1,2\n", "img/x.bin": {"base64": "AAEC\n/w=="}}"#).unwrap();
         assert_eq!(got.len(), 2);
@@ -275,6 +344,10 @@ mod tests {
             .unwrap_err()
             .contains("also a directory"));
         assert!(files(r#"{"ab": "x", "a/b": "y"}"#).is_ok());
+        // "data.csv" sorts between "data" and "data/part1.csv".
+        let err = files(r#"{"data": "x", "data.csv": "y", "data/part1.csv": "z"}"#).unwrap_err();
+        assert!(err.contains(r#""data" is a file and also a directory of "data/part1.csv""#), "{err}");
+        assert!(files(r#"{"a/b/c": "x", "a/b": "y"}"#).unwrap_err().contains("also a directory"));
     }
 
     #[test]
@@ -303,11 +376,17 @@ mod tests {
         assert_eq!(collect(r#"["*.png", "out/**/*.csv"]"#).unwrap().unwrap().len(), 2);
         assert_eq!(collect("[]").unwrap(), Some(vec![]));
         assert_eq!(collect("null").unwrap(), None);
+        assert_eq!(
+            collect(r#"["./*.csv", "out/", "a//b/./c"]"#).unwrap().unwrap(),
+            ["*.csv", "out", "a/b/c"]
+        );
         for bad in [
             r#"["/etc/*"]"#,
             r#"["../*"]"#,
             r#"["a/../../b"]"#,
             r#"[""]"#,
+            r#"["./"]"#,
+            r#"["."]"#,
             r#"["a\u0000"]"#,
             r#"[3]"#,
             r#""*.png""#,

@@ -73,16 +73,17 @@ def write_files(root_fd, files):
                 raise Refused("invalid_request", "file %s has neither text nor base64" % shown(path))
         except (UnicodeError, binascii.Error, ValueError) as exc:
             raise Refused("invalid_request", "file %s: bad content (%s)" % (shown(path), exc)) from None
-        fds = []
+        # One directory open at a time: a path hundreds of levels deep must not run out of fds.
+        dir_fd = root_fd
         try:
-            dir_fd = root_fd
             for part in parts[:-1]:
                 try:
                     os.mkdir(part, 0o700, dir_fd=dir_fd)
                 except FileExistsError:
                     pass
-                dir_fd = open_dir(part, dir_fd)
-                fds.append(dir_fd)
+                parent_fd, dir_fd = dir_fd, open_dir(part, dir_fd)
+                if parent_fd != root_fd:
+                    os.close(parent_fd)
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
             fd = os.open(parts[-1], flags, 0o600, dir_fd=dir_fd)
             try:
@@ -92,8 +93,8 @@ def write_files(root_fd, files):
         except OSError as exc:
             raise Refused("invalid_request", "file %s cannot be written: %s" % (shown(path), exc.strerror)) from None
         finally:
-            for fd in fds:
-                os.close(fd)
+            if dir_fd != root_fd:
+                os.close(dir_fd)
 
 
 # ---- Data out: collect ----
@@ -272,10 +273,22 @@ def media_type_of(name, mimetypes):
     global MIME_TYPES
     if MIME_TYPES is None:
         MIME_TYPES = mimetypes.MimeTypes()
-    return MIME_TYPES.guess_type("./" + name, strict=False)[0] or "application/octet-stream"
+    media_type, encoding = MIME_TYPES.guess_type("./" + name, strict=False)
+    if encoding is not None:
+        # `data.csv.gz` is gzip bytes, not CSV text.
+        return COMPRESSED_TYPES.get(encoding, "application/octet-stream")
+    return media_type or "application/octet-stream"
 
 
 MIME_TYPES = None
+# mimetypes' encodings (`.gz`, `.tgz`, `.bz2`, ...) as media types of their own.
+COMPRESSED_TYPES = {
+    "gzip": "application/gzip",
+    "bzip2": "application/x-bzip2",
+    "xz": "application/x-xz",
+    "compress": "application/x-compress",
+    "br": "application/x-brotli",
+}
 
 
 def too_large_message(limit, name=None):
