@@ -141,6 +141,25 @@ fn a_monkeypatched_runtime_cannot_forge_or_crash_the_answer() {
 }
 
 #[test]
+fn the_runners_resource_limits_are_out_of_the_scripts_reach() {
+    // The runner (PID 1) and the script run as one uid: prlimit on PID 1 would let the script
+    // starve the runner of fds or memory so that it dies before it reports.
+    let server = hostile::shared_server();
+    contained(&server, || {
+        for limit in ["RLIMIT_NOFILE, (0, 0)", "RLIMIT_AS, (1 << 20, 1 << 20)", "RLIMIT_CPU, (0, 0)"] {
+            let script = format!(
+                "import os, resource\ndef main():\n    try:\n        resource.prlimit(1, resource.{limit})\n        refused = None\n    except OSError as e:\n        refused = e.errno\n    open('out.txt', 'w').write('x')\n    resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))\n    return [refused, resource.getrlimit(resource.RLIMIT_NOFILE), resource.prlimit(1, resource.RLIMIT_NOFILE)[0] > 0]\n"
+            );
+            let r = server.post_json("/execute", &json!({"script": script, "collect": ["*.txt"]}));
+            assert_eq!(r.status, 200, "{limit}: {}", r.text());
+            let body = r.json();
+            assert_eq!(body["result"], json!([libc::ENOSYS, [64, 64], true]), "{limit}: {body}");
+            assert_eq!(body["files"]["out.txt"]["size"], 1, "{limit}: {body}");
+        }
+    });
+}
+
+#[test]
 fn odd_exits_are_reported_as_exits() {
     let server = hostile::shared_server();
     contained(&server, || {
