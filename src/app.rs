@@ -171,12 +171,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = &'static str
         let admission = admission.clone();
         tokio::spawn(pool.clone().refill(move || admission.in_use() >= admission.capacity()));
     }
-    let executor = Executor {
-        launcher,
-        admission,
-        pool: pool.clone(),
-        limits,
-    };
+    let executor = Executor::new(launcher, admission, pool.clone(), limits);
     let app = Arc::new(App::new(settings, executor, probe.python));
     logging::info(
         "listening",

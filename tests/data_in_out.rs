@@ -146,10 +146,25 @@ fn input_python_cannot_read_is_refused_before_running() {
             "9".repeat(digits)
         )
     };
-    let r = server.request("POST", "/execute", &[("Content-Type", "application/json")], body(4300).as_bytes());
+    let r = server.request(
+        "POST",
+        "/execute",
+        &[("Content-Type", "application/json")],
+        body(4300).as_bytes(),
+    );
     assert_eq!(r.json(), json!({"result": 4300, "stdout": "ran\n"}), "{}", r.text());
-    let r = server.request("POST", "/execute", &[("Content-Type", "application/json")], body(4301).as_bytes());
-    assert_eq!((r.status, r.kind()), (400, "invalid_request".to_string()), "{}", r.text());
+    let r = server.request(
+        "POST",
+        "/execute",
+        &[("Content-Type", "application/json")],
+        body(4301).as_bytes(),
+    );
+    assert_eq!(
+        (r.status, r.kind()),
+        (400, "invalid_request".to_string()),
+        "{}",
+        r.text()
+    );
     let body = r.json();
     assert!(body["error"].as_str().unwrap().contains("4300 digits"), "{body}");
     assert!(body.get("stdout").is_none(), "nothing ran: {body}");
@@ -230,9 +245,17 @@ fn bad_files_are_refused_naming_the_file() {
         json!({"script": "print('ran')\ndef main():\n    return 1\n",
                "files": {"data": "x", "data.csv": "y", "data/part1.csv": "z"}}),
     );
-    assert_eq!((r.status, r.kind()), (400, "invalid_request".to_string()), "{}", r.text());
+    assert_eq!(
+        (r.status, r.kind()),
+        (400, "invalid_request".to_string()),
+        "{}",
+        r.text()
+    );
     let body = r.json();
-    assert!(body["error"].as_str().unwrap().contains(r#""data" is a file"#), "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains(r#""data" is a file"#),
+        "{body}"
+    );
     assert!(body.get("stdout").is_none(), "refused before running: {body}");
     assert_serving(server);
 }
@@ -314,7 +337,10 @@ def main():
     names.sort();
     assert_eq!(names, ["data.csv.gz", "out/t.csv"], "{files}");
     assert_eq!(files["data.csv.gz"]["media_type"], "application/gzip");
-    assert_eq!(&unb64(files["data.csv.gz"]["base64"].as_str().unwrap())[..2], b"\x1f\x8b");
+    assert_eq!(
+        &unb64(files["data.csv.gz"]["base64"].as_str().unwrap())[..2],
+        b"\x1f\x8b"
+    );
     // Nothing matched: an empty object; no collect: no files key at all.
     let r = post(
         &server,

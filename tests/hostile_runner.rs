@@ -146,7 +146,11 @@ fn the_runners_resource_limits_are_out_of_the_scripts_reach() {
     // starve the runner of fds or memory so that it dies before it reports.
     let server = hostile::shared_server();
     contained(&server, || {
-        for limit in ["RLIMIT_NOFILE, (0, 0)", "RLIMIT_AS, (1 << 20, 1 << 20)", "RLIMIT_CPU, (0, 0)"] {
+        for limit in [
+            "RLIMIT_NOFILE, (0, 0)",
+            "RLIMIT_AS, (1 << 20, 1 << 20)",
+            "RLIMIT_CPU, (0, 0)",
+        ] {
             let script = format!(
                 "import os, resource\ndef main():\n    try:\n        resource.prlimit(1, resource.{limit})\n        refused = None\n    except OSError as e:\n        refused = e.errno\n    open('out.txt', 'w').write('x')\n    resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))\n    return [refused, resource.getrlimit(resource.RLIMIT_NOFILE), resource.prlimit(1, resource.RLIMIT_NOFILE)[0] > 0]\n"
             );

@@ -146,11 +146,19 @@ fn sigterm_lets_running_executions_finish_then_exits_zero() {
 
 #[test]
 fn shutdown_does_not_wait_past_its_grace_period() {
-    let server = Server::start_with(&[("SHUTDOWN_GRACE_SECONDS", "1"), ("TIMEOUT_SECONDS", "30")]);
-    // Its answer never comes: the service stops first.
-    let _abandoned = common::post_in_background(
+    let server = Server::start_with(&[
+        ("SHUTDOWN_GRACE_SECONDS", "1"),
+        ("TIMEOUT_SECONDS", "30"),
+        ("MAX_CONCURRENT", "1"),
+    ]);
+    let running = common::post_in_background(
         server.port,
-        json!({"script": "import time\ndef main():\n    time.sleep(25)\n"}),
+        json!({"script": "import time\ndef main():\n    print('started', flush=True)\n    time.sleep(25)\n"}),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let queued = common::post_in_background(
+        server.port,
+        json!({"script": "def main():\n    print('ran')\n    return 1\n"}),
     );
     std::thread::sleep(Duration::from_millis(700));
     let pid = server.pid();
@@ -161,6 +169,28 @@ fn shutdown_does_not_wait_past_its_grace_period() {
         started.elapsed() < Duration::from_secs(6),
         "took {:?}",
         started.elapsed()
+    );
+    // Not started: refused at once, nothing ran. Still running when the grace ran out:
+    // stopped, and said so, not blamed on the script.
+    let queued = queued.join().unwrap();
+    assert_eq!(
+        (queued.status, queued.kind()),
+        (503, "unavailable".to_string()),
+        "{}",
+        queued.text()
+    );
+    assert!(queued.json().get("stdout").is_none(), "{}", queued.text());
+    let running = running.join().unwrap();
+    assert_eq!(
+        (running.status, running.kind()),
+        (503, "unavailable".to_string()),
+        "{}",
+        running.text()
+    );
+    assert!(
+        running.json()["error"].as_str().unwrap().contains("shutting down"),
+        "{}",
+        running.text()
     );
     std::thread::sleep(Duration::from_millis(300));
     common::assert_no_jail_left(pid);

@@ -158,9 +158,15 @@ fn an_exception_naming_an_undecodable_file_is_a_runtime_error() {
         let r = server.execute(script);
         assert_eq!((r.status, r.kind().as_str()), (400, "runtime_error"), "{}", r.text());
         let body = r.json();
-        assert_eq!(body["exception"], json!({"type": "ValueError", "message": "cannot parse caf\u{fffd}.csv"}));
+        assert_eq!(
+            body["exception"],
+            json!({"type": "ValueError", "message": "cannot parse caf\u{fffd}.csv"})
+        );
         assert_eq!(body["error"], "ValueError: cannot parse caf\u{fffd}.csv");
-        assert!(body["traceback"].as_str().unwrap().contains("line 5, in main"), "{body}");
+        assert!(
+            body["traceback"].as_str().unwrap().contains("line 5, in main"),
+            "{body}"
+        );
     }
 }
 

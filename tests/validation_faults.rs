@@ -82,12 +82,12 @@ fn exchange(port: u16, method: &str, path: &str, body: &str) -> Response {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_parser_panic_is_a_json_500_on_both_paths() {
     let settings = Settings::defaults();
-    let executor = Executor {
-        launcher: Arc::new(NoJails),
-        admission: Arc::new(Admission::new(1, 1, Duration::from_secs(1))),
-        pool: None,
-        limits: settings.limits,
-    };
+    let executor = Executor::new(
+        Arc::new(NoJails),
+        Arc::new(Admission::new(1, 1, Duration::from_secs(1))),
+        None,
+        settings.limits,
+    );
     let mut app = App::new(settings, executor, SandboxPython::default());
     app.parser_threads = ParserThreads::with_parser(1, 0, std::time::Duration::ZERO, panicking_parser);
     let app = Arc::new(app);

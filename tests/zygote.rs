@@ -371,6 +371,41 @@ fn a_dead_zygote_is_replaced_plain_requests_go_cold_meanwhile_and_data_ones_wait
 }
 
 #[test]
+fn a_zygote_killed_from_outside_is_replaced_unasked_and_its_executions_are_not_blamed_on_them() {
+    let server = plain_zygote_server();
+    let before: BTreeSet<u32> = zygotes(&server).iter().map(|p| p.pid).collect();
+    let running = common::post_in_background(
+        server.port,
+        json!({"script": "import time\ndef main():\n    time.sleep(20)\n"}),
+    );
+    std::thread::sleep(Duration::from_millis(700));
+    for pid in &before {
+        // SAFETY: kill(2) on a process of this test's own server.
+        unsafe { libc::kill(*pid as i32, libc::SIGKILL) };
+    }
+    // Its execution died with it: the sandbox's failure, not the script's exit.
+    let r = running.join().unwrap();
+    assert_eq!((r.status, r.kind()), (503, "unavailable".to_string()), "{}", r.text());
+    assert!(
+        r.json()["error"].as_str().unwrap().contains("not the script's doing"),
+        "{}",
+        r.text()
+    );
+    // No request comes, and still a new zygote starts.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let now: Vec<u32> = zygotes(&server).iter().map(|p| p.pid).collect();
+        if now.len() == 1 && !before.contains(&now[0]) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no new zygote: {now:?}, killed {before:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    wait_for_zygotes(&server, &["plain"]);
+    assert!(forked_from_a_zygote(&server, ""), "the new zygote does not serve");
+}
+
+#[test]
 fn a_request_waiting_for_a_zygote_that_fails_to_start_gets_a_cold_jail() {
     let server = plain_zygote_server();
     let plain: BTreeSet<u32> = zygotes(&server).iter().map(|p| p.pid).collect();

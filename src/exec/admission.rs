@@ -1,11 +1,11 @@
 //! Admission control: at most `slots` executions at once, at most `queue_limit` requests
 //! waiting for a slot, each for at most `queue_timeout`. Past that: 429 with Retry-After.
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorKind};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
 
 #[derive(Debug)]
 pub struct Admission {
@@ -51,8 +51,10 @@ impl Admission {
 
     /// Waits for a slot, or says why not.
     pub async fn admit(&self) -> Result<OwnedSemaphorePermit, ApiError> {
-        if let Ok(permit) = self.slots.clone().try_acquire_owned() {
-            return Ok(permit);
+        match self.slots.clone().try_acquire_owned() {
+            Ok(permit) => return Ok(permit),
+            Err(TryAcquireError::Closed) => return Err(shutting_down()),
+            Err(TryAcquireError::NoPermits) => {}
         }
         if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.queue_limit {
             self.waiting.fetch_sub(1, Ordering::AcqRel);
@@ -61,13 +63,23 @@ impl Admission {
         let _waiting = Waiting(&self.waiting);
         match tokio::time::timeout(self.queue_timeout, self.slots.clone().acquire_owned()).await {
             Ok(Ok(permit)) => Ok(permit),
-            _ => Err(ApiError::overloaded(self.retry_after())),
+            Ok(Err(_closed)) => Err(shutting_down()),
+            Err(_elapsed) => Err(ApiError::overloaded(self.retry_after())),
         }
+    }
+
+    /// No slot is given any more: the waiting requests and every later one are refused.
+    pub fn close(&self) {
+        self.slots.close();
     }
 
     fn retry_after(&self) -> Duration {
         Duration::from_secs(1 + (self.waiting() / self.capacity.max(1)) as u64)
     }
+}
+
+fn shutting_down() -> ApiError {
+    ApiError::new(ErrorKind::Unavailable, "the service is shutting down; retry")
 }
 
 #[cfg(test)]
@@ -90,6 +102,24 @@ mod tests {
         assert!(refused.retry_after.is_some());
         drop(first);
         waiter.await.unwrap().unwrap();
+        assert_eq!(admission.waiting(), 0);
+    }
+
+    #[tokio::test]
+    async fn closing_refuses_the_waiting_and_the_new_but_keeps_the_running() {
+        let admission = Arc::new(Admission::new(1, 4, Duration::from_secs(5)));
+        let running = admission.admit().await.unwrap();
+        let waiter = {
+            let admission = admission.clone();
+            tokio::spawn(async move { admission.admit().await.map(|_| ()) })
+        };
+        while admission.waiting() == 0 {
+            tokio::task::yield_now().await;
+        }
+        admission.close();
+        assert_eq!(waiter.await.unwrap().unwrap_err().kind.as_str(), "unavailable");
+        drop(running);
+        assert_eq!(admission.admit().await.unwrap_err().kind.as_str(), "unavailable");
         assert_eq!(admission.waiting(), 0);
     }
 

@@ -51,20 +51,30 @@ pub fn interpret(execution: Execution, job: &Job, result_limit: usize) -> Result
             format!("the script corrupted the result channel ({why})"),
         ),
         Ending::Vanished { exit_code, signal } => {
-            crate::logging::warning(
+            // The runner always reports how the script's process ended, and a script cannot
+            // kill its runner (PID 1 of the jail; no ptrace, no prlimit on it): a runner gone
+            // without a report was killed from outside (its zygote died, the host's OOM
+            // killer, an operator). Not the script's doing: the client may retry.
+            crate::logging::error(
                 "a jail ended without a report",
                 crate::fields! {"exit_code" => exit_code, "signal" => signal},
             );
-            exited(
-                exit_code.map(i64::from),
-                signal.map(i64::from),
-                job,
-                usage_of(None, &accounting).wall_ms,
+            ApiError::new(
+                ErrorKind::Unavailable,
+                "the sandbox ended this execution without a report (not the script's doing); retry",
             )
         }
     };
     let usage = usage_of(reported, &accounting);
     Err(with_output(error, &stdout, &stderr).with("usage", serde_json::to_value(usage).unwrap_or_default()))
+}
+
+/// A running execution stopped because the service's shutdown grace ran out.
+pub fn stopped_by_shutdown() -> ApiError {
+    ApiError::new(
+        ErrorKind::Unavailable,
+        "the service is shutting down and stopped this execution before it ended; retry",
+    )
 }
 
 /// An execution's usage: the cgroup's counters where the jail has them (the sandbox's own

@@ -14,6 +14,7 @@ use crate::pool::Pool;
 use admission::Admission;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::sync::watch;
 
 /// Where the time went, for Server-Timing.
 #[derive(Debug, Default, Clone, Copy)]
@@ -29,9 +30,33 @@ pub struct Executor<L: Launcher> {
     pub pool: Option<Arc<Pool<L>>>,
     /// The service's limits (a request may lower the time and memory limits).
     pub limits: Limits,
+    /// Set when the shutdown grace is over: executions still running are stopped.
+    stopping: watch::Sender<bool>,
 }
 
 impl<L: Launcher> Executor<L> {
+    pub fn new(launcher: Arc<L>, admission: Arc<Admission>, pool: Option<Arc<Pool<L>>>, limits: Limits) -> Executor<L> {
+        Executor {
+            launcher,
+            admission,
+            pool,
+            limits,
+            stopping: watch::Sender::new(false),
+        }
+    }
+
+    /// Shutting down: requests still waiting for a slot, and any that come, are refused
+    /// (`unavailable`) rather than started; the ones running go on.
+    pub fn close(&self) {
+        self.admission.close();
+    }
+
+    /// The shutdown grace is over: every execution still running is stopped (its jail
+    /// killed) and answered `unavailable`, not blamed on its script.
+    pub fn stop_running(&self) {
+        self.stopping.send_replace(true);
+    }
+
     /// A jail of this flavour, ready for its script: from the pool if one is waiting, else new.
     /// A request that lowers the memory limit gets a new jail created with that limit, so the
     /// limit holds the same way on every host (a warm jail's is the service's).
@@ -88,7 +113,12 @@ impl<L: Launcher> Executor<L> {
             ..RunRequest::new(&job.script, self.limits.max_result_bytes)
         };
         job.data.include = data.include;
-        let execution = jail.run(request, job.timeout).await;
+        let mut stopping = self.stopping.subscribe();
+        let execution = tokio::select! {
+            execution = jail.run(request, job.timeout) => execution,
+            // Dropping the run kills the jail.
+            _ = stopping.wait_for(|stop| *stop) => return Err(answer::stopped_by_shutdown()),
+        };
         timings.sandbox = started.elapsed();
         answer::interpret(execution, &job, self.limits.max_result_bytes)
     }

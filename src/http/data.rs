@@ -39,7 +39,10 @@ pub fn parse(
     };
     // `"input": null` is no input, as a client that always sends the field means it.
     let input = input.filter(|raw| raw.get().trim() != "null").map(RawValue::to_owned);
-    if input.as_ref().is_some_and(|raw| longest_integer(raw.get()) > PYTHON_MAX_INT_DIGITS) {
+    if input
+        .as_ref()
+        .is_some_and(|raw| longest_integer(raw.get()) > PYTHON_MAX_INT_DIGITS)
+    {
         return Err(invalid(format!(
             "\"input\" has an integer of more than {PYTHON_MAX_INT_DIGITS} digits, which Python does not read: send it as a string"
         )));
@@ -132,7 +135,10 @@ fn parse_files(value: Value) -> Result<Vec<InputFile>, ApiError> {
     let paths: HashSet<&str> = files.iter().map(|f| f.path.as_str()).collect();
     for file in &files {
         let path = file.path.as_str();
-        if let Some((slash, _)) = path.match_indices('/').find(|(slash, _)| paths.contains(&path[..*slash])) {
+        if let Some((slash, _)) = path
+            .match_indices('/')
+            .find(|(slash, _)| paths.contains(&path[..*slash]))
+        {
             return Err(invalid(format!(
                 "\"files\": {} is a file and also a directory of {}",
                 quoted(&path[..slash]),
@@ -230,7 +236,11 @@ fn parse_collect(value: Value) -> Result<Option<Vec<String>>, ApiError> {
             .filter(|c| !c.is_empty() && *c != ".")
             .collect::<Vec<_>>()
             .join("/");
-        let why = why.or_else(|| normal.is_empty().then_some("the pattern names the working directory itself"));
+        let why = why.or_else(|| {
+            normal
+                .is_empty()
+                .then_some("the pattern names the working directory itself")
+        });
         if let Some(why) = why {
             return Err(invalid(format!("\"collect\": {}: {why}", quoted(&pattern))));
         }
@@ -292,7 +302,13 @@ mod tests {
         let input = |text: &str| parse(Some(&raw(text)), None, None, None).map(|d| d.input.is_some());
         let digits = |n: usize| "7".repeat(n);
         assert!(input(&digits(4300)).unwrap());
-        assert!(input(&format!("[\"{}\", -{}.5, {}e3]", digits(5000), digits(5000), digits(5000))).unwrap());
+        assert!(input(&format!(
+            "[\"{}\", -{}.5, {}e3]",
+            digits(5000),
+            digits(5000),
+            digits(5000)
+        ))
+        .unwrap());
         for bad in [
             digits(4301),
             format!("-{}", digits(4301)),
@@ -346,8 +362,13 @@ mod tests {
         assert!(files(r#"{"ab": "x", "a/b": "y"}"#).is_ok());
         // "data.csv" sorts between "data" and "data/part1.csv".
         let err = files(r#"{"data": "x", "data.csv": "y", "data/part1.csv": "z"}"#).unwrap_err();
-        assert!(err.contains(r#""data" is a file and also a directory of "data/part1.csv""#), "{err}");
-        assert!(files(r#"{"a/b/c": "x", "a/b": "y"}"#).unwrap_err().contains("also a directory"));
+        assert!(
+            err.contains(r#""data" is a file and also a directory of "data/part1.csv""#),
+            "{err}"
+        );
+        assert!(files(r#"{"a/b/c": "x", "a/b": "y"}"#)
+            .unwrap_err()
+            .contains("also a directory"));
     }
 
     #[test]

@@ -130,11 +130,24 @@ pub async fn serve<L: Launcher>(listener: TcpListener, app: Arc<App<L>>, shutdow
     }
     drop(listener);
     app.draining.store(true, Ordering::Release);
+    app.executor.close();
+    let drained = graceful.shutdown();
+    let mut drained = std::pin::pin!(drained);
     tokio::select! {
-        _ = graceful.shutdown() => logging::info("drained", fields! {}),
-        _ = tokio::time::sleep(grace) => logging::warning("grace period over with requests still running", fields! {}),
+        _ = &mut drained => logging::info("drained", fields! {}),
+        _ = tokio::time::sleep(grace) => {
+            logging::warning("grace period over with requests still running: stopping them", fields! {});
+            app.executor.stop_running();
+            // Their answers (`unavailable`) are written before the process ends.
+            if tokio::time::timeout(STOPPED_ANSWERS_TIME, &mut drained).await.is_err() {
+                logging::warning("connections still open after the grace period", fields! {});
+            }
+        }
     }
 }
+
+/// How long the answers of executions stopped at the end of the shutdown grace may take.
+const STOPPED_ANSWERS_TIME: Duration = Duration::from_millis(500);
 
 async fn handle<L: Launcher>(app: Arc<App<L>>, request: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     let started = Instant::now();

@@ -28,6 +28,9 @@ pub const MAX_FORKS: u64 = 1000;
 pub const MAX_AGE: Duration = Duration::from_secs(600);
 /// A zygote that failed to start is tried again after this pause.
 const RESTART_PAUSE: Duration = Duration::from_secs(5);
+/// How often the zygotes are looked at, so that one that died or is spent is replaced before a
+/// request finds it so.
+const CHECK_EVERY: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Strategy {
@@ -108,6 +111,14 @@ impl Launchers {
                 zygotes.replace(flavour);
             }
         }
+        let watched = Arc::downgrade(&zygotes);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(CHECK_EVERY).await;
+                let Some(zygotes) = watched.upgrade() else { return };
+                zygotes.replace_spent();
+            }
+        });
         Ok(Launchers {
             nsjail,
             zygotes: Some(zygotes),
@@ -231,6 +242,20 @@ impl Zygotes {
         }
         self.replace(flavour);
         None
+    }
+
+    /// Replaces each current zygote that can serve no more (after `stop` there is none).
+    fn replace_spent(self: &Arc<Self>) {
+        for flavour in [Flavour::Plain, Flavour::Data, Flavour::Chart] {
+            let spent = self.slots[index(flavour)].lock().is_ok_and(|slot| {
+                slot.current
+                    .as_ref()
+                    .is_some_and(|z| z.spent(MAX_FORKS, MAX_AGE).is_some())
+            });
+            if spent {
+                self.current(flavour);
+            }
+        }
     }
 
     /// This flavour's zygote; for data and chart, the one starting if there is none yet (for
