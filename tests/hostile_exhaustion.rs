@@ -80,6 +80,11 @@ fn memory_bombs_end_in_memory_limit() {
             ),
             ("numpy", "import numpy as np\ndef main():\n    return float(np.ones((40000, 1000)).sum())\n"),
             (
+                // main returns the moment the child is killed: before any watch could see it.
+                "a child killed for memory just before main returns",
+                "import subprocess, sys\ndef main():\n    return subprocess.run([sys.executable, '-c', 'b = bytearray(400 * 1024 * 1024)']).returncode\n",
+            ),
+            (
                 "memory in /tmp and /dev/shm plus the heap",
                 "def main():\n    for path in ('/tmp/a', '/dev/shm/a'):\n        try:\n            with open(path, 'wb') as f:\n                while True:\n                    f.write(b'x' * (1 << 20))\n        except OSError:\n            pass\n    keep = []\n    while True:\n        keep.append(bytearray(8 * 1024 * 1024))\n",
             ),

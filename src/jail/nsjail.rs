@@ -22,7 +22,7 @@ use crate::config::Limits;
 use crate::jail::cgroup::{CgroupLimits, JailCgroup};
 use crate::jail::ids::{JailId, JailIds};
 use crate::jail::output::{collect, read_capped, Captured};
-use crate::jail::protocol::{self, FrameError, Report, RunRequest, READY};
+use crate::jail::protocol::{self, FrameError, RunRequest, READY};
 use crate::jail::{
     deadline, Accounting, Ending, Execution, Isolation, IsolationFacts, JailError, JailSpec, Launcher, JAIL_UID,
 };

@@ -68,8 +68,11 @@ impl NsjailJail {
             Err(_) => Ending::TimedOut,
             Ok(None) => Ending::OutOfMemory,
             Ok(Some(Err(_))) => Ending::ResultTooLarge,
+            // An out-of-memory kill anywhere ends the whole jail as `memory_limit`, also when
+            // the runner reported before the watch above saw it (v1: a child killed just
+            // before main returned).
+            Ok(Some(Ok(_))) if self.oom_killed() => Ending::OutOfMemory,
             Ok(Some(Ok(frame))) => match protocol::parse_frame(&frame, collecting) {
-                Ok(Report::Exited { signal: Some(9), .. }) if self.oom_killed() => Ending::OutOfMemory,
                 Ok(report) => Ending::Reported(report),
                 Err(FrameError::Missing) => {
                     // The runner itself died: wait for nsjail to say how (a forked jail's
