@@ -495,3 +495,52 @@ fn a_flood_of_big_scripts_gets_a_bounded_number_of_parser_threads() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn a_client_that_hangs_up_stops_its_execution_and_frees_its_slot() {
+    let server = Server::start_with(&[("MAX_CONCURRENT", "1"), ("QUEUE_LIMIT", "0"), ("TIMEOUT_SECONDS", "30")]);
+    // The script names its process, so that the host can tell it from zygotes and warm jails.
+    let body = json!({"script": "import ctypes\ndef main():\n    ctypes.CDLL(None).prctl(15, b'hung-up-on', 0, 0, 0)\n    while True:\n        pass\n"}).to_string();
+    let running = || {
+        common::processes()
+            .into_iter()
+            .filter(|p| p.name == "hung-up-on" && p.state != 'Z')
+            .map(|p| p.pid)
+            .collect::<Vec<u32>>()
+    };
+    let mut stream = server.connect();
+    write!(
+        stream,
+        "POST /execute HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("send");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while running().is_empty() {
+        assert!(Instant::now() < deadline, "the execution never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(stream);
+    // Its jail is killed, not left to burn CPU until the time limit, and the one slot is free.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let left = running();
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still running after the client left: {left:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let r = server.execute("def main():\n    return 'next'\n");
+    assert_eq!(r.json(), json!({"result": "next", "stdout": ""}), "{}", r.text());
+    let line = server.wait_for_log(|l| l["message"].as_str().is_some_and(|m| m.contains("client went away")));
+    let line = line.unwrap_or_else(|| panic!("not logged: {}", server.raw_logs()));
+    assert_eq!(
+        (line["path"].as_str(), line["method"].as_str()),
+        (Some("/execute"), Some("POST")),
+        "{line}"
+    );
+}

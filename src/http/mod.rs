@@ -157,7 +157,13 @@ async fn handle<L: Launcher>(app: Arc<App<L>>, request: Request<Incoming>) -> Re
     let trace = trace_field(&app.settings, request.headers());
     let mut timings = None;
 
+    let unanswered = Unanswered(Some(fields! {
+        "request_id" => request_id.clone(),
+        "method" => method.as_str(),
+        "path" => path.clone(),
+    }));
     let outcome = route(&app, request, &mut timings).await;
+    unanswered.answered();
     let (mut response, kind) = match outcome {
         Ok(response) => (response, None),
         Err(error) => {
@@ -209,6 +215,27 @@ async fn handle<L: Launcher>(app: Arc<App<L>>, request: Request<Incoming>) -> Re
     };
     logging::log(severity, "request", line);
     Ok(response)
+}
+
+/// Logs a request whose client went away before its answer: hyper drops the handler then,
+/// and with it whatever the request was doing (a running execution's jail is killed).
+struct Unanswered(Option<serde_json::Map<String, Value>>);
+
+impl Unanswered {
+    fn answered(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Unanswered {
+    fn drop(&mut self) {
+        if let Some(fields) = self.0.take() {
+            logging::info(
+                "the client went away before its answer; what it asked for was stopped",
+                fields,
+            );
+        }
+    }
 }
 
 /// What a client may see of an error: an internal one says nothing of its cause (that is
