@@ -544,3 +544,50 @@ fn a_client_that_hangs_up_stops_its_execution_and_frees_its_slot() {
         "{line}"
     );
 }
+
+#[test]
+fn uploads_at_once_are_held_to_a_memory_budget() {
+    // The budget: as many full bodies as can run or wait (1 + 1 here), 200 000 bytes.
+    let server = Server::start_with(&[
+        ("MAX_BODY_BYTES", "100000"),
+        ("MAX_CONCURRENT", "1"),
+        ("QUEUE_LIMIT", "1"),
+    ]);
+    let stall = |declared: usize| {
+        let mut stream = server.connect();
+        write!(
+            stream,
+            "POST /execute HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {declared}\r\n\r\n{{\"script\": \""
+        )
+        .expect("send");
+        stream
+    };
+    let first = stall(90_000);
+    let second = stall(90_000);
+    std::thread::sleep(Duration::from_millis(300));
+    // A third big one would take the service past its budget: refused before it is read.
+    let mut third = stall(90_000);
+    third.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut answer = Vec::new();
+    let _ = third.read_to_end(&mut answer);
+    let r = Response::parse(&answer);
+    assert_error(&r, 429, "overloaded");
+    assert!(r.header("retry-after").is_some(), "{}", r.text());
+    // A small one still fits.
+    assert_eq!(server.execute("def main():\n    return 1\n").result(), json!(1));
+    // Once the stalled uploads are gone, their room is free again.
+    drop((first, second));
+    let script = format!("def main():\n    return 2\n# {}\n", "x".repeat(85_000));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let r = server.execute(&script);
+        if r.status == 200 {
+            assert_eq!(r.result(), json!(2));
+            break;
+        }
+        assert_error(&r, 429, "overloaded");
+        assert!(Instant::now() < deadline, "the room was never freed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_serving(&server);
+}

@@ -7,7 +7,9 @@ use http_body_util::BodyExt;
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{self, HeaderMap};
 use hyper::Request;
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// How much of an over-cap body is read and discarded beside the 413, so that a client that
 /// writes its whole body before reading (urllib, requests) reads the answer instead of a
@@ -63,6 +65,53 @@ pub fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
+/// The memory all requests' bodies may take at once: as many full bodies as can be running or
+/// waiting for a slot, but not over `MAX_BUDGET` (each request holds its share, from the
+/// first byte read to its answer, so a flood of uploads cannot grow the service without bound).
+pub struct BodyBudget {
+    bytes: Arc<Semaphore>,
+}
+
+/// Above this many bytes of bodies at once, requests are refused (429) before they are read.
+const MAX_BUDGET: usize = 64 << 20;
+
+impl BodyBudget {
+    pub fn new(settings: &Settings, slots: usize) -> BodyBudget {
+        let full = (slots + settings.queue_limit).saturating_mul(settings.max_body_bytes);
+        let total = full.min(MAX_BUDGET).max(settings.max_body_bytes);
+        BodyBudget {
+            bytes: Arc::new(Semaphore::new(total)),
+        }
+    }
+
+    /// Room for this request's body (its declared length, else the cap), at once or never:
+    /// waiting in line would let a few stalled uploads hold up every small request.
+    pub fn reserve(&self, settings: &Settings, headers: &HeaderMap) -> Result<OwnedSemaphorePermit, ApiError> {
+        // A body declared over the cap takes nothing: it is refused unread (`read_body`).
+        let size = declared_length(headers).map_or(settings.max_body_bytes as u64, |n| {
+            if n > settings.max_body_bytes as u64 {
+                0
+            } else {
+                n
+            }
+        });
+        // The cap is at most 1 GiB (config), well within u32.
+        let size = u32::try_from(size).unwrap_or(u32::MAX);
+        self.bytes.clone().try_acquire_many_owned(size).map_err(|_| {
+            let mut refused = ApiError::overloaded(Duration::from_secs(1));
+            refused.message = "too many request bodies are arriving at once; retry later".into();
+            refused
+        })
+    }
+}
+
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+}
+
 pub async fn read_body(settings: &Settings, request: Request<Incoming>) -> Result<Bytes, ApiError> {
     let limit = settings.max_body_bytes;
     let too_large = || {
@@ -73,10 +122,7 @@ pub async fn read_body(settings: &Settings, request: Request<Incoming>) -> Resul
         .with("limit_bytes", limit)
     };
     let headers = request.headers();
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared = declared_length(headers);
     // A client that waits for `100 Continue` sends nothing more: there is nothing to drain.
     let expects_continue = headers
         .get(header::EXPECT)
@@ -91,7 +137,8 @@ pub async fn read_body(settings: &Settings, request: Request<Incoming>) -> Resul
         return Err(too_large());
     }
     let reading = async {
-        let mut bytes = Vec::new();
+        // Sized once: growing by doubling would hold up to twice the body.
+        let mut bytes = Vec::with_capacity(declared.map_or(0, |n| n as usize));
         while let Some(frame) = body.frame().await {
             let Ok(data) = frame?.into_data() else { continue };
             if bytes.len() + data.len() > limit {

@@ -40,6 +40,7 @@ pub struct App<L: Launcher> {
     pub python: SandboxPython,
     /// Where scripts are validated (big ones on bounded threads of their own).
     pub parser_threads: ParserThreads,
+    body_budget: body::BodyBudget,
     pub draining: AtomicBool,
     request_counter: AtomicU64,
     request_id_salt: u64,
@@ -56,7 +57,9 @@ impl<L: Launcher> App<L> {
                 .as_nanos(),
         );
         let parser_threads = ParserThreads::per_cpu(settings.queue_limit, settings.queue_timeout);
+        let body_budget = body::BodyBudget::new(&settings, executor.admission.capacity());
         App {
+            body_budget,
             settings,
             executor,
             python,
@@ -315,6 +318,7 @@ async fn run_script<L: Launcher>(
     let settings = &app.settings;
     body::authorize(settings, request.headers())?;
     body::check_content_type(request.headers())?;
+    let _room = app.body_budget.reserve(settings, request.headers())?;
     let body = body::read_body(settings, request).await?;
 
     let validate_started = Instant::now();
