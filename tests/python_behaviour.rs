@@ -171,6 +171,27 @@ fn an_exception_naming_an_undecodable_file_is_a_runtime_error() {
 }
 
 #[test]
+fn multiprocessing_works_with_every_start_method() {
+    // spawn and forkserver children import the script's functions by module name, as plain
+    // Python's import `__main__` from its file; its guarded block runs once, as there.
+    for server in servers() {
+        for method in ["fork", "spawn", "forkserver"] {
+            let script = format!(
+                "import multiprocessing as mp\nfrom concurrent.futures import ProcessPoolExecutor\nprint('top')\ndef square(x):\n    return x * x\ndef main():\n    with mp.get_context('{method}').Pool(2) as pool:\n        squares = pool.map(square, range(5))\n    with ProcessPoolExecutor(1, mp_context=mp.get_context('{method}')) as ex:\n        return [squares, ex.submit(square, 7).result()]\nif __name__ == '__main__':\n    print('guarded')\n"
+            );
+            let r = server.execute(&script);
+            assert_eq!(r.status, 200, "{method}: {}", r.text());
+            assert_eq!(r.result(), json!([[0, 1, 4, 9, 16], 49]), "{method}");
+            assert!(
+                !r.json()["stdout"].as_str().unwrap().contains("guarded"),
+                "{method}: {}",
+                r.text()
+            );
+        }
+    }
+}
+
+#[test]
 fn numpy_and_pandas_results_just_work() {
     let cases = [
         ("np.int64(3)", "3"),

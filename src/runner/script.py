@@ -203,6 +203,22 @@ def std_streams():
     sys.__stdin__, sys.__stdout__, sys.__stderr__ = streams
 
 
+def importable_by_spawned_processes(script):
+    """multiprocessing's `spawn` and `forkserver` start fresh interpreters that find the
+    script's functions by importing their module, `__script__`, as `python script.py` has them
+    import `__main__` from its file: the source is saved where they look (last on sys.path,
+    which they inherit), in the jail's own /tmp. Its `if __name__ == "__main__"` block does
+    not run there either."""
+    try:
+        directory = os.path.join(WORK_PARENT, ".spawn-" + os.urandom(4).hex())
+        os.mkdir(directory, 0o700)
+        with open(os.path.join(directory, "__script__.py"), "w", encoding="utf-8") as f:
+            f.write(script)
+    except OSError:
+        return  # /tmp full: fork, the default, still works
+    sys.path.append(directory)
+
+
 def run_script(request, script, dumps):
     """Runs in the child. Returns the frame to send to the parent."""
     import linecache
@@ -233,6 +249,8 @@ def run_script(request, script, dumps):
             message = "the script is nested too deeply to compile (%s)" % message
         return error_frame(dumps, "syntax_error", cap_text("SyntaxError: %s" % message, MAX_SUMMARY), line=1, column=1)
 
+    if "multiprocessing" in script or "concurrent" in script:
+        importable_by_spawned_processes(script)
     module = types.ModuleType("__script__")
     module.__file__ = SCRIPT_NAME
     sys.modules["__script__"] = module
