@@ -253,6 +253,9 @@ def main():
     settings, runner_source, modules = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3:]
     runner = types.ModuleType("runner")
     exec(compile(runner_source, "<runner>", "exec"), runner.__dict__)
+    # As in a jail before its modules: matplotlib imported here must find the same backend
+    # (`Agg`, not its own guess `agg`) and the install-time font cache, not build one.
+    runner.prepare_matplotlib()
     for name in modules:
         __import__(name)
     runner.warm_up(everything=True)  # once here, so that no child pays for it

@@ -290,7 +290,7 @@ def main():
     name = "fontlist-v%s.json" % font_manager.FontManager.__version__
     used = open(os.path.join(os.environ["MPLCONFIGDIR"], name), "rb").read()
     built = open(os.path.join(sys.prefix, "share", "python-executor", "matplotlib", name), "rb").read()
-    raise RuntimeError("png of %d bytes, prebuilt cache used: %s" % (len(out.getvalue()), used == built))
+    raise RuntimeError("png of %d bytes, prebuilt cache used: %s, backend %s" % (len(out.getvalue()), used == built, plt.get_backend()))
 "#;
     for server in servers() {
         let r = server.execute(script);
@@ -300,6 +300,8 @@ def main():
             body["error"].as_str().unwrap().starts_with("RuntimeError: png of "),
             "{body}"
         );
+        // The same backend name however the jail was made (a zygote's matplotlib too).
+        assert!(body["error"].as_str().unwrap().ends_with(", backend Agg"), "{body}");
         let stderr = body["stderr"].as_str().unwrap();
         assert!(!stderr.contains("font cache"), "{stderr}");
         assert!(!stderr.contains("MPLCONFIGDIR"), "{stderr}");
