@@ -244,6 +244,77 @@ mod tests {
     }
 
     #[test]
+    fn unclosed_brackets_and_strings_are_located_where_cpython_locates_them() {
+        // (script, CPython 3.11's line, column and message)
+        for (script, line, column, message) in [
+            ("def main():\n    x = (1,\n    return x\n", 2, 9, "'(' was never closed"),
+            ("def main():\n    return [1, 2\n", 2, 12, "'[' was never closed"),
+            ("x = (1, [2\n", 1, 9, "'[' was never closed"),
+            (
+                "def main():\n    return r'\\'\n",
+                2,
+                12,
+                "unterminated string literal (detected at line 2)",
+            ),
+            (
+                "x = 'é' + 'abc\n",
+                1,
+                11,
+                "unterminated string literal (detected at line 1)",
+            ),
+            (
+                "def main():\n    return b'abc\n",
+                2,
+                12,
+                "unterminated string literal (detected at line 2)",
+            ),
+            (
+                "x = \"\"\"\nabc\n\n",
+                1,
+                5,
+                "unterminated triple-quoted string literal (detected at line 3)",
+            ),
+            (
+                "foo(1 2)\nx = 'abc\n",
+                2,
+                5,
+                "unterminated string literal (detected at line 2)",
+            ),
+            ("x = }\ndef main(): pass\n", 1, 5, "unmatched '}'"),
+            ("def main():\n    return 1\n)\n", 3, 1, "unmatched ')'"),
+            (
+                "x = (1]\n",
+                1,
+                7,
+                "closing parenthesis ']' does not match opening parenthesis '('",
+            ),
+            (
+                "x = (1,\n 2]\n",
+                2,
+                3,
+                "closing parenthesis ']' does not match opening parenthesis '(' on line 1",
+            ),
+            // A bracket open on the line the parser stopped at is not blamed.
+            ("def main(:\n    return 1\n", 1, 10, "invalid syntax"),
+            ("def f(:\n  pass\nx = (\n", 1, 7, "invalid syntax"),
+        ] {
+            let err = validate(script).unwrap_err();
+            assert_eq!(err.kind, ErrorKind::SyntaxError, "{script:?}");
+            assert_eq!(
+                (&err.fields["line"], &err.fields["column"]),
+                (&line.into(), &column.into()),
+                "{script:?}: {}",
+                err.message
+            );
+            assert!(
+                err.message.starts_with(&format!("SyntaxError: {message}")),
+                "{script:?}: {}",
+                err.message
+            );
+        }
+    }
+
+    #[test]
     fn null_bytes_are_syntax_errors() {
         let err = validate("def main():\n    return 1\0\n").unwrap_err();
         assert_eq!(err.kind, ErrorKind::SyntaxError);
