@@ -192,6 +192,24 @@ fn multiprocessing_works_with_every_start_method() {
 }
 
 #[test]
+fn a_script_runs_as_python_script_py_runs_it() {
+    // A byte order mark (an editor's) is skipped, and the script's own DeprecationWarnings
+    // are shown, as `python script.py` does.
+    let script =
+        "\u{feff}import warnings\ndef main():\n    warnings.warn('old api', DeprecationWarning)\n    return 'ran'\n";
+    for server in servers() {
+        let r = server.post_json("/execute", &json!({"script": script, "include": ["stderr"]}));
+        assert_eq!(r.status, 200, "{}", r.text());
+        let body = r.json();
+        assert_eq!(body["result"], "ran");
+        assert!(
+            body["stderr"].as_str().unwrap().contains("DeprecationWarning: old api"),
+            "{body}"
+        );
+    }
+}
+
+#[test]
 fn numpy_and_pandas_results_just_work() {
     let cases = [
         ("np.int64(3)", "3"),

@@ -65,7 +65,11 @@ fn parse_job(settings: &Settings, body: &[u8]) -> Result<(String, Duration, u64,
         Some(Value::String(s)) if s.is_empty() => {
             return Err(ApiError::new(ErrorKind::InvalidRequest, "\"script\" is empty"))
         }
-        Some(Value::String(s)) => s,
+        // A byte order mark, as an editor may save it: `python script.py` skips it.
+        Some(Value::String(s)) => match s.strip_prefix('\u{feff}') {
+            Some(rest) => rest.to_string(),
+            None => s,
+        },
         Some(_) => return Err(ApiError::new(ErrorKind::InvalidRequest, "\"script\" must be a string")),
         None => return Err(ApiError::new(ErrorKind::InvalidRequest, "\"script\" is missing")),
     };

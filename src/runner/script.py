@@ -254,6 +254,10 @@ def run_script(request, script, dumps):
     module = types.ModuleType("__script__")
     module.__file__ = SCRIPT_NAME
     sys.modules["__script__"] = module
+    # Python shows a script's own DeprecationWarnings (the filter names `__main__`); ours is
+    # `__script__`.
+    import warnings
+    warnings.filterwarnings("default", category=DeprecationWarning, module="__script__")
     try:
         exec(code, module.__dict__)
         entry = module.__dict__.get("main")
