@@ -9,6 +9,19 @@ fn post(server: &Server, body: Value) -> common::Response {
     server.post_json("/execute", &body)
 }
 
+/// A request refused before anything ran: 400 `invalid_request` saying `why`.
+fn assert_refused_before_running(r: &common::Response, why: &str) {
+    assert_eq!(
+        (r.status, r.kind()),
+        (400, "invalid_request".to_string()),
+        "{}",
+        r.text()
+    );
+    let body = r.json();
+    assert!(body["error"].as_str().unwrap().contains(why), "{body}");
+    assert!(body.get("stdout").is_none(), "something ran: {body}");
+}
+
 fn b64(bytes: &[u8]) -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
@@ -120,11 +133,7 @@ fn input_for_a_main_without_parameters_is_refused_before_running() {
         &server,
         json!({"script": "print('ran')\ndef main():\n    return 1\n", "input": {"a": 1}}),
     );
-    assert_eq!(r.status, 400, "{}", r.text());
-    let body = r.json();
-    assert_eq!(body["kind"], "invalid_request");
-    assert!(body["error"].as_str().unwrap().contains("input"), "{body}");
-    assert!(body.get("stdout").is_none(), "nothing ran: {body}");
+    assert_refused_before_running(&r, "input");
     // Behind a decorator only the call can tell: still invalid_request.
     let r = post(
         &server,
@@ -159,15 +168,7 @@ fn input_python_cannot_read_is_refused_before_running() {
         &[("Content-Type", "application/json")],
         body(4301).as_bytes(),
     );
-    assert_eq!(
-        (r.status, r.kind()),
-        (400, "invalid_request".to_string()),
-        "{}",
-        r.text()
-    );
-    let body = r.json();
-    assert!(body["error"].as_str().unwrap().contains("4300 digits"), "{body}");
-    assert!(body.get("stdout").is_none(), "nothing ran: {body}");
+    assert_refused_before_running(&r, "4300 digits");
     assert_serving(server);
 }
 
@@ -245,18 +246,7 @@ fn bad_files_are_refused_naming_the_file() {
         json!({"script": "print('ran')\ndef main():\n    return 1\n",
                "files": {"data": "x", "data.csv": "y", "data/part1.csv": "z"}}),
     );
-    assert_eq!(
-        (r.status, r.kind()),
-        (400, "invalid_request".to_string()),
-        "{}",
-        r.text()
-    );
-    let body = r.json();
-    assert!(
-        body["error"].as_str().unwrap().contains(r#""data" is a file"#),
-        "{body}"
-    );
-    assert!(body.get("stdout").is_none(), "refused before running: {body}");
+    assert_refused_before_running(&r, r#""data" is a file and also a directory of "data/part1.csv""#);
     assert_serving(server);
 }
 

@@ -4,7 +4,7 @@
 
 use crate::error::{ApiError, ErrorKind};
 use crate::exec::{Include, JobData};
-use crate::jail::protocol::{FileContent, InputFile};
+use crate::jail::protocol::{outside_strings, FileContent, InputFile};
 use serde_json::value::RawValue;
 use serde_json::Value;
 use std::collections::HashSet;
@@ -59,17 +59,8 @@ pub fn parse(
 /// floats) of a valid JSON text has.
 fn longest_integer(json: &str) -> usize {
     let (mut longest, mut digits, mut is_float) = (0usize, 0usize, false);
-    let (mut in_string, mut escaped) = (false, false);
-    for &b in json.as_bytes() {
-        if in_string {
-            match b {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
+    // A final space ends the last number like any separator.
+    for b in outside_strings(json).chain([b' ']) {
         match b {
             b'0'..=b'9' => digits += 1,
             b'.' | b'e' | b'E' => is_float = true,
@@ -79,15 +70,10 @@ fn longest_integer(json: &str) -> usize {
                     longest = longest.max(digits);
                 }
                 (digits, is_float) = (0, false);
-                in_string = b == b'"';
             }
         }
     }
-    if is_float {
-        longest
-    } else {
-        longest.max(digits)
-    }
+    longest
 }
 
 fn invalid(message: String) -> ApiError {

@@ -12,7 +12,9 @@
 
 mod report;
 
-pub use report::{nesting, parse_frame, read_frame, CollectedFile, FrameError, Report, Usage, MAX_RESULT_DEPTH};
+pub use report::{
+    nesting, outside_strings, parse_frame, read_frame, CollectedFile, FrameError, Report, Usage, MAX_RESULT_DEPTH,
+};
 use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};

@@ -133,19 +133,9 @@ fn take_usage(fields: &mut Map<String, Value>) -> Option<Usage> {
 /// How deeply a JSON text nests its arrays and objects (the text is valid JSON): what a
 /// recursive parser would go through, for a body's `input` as for a result.
 pub fn nesting(json: &str) -> usize {
-    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
-    for &b in json.as_bytes() {
-        if in_string {
-            match b {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    for b in outside_strings(json) {
         match b {
-            b'"' => in_string = true,
             b'[' | b'{' => {
                 depth += 1;
                 deepest = deepest.max(depth);
@@ -155,6 +145,25 @@ pub fn nesting(json: &str) -> usize {
         }
     }
     deepest
+}
+
+/// The bytes of a valid JSON text that are not in a string (strings, quotes included, are
+/// left out: in valid JSON a separator always stands between a string and anything else).
+pub fn outside_strings(json: &str) -> impl Iterator<Item = u8> + '_ {
+    let (mut in_string, mut escaped) = (false, false);
+    json.bytes().filter(move |&b| {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            return false;
+        }
+        in_string = b == b'"';
+        !in_string
+    })
 }
 
 /// Parses what the result channel carried after `ready\n`. `collecting`: the request had
