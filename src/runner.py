@@ -312,23 +312,6 @@ def with_usage(dumps, tag, fields, usage):
     return frame(tag, dumps(without_surrogates(fields), ensure_ascii=True).encode("ascii"))
 
 
-def without_surrogates(value):
-    """`value` with every lone surrogate in its strings made U+FFFD, as stdout's undecodable
-    bytes are: an exception naming a file `os.fsdecode` read (`caf\udce9.csv`) is still an
-    error the host can read, whose JSON parser refuses lone surrogates."""
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-            return value
-        except UnicodeEncodeError:
-            return "".join("\ufffd" if "\ud800" <= c <= "\udfff" else c for c in value)
-    if isinstance(value, dict):
-        return {without_surrogates(k): without_surrogates(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [without_surrogates(v) for v in value]
-    return value
-
-
 def final_frame(reply, status, request, root_fd, dumps):
     """The frame for the host, without usage yet: `(tag, fields)` for an error or an exit,
     or `(b"ok", (value, files))` with the value's JSON bytes and the files' JSON text or None."""

@@ -203,6 +203,23 @@ def std_streams():
     sys.__stdin__, sys.__stdout__, sys.__stderr__ = streams
 
 
+def without_surrogates(value):
+    """`value` with every lone surrogate in its strings made U+FFFD, as stdout's undecodable
+    bytes are: an exception naming a file `os.fsdecode` read (`caf\udce9.csv`) is still an
+    error the host can read, whose JSON parser refuses lone surrogates."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+            return value
+        except UnicodeEncodeError:
+            return "".join("\ufffd" if "\ud800" <= c <= "\udfff" else c for c in value)
+    if isinstance(value, dict):
+        return {without_surrogates(k): without_surrogates(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [without_surrogates(v) for v in value]
+    return value
+
+
 def importable_by_spawned_processes(script):
     """multiprocessing's `spawn` and `forkserver` start fresh interpreters that find the
     script's functions by importing their module, `__script__`, as `python script.py` has them
