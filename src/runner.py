@@ -379,7 +379,7 @@ def warm_up(everything=False):
     executions that need them. A cold jail loads only what it ends up using. Never asyncio
     (~30 ms: ssl and all, and ~5 MB a zygote's every fork would copy) nor inspect (~10 ms):
     only an async `main` or a decorated one needs them, and imports them then."""
-    import binascii, resource, select, signal, stat, types  # noqa
+    import binascii, resource, select, signal, stat, types, warnings  # noqa
 
     if everything:
         import fnmatch, linecache, traceback  # noqa
@@ -402,16 +402,17 @@ def main():
     dumps = json.dumps
     monotonic = time.monotonic
     write_all(RESULT_FD, b"ready\n")
-    started = monotonic()
     try:
         request, script = read_request()
     except ValueError as exc:
         # The service checks the request, so only a gap in its checks lands here (an integer
         # Python will not read): an answer about the request, never the runner's traceback.
         fields = {"kind": "invalid_request", "message": "the request cannot be read: %s" % exc}
-        write_all(RESULT_FD, with_usage(dumps, b"error", fields, usage_of(started, monotonic)))
+        write_all(RESULT_FD, with_usage(dumps, b"error", fields, usage_of(monotonic(), monotonic)))
         os.close(RESULT_FD)
         return
+    # From the request's arrival: a pooled jail may have waited long for it.
+    started = monotonic()
 
     root_fd = None
     try:

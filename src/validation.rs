@@ -250,6 +250,10 @@ mod tests {
             ("def main():\n    x = (1,\n    return x\n", 2, 9, "'(' was never closed"),
             ("def main():\n    return [1, 2\n", 2, 12, "'[' was never closed"),
             ("x = (1, [2\n", 1, 9, "'[' was never closed"),
+            // No final newline: the parser runs out of source on the bracket's own line.
+            ("def main():\n    return (", 2, 12, "'(' was never closed"),
+            ("def main():\n    return (1,  # c", 2, 12, "'(' was never closed"),
+            ("(", 1, 1, "'(' was never closed"),
             (
                 "def main():\n    return r'\\'\n",
                 2,

@@ -206,6 +206,28 @@ fn files_are_written_into_a_fresh_private_working_directory() {
 }
 
 #[test]
+fn files_named_like_standard_modules_do_not_break_the_runner() {
+    // `python script.py` beside a warnings.py still runs (the interpreter loaded its own);
+    // the runner's later imports must not pick up the sent files either.
+    let files = json!({"warnings.py": "x = 1\n", "traceback.py": "x = 1\n", "contextlib.py": "x = 1\n", "inspect.py": "x = 1\n"});
+    for server in [Server::shared(), Server::shared_cold()] {
+        let r = post(
+            &server,
+            json!({"script": "def main():\n    return 1\n", "files": files.clone()}),
+        );
+        assert_eq!(r.json(), json!({"result": 1, "stdout": ""}), "{}", r.text());
+        let r = post(
+            &server,
+            json!({"script": "import functools\ndef deco(f):\n    @functools.wraps(f)\n    def w(*a):\n        return f(*a)\n    return w\n@deco\ndef main():\n    raise ValueError('mine')\n", "files": files.clone()}),
+        );
+        assert_eq!((r.status, r.kind().as_str()), (400, "runtime_error"), "{}", r.text());
+        let body = r.json();
+        assert_eq!(body["exception"]["message"], "mine", "{body}");
+        assert!(body["traceback"].as_str().unwrap().contains("in main"), "{body}");
+    }
+}
+
+#[test]
 fn bad_files_are_refused_naming_the_file() {
     let server = Server::shared_cold();
     for (name, content) in [

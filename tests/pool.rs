@@ -101,9 +101,17 @@ fn the_time_limit_counts_from_handing_over_the_script() {
     std::thread::sleep(Duration::from_secs(4));
     let script =
         format!("{JAIL_AGE}import time\ndef main():\n    age = jail_age()\n    time.sleep(1.5)\n    return age\n");
-    let r = server.execute(&script);
-    let age = r.result().as_f64().unwrap();
+    let r = server.post_json("/execute", &json!({"script": script, "include": ["usage"]}));
+    let body = r.json();
+    let age = body["result"].as_f64().unwrap();
     assert!(age >= 3.5, "expected a jail from the pool, it was {age} s old");
+    // Its usage counts from the hand-over too (a script's own SIGXCPU is told from the time
+    // limit's by it).
+    let wall_ms = body["usage"]["wall_ms"].as_f64().unwrap();
+    assert!(
+        (1500.0..3000.0).contains(&wall_ms),
+        "wall_ms {wall_ms} for a 1.5 s script"
+    );
     let r = server.execute("import time\ndef main():\n    time.sleep(5)\n");
     assert_eq!(r.kind(), "timeout");
 }

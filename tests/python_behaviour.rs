@@ -188,6 +188,10 @@ fn multiprocessing_works_with_every_start_method() {
                 r.text()
             );
         }
+        // The children read the same text as main, whatever the script's coding declaration
+        // said (the service receives text, not bytes).
+        let script = "# -*- coding: latin-1 -*-\nimport multiprocessing as mp\nS = 'é€'\ndef f(_):\n    return S\ndef main():\n    with mp.get_context('spawn').Pool(1) as pool:\n        return [S, pool.map(f, [0])[0]]\n";
+        assert_eq!(server.execute(script).result(), json!(["é€", "é€"]));
     }
 }
 

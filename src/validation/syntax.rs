@@ -16,7 +16,11 @@ pub(super) fn parse_error(script: &str, err: &rustpython_parser::ParseError) -> 
         )
     );
     if generic {
-        if let Some((message, offset)) = lexical_cause(script, err.offset.to_usize()) {
+        let at_end = matches!(
+            err.error,
+            ParseErrorType::Eof | ParseErrorType::Lexical(LexicalErrorType::Eof)
+        );
+        if let Some((message, offset)) = lexical_cause(script, err.offset.to_usize(), at_end) {
             let (line, column) = line_column(script, offset);
             return syntax_error(&message, line, column);
         }
@@ -31,8 +35,9 @@ pub(super) fn parse_error(script: &str, err: &rustpython_parser::ParseError) -> 
 
 /// What CPython's tokenizer finds when the parser gives up (it reads the whole source then):
 /// a string that never ends or a closing bracket without its opening one, anywhere; else a
-/// bracket still open at the end. The message and the byte offset CPython reports.
-fn lexical_cause(script: &str, reported: usize) -> Option<(String, usize)> {
+/// bracket still open at the end (`at_end`: the parser ran out of source). The message and
+/// the byte offset CPython reports.
+fn lexical_cause(script: &str, reported: usize, at_end: bool) -> Option<(String, usize)> {
     let mut open: Vec<(char, usize)> = Vec::new();
     let mut last_end = 0;
     for token in lex(script, Mode::Module) {
@@ -86,11 +91,12 @@ fn lexical_cause(script: &str, reported: usize) -> Option<(String, usize)> {
             Some(_) => {}
         }
     }
-    // CPython blames the innermost bracket still open at the end when the parser gave up on a
-    // later line than it opened.
+    // CPython blames the innermost bracket still open at the end when the parser ran out of
+    // source, or gave up on a later line than the bracket opened.
     let &(opening, opened_at) = open.last()?;
     let reported_line = line_column(script, reported.min(script.len())).0;
-    (reported_line > line_column(script, opened_at).0).then(|| (format!("'{opening}' was never closed"), opened_at))
+    (at_end || reported_line > line_column(script, opened_at).0)
+        .then(|| (format!("'{opening}' was never closed"), opened_at))
 }
 
 fn closing(opening: char) -> char {
