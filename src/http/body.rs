@@ -88,13 +88,12 @@ impl BodyBudget {
     /// waiting in line would let a few stalled uploads hold up every small request.
     pub fn reserve(&self, settings: &Settings, headers: &HeaderMap) -> Result<OwnedSemaphorePermit, ApiError> {
         // A body declared over the cap takes nothing: it is refused unread (`read_body`).
-        let size = declared_length(headers).map_or(settings.max_body_bytes as u64, |n| {
-            if n > settings.max_body_bytes as u64 {
-                0
-            } else {
-                n
-            }
-        });
+        let cap = settings.max_body_bytes as u64;
+        let size = match declared_length(headers) {
+            Some(n) if n > cap => 0,
+            Some(n) => n,
+            None => cap,
+        };
         // The cap is at most 1 GiB (config), well within u32.
         let size = u32::try_from(size).unwrap_or(u32::MAX);
         self.bytes.clone().try_acquire_many_owned(size).map_err(|_| {
