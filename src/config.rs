@@ -193,8 +193,22 @@ impl Settings {
         Settings::from_iter(Vec::<(String, String)>::new()).expect("the defaults are valid settings")
     }
 
+    /// The settings of this process: its environment, whose named files must exist.
     pub fn from_env() -> Result<Settings, String> {
-        Self::from_iter(std::env::vars())
+        let settings = Self::from_iter(std::env::vars())?;
+        for (name, path) in [
+            ("NSJAIL_PATH", &settings.nsjail_path),
+            ("NSJAIL_CONFIG", &settings.nsjail_config),
+            ("SANDBOX_PYTHON", &settings.sandbox_python),
+        ] {
+            if !path.exists() {
+                return Err(format!(
+                    "invalid configuration: {name}: {} does not exist",
+                    path.display()
+                ));
+            }
+        }
+        Ok(settings)
     }
 
     pub fn from_iter<I: IntoIterator<Item = (String, String)>>(vars: I) -> Result<Settings, String> {

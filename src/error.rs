@@ -102,10 +102,15 @@ pub struct ApiError {
     pub allow: Option<&'static str>,
 }
 
+/// The message is one line whatever it was built from (an exception's message is the script's
+/// text): every character that ends a line for Python's `str.splitlines` becomes a space.
+const LINE_BREAKS: [char; 10] = [
+    '\n', '\r', '\u{0b}', '\u{0c}', '\u{1c}', '\u{1d}', '\u{1e}', '\u{85}', '\u{2028}', '\u{2029}',
+];
+
 impl ApiError {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> ApiError {
-        // The message is one line, whatever it was built from.
-        let message: String = message.into().replace(['\r', '\n'], " ");
+        let message: String = message.into().replace(LINE_BREAKS, " ");
         ApiError {
             kind,
             message,
@@ -128,6 +133,18 @@ impl ApiError {
         let mut e = ApiError::new(ErrorKind::Overloaded, "every sandbox is busy; retry later");
         e.retry_after = Some(retry_after);
         e
+    }
+
+    /// A script that is not Python 3.11, at 1-based `line` and `column`: found by the
+    /// validator, or by CPython's compiler in the sandbox for what only it checks. `class`:
+    /// SyntaxError or one of its subclasses (IndentationError, TabError), as CPython says.
+    pub fn syntax_error(class: &str, message: &str, line: u64, column: u64) -> ApiError {
+        ApiError::new(
+            ErrorKind::SyntaxError,
+            format!("{class}: {message} (line {line}, column {column})"),
+        )
+        .with("line", line)
+        .with("column", column)
     }
 
     pub fn method_not_allowed(allow: &'static str) -> ApiError {
@@ -188,6 +205,9 @@ mod tests {
             .with("column", 7);
         let body = e.body();
         assert_eq!(body["error"], "bad thing");
+        let every_break = "a\r\nb\rc\u{0b}d\u{0c}e\u{1c}f\u{1d}g\u{1e}h\u{85}i\u{2028}j\u{2029}k";
+        let message = ApiError::new(ErrorKind::RuntimeError, every_break).message;
+        assert_eq!(message, "a  b c d e f g h i j k");
         assert_eq!(body["kind"], "syntax_error");
         assert_eq!(body["line"], 3);
         assert_eq!(body["column"], 7);

@@ -51,7 +51,11 @@ pub fn validate(script: &str) -> Result<ScriptInfo, ApiError> {
     }
     let mut info = ScriptInfo {
         imports_data_libraries: false,
-        main_takes_input: main_takes_input(&mains),
+        main_takes_input: if main_bound_otherwise(&suite, true) {
+            None
+        } else {
+            main_takes_input(&mains)
+        },
         imports_chart_library: false,
     };
     note_imports(&suite, &mut info);
@@ -127,7 +131,7 @@ fn find_main<'a>(body: &'a [Stmt], found: &mut Vec<MainDef<'a>>) {
                 continue;
             }
         };
-        if name == "main" || (!name.is_ascii() && could_normalise_to_main(name)) {
+        if may_be_main(name) {
             found.push(MainDef {
                 exact: name == "main",
                 args,
@@ -135,6 +139,75 @@ fn find_main<'a>(body: &'a [Stmt], found: &mut Vec<MainDef<'a>>) {
             });
         }
     }
+}
+
+fn may_be_main(name: &str) -> bool {
+    name == "main" || (!name.is_ascii() && could_normalise_to_main(name))
+}
+
+/// Whether something other than a `def` may bind `main` in module scope: an assignment, an
+/// import, a class, a loop, `with` or `except` target, `del`, or a `global main` anywhere
+/// (`main = lambda data: ...` after a `def main()`). Then only the running script can tell
+/// what `main` takes.
+fn main_bound_otherwise(body: &[Stmt], module_scope: bool) -> bool {
+    body.iter().any(|stmt| {
+        let binds = module_scope
+            && match stmt {
+                Stmt::Assign(s) => s.targets.iter().any(names_main),
+                Stmt::AugAssign(s) => names_main(&s.target),
+                Stmt::AnnAssign(s) => names_main(&s.target),
+                Stmt::Delete(s) => s.targets.iter().any(names_main),
+                Stmt::For(s) => names_main(&s.target),
+                Stmt::AsyncFor(s) => names_main(&s.target),
+                Stmt::With(s) => s
+                    .items
+                    .iter()
+                    .any(|i| i.optional_vars.as_deref().is_some_and(names_main)),
+                Stmt::AsyncWith(s) => s
+                    .items
+                    .iter()
+                    .any(|i| i.optional_vars.as_deref().is_some_and(names_main)),
+                Stmt::Import(s) => s.names.iter().any(|a| {
+                    may_be_main(
+                        a.asname
+                            .as_ref()
+                            .map_or_else(|| a.name.split('.').next().unwrap_or(""), |n| n.as_str()),
+                    )
+                }),
+                Stmt::ImportFrom(s) => s
+                    .names
+                    .iter()
+                    .any(|a| a.name.as_str() == "*" || may_be_main(a.asname.as_ref().unwrap_or(&a.name).as_str())),
+                Stmt::ClassDef(s) => may_be_main(s.name.as_str()),
+                Stmt::Try(s) => handlers_name_main(&s.handlers),
+                Stmt::TryStar(s) => handlers_name_main(&s.handlers),
+                _ => false,
+            };
+        let declared_global = matches!(stmt, Stmt::Global(s) if s.names.iter().any(|n| may_be_main(n.as_str())));
+        binds || declared_global || {
+            let (nested, in_scope) = blocks(stmt);
+            nested
+                .into_iter()
+                .any(|block| main_bound_otherwise(block, module_scope && in_scope))
+        }
+    })
+}
+
+fn names_main(target: &ast::Expr) -> bool {
+    match target {
+        ast::Expr::Name(n) => may_be_main(n.id.as_str()),
+        ast::Expr::Tuple(t) => t.elts.iter().any(names_main),
+        ast::Expr::List(l) => l.elts.iter().any(names_main),
+        ast::Expr::Starred(s) => names_main(&s.value),
+        _ => false,
+    }
+}
+
+fn handlers_name_main(handlers: &[ast::ExceptHandler]) -> bool {
+    handlers.iter().any(|h| {
+        let ast::ExceptHandler::ExceptHandler(h) = h;
+        h.name.as_ref().is_some_and(|n| may_be_main(n.as_str()))
+    })
 }
 
 /// Python NFKC-normalises identifiers; without Unicode tables here, a non-ASCII name of four
@@ -197,199 +270,7 @@ fn note_imports(body: &[Stmt], info: &mut ScriptInfo) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn kind(script: &str) -> &'static str {
-        match validate(script) {
-            Ok(_) => "ok",
-            Err(e) => e.kind.as_str(),
-        }
-    }
-
-    #[test]
-    fn accepts_main_in_its_forms() {
-        assert_eq!(kind("def main():\n    return 1\n"), "ok");
-        assert_eq!(kind("async def main():\n    return 1\n"), "ok");
-        assert_eq!(
-            kind("import functools\n@functools.cache\ndef main():\n    return 1\n"),
-            "ok"
-        );
-        assert_eq!(
-            kind("try:\n    import x\nexcept ImportError:\n    pass\nif True:\n    def main(): pass\n"),
-            "ok"
-        );
-    }
-
-    #[test]
-    fn rejects_missing_or_nested_main() {
-        assert_eq!(kind("x = 1\n"), "missing_main");
-        assert_eq!(kind(""), "missing_main");
-        assert_eq!(kind("def helper():\n    def main(): pass\n"), "missing_main");
-        assert_eq!(kind("class C:\n    def main(self): pass\n"), "missing_main");
-        assert_eq!(kind("main = lambda: 1\n"), "missing_main");
-        assert_eq!(kind("def Main(): pass\n"), "missing_main");
-    }
-
-    #[test]
-    fn syntax_errors_carry_one_based_line_and_column() {
-        let err = validate("def main():\n    return (1,\n").unwrap_err();
-        assert_eq!(err.kind, ErrorKind::SyntaxError);
-        assert!(err.fields["line"].as_u64().unwrap() >= 2);
-        assert!(err.fields["column"].as_u64().unwrap() >= 1);
-
-        let err = validate("def main():\n    x = = 2\n").unwrap_err();
-        assert_eq!(err.fields["line"], 2);
-        assert_eq!(err.fields["column"], 9);
-    }
-
-    #[test]
-    fn unclosed_brackets_and_strings_are_located_where_cpython_locates_them() {
-        // (script, CPython 3.11's line, column and message)
-        for (script, line, column, message) in [
-            ("def main():\n    x = (1,\n    return x\n", 2, 9, "'(' was never closed"),
-            ("def main():\n    return [1, 2\n", 2, 12, "'[' was never closed"),
-            ("x = (1, [2\n", 1, 9, "'[' was never closed"),
-            // No final newline: the parser runs out of source on the bracket's own line.
-            ("def main():\n    return (", 2, 12, "'(' was never closed"),
-            ("def main():\n    return (1,  # c", 2, 12, "'(' was never closed"),
-            ("(", 1, 1, "'(' was never closed"),
-            (
-                "def main():\n    return r'\\'\n",
-                2,
-                12,
-                "unterminated string literal (detected at line 2)",
-            ),
-            (
-                "x = 'é' + 'abc\n",
-                1,
-                11,
-                "unterminated string literal (detected at line 1)",
-            ),
-            (
-                "def main():\n    return b'abc\n",
-                2,
-                12,
-                "unterminated string literal (detected at line 2)",
-            ),
-            (
-                "x = \"\"\"\nabc\n\n",
-                1,
-                5,
-                "unterminated triple-quoted string literal (detected at line 3)",
-            ),
-            (
-                "foo(1 2)\nx = 'abc\n",
-                2,
-                5,
-                "unterminated string literal (detected at line 2)",
-            ),
-            ("x = }\ndef main(): pass\n", 1, 5, "unmatched '}'"),
-            ("def main():\n    return 1\n)\n", 3, 1, "unmatched ')'"),
-            (
-                "x = (1]\n",
-                1,
-                7,
-                "closing parenthesis ']' does not match opening parenthesis '('",
-            ),
-            (
-                "x = (1,\n 2]\n",
-                2,
-                3,
-                "closing parenthesis ']' does not match opening parenthesis '(' on line 1",
-            ),
-            // A bracket open on the line the parser stopped at is not blamed.
-            ("def main(:\n    return 1\n", 1, 10, "invalid syntax"),
-            ("def f(:\n  pass\nx = (\n", 1, 7, "invalid syntax"),
-        ] {
-            let err = validate(script).unwrap_err();
-            assert_eq!(err.kind, ErrorKind::SyntaxError, "{script:?}");
-            assert_eq!(
-                (&err.fields["line"], &err.fields["column"]),
-                (&line.into(), &column.into()),
-                "{script:?}: {}",
-                err.message
-            );
-            assert!(
-                err.message.starts_with(&format!("SyntaxError: {message}")),
-                "{script:?}: {}",
-                err.message
-            );
-        }
-    }
-
-    #[test]
-    fn null_bytes_are_syntax_errors() {
-        let err = validate("def main():\n    return 1\0\n").unwrap_err();
-        assert_eq!(err.kind, ErrorKind::SyntaxError);
-        assert_eq!(err.fields["line"], 2);
-        assert_eq!(err.fields["column"], 13);
-    }
-
-    #[test]
-    fn accepts_consistent_tabs_after_spaces() {
-        assert_eq!(kind("def main():\n  \tx = 1\n  \treturn x\n"), "ok");
-        assert_eq!(kind("def main():\n        x = 1\n\treturn x\n"), "syntax_error");
-    }
-
-    #[test]
-    fn main_in_letters_python_normalises() {
-        assert_eq!(kind("def \u{ff4d}\u{ff41}\u{ff49}\u{ff4e}():\n    return 1\n"), "ok");
-        assert_eq!(
-            kind("def \u{1d52a}\u{1d51e}\u{1d526}\u{1d52b}():\n    return 1\n"),
-            "ok"
-        );
-        assert_eq!(kind("def caf\u{e9}():\n    return 1\n"), "missing_main");
-    }
-
-    #[test]
-    fn knows_whether_main_takes_input() {
-        let takes = |s: &str| validate(s).unwrap().main_takes_input;
-        assert_eq!(takes("def main():\n    pass\n"), Some(false));
-        assert_eq!(takes("def main(*, flag=1):\n    pass\n"), Some(false));
-        assert_eq!(takes("def main(data):\n    pass\n"), Some(true));
-        assert_eq!(takes("async def main(data=None, /):\n    pass\n"), Some(true));
-        assert_eq!(takes("def main(*args):\n    pass\n"), Some(true));
-        assert_eq!(
-            takes("import functools\n@functools.cache\ndef main():\n    pass\n"),
-            None
-        );
-        assert_eq!(
-            takes("if 1:\n    def main(): pass\nelse:\n    def main(x): pass\n"),
-            None
-        );
-        assert_eq!(takes("def \u{ff4d}\u{ff41}\u{ff49}\u{ff4e}():\n    pass\n"), None);
-    }
-
-    #[test]
-    fn notes_data_library_imports_anywhere() {
-        let info = |s: &str| validate(s).unwrap().imports_data_libraries;
-        assert!(info("import pandas as pd\ndef main(): pass\n"));
-        assert!(info("def main():\n    import numpy.linalg\n"));
-        assert!(info(
-            "def main():\n    try:\n        from pandas import DataFrame\n    finally:\n        pass\n"
-        ));
-        assert!(!info("import json\ndef main(): pass\n"));
-        assert!(!info("import numpyish\ndef main(): pass\n"));
-        assert!(!info("from . import pandas\ndef main(): pass\n"));
-    }
-
-    #[test]
-    fn notes_matplotlib_imports_anywhere() {
-        let info = |s: &str| validate(s).unwrap();
-        let chart = |s: &str| info(s).imports_chart_library;
-        assert!(chart("import matplotlib.pyplot as plt\ndef main(): pass\n"));
-        assert!(chart("import json, matplotlib\ndef main(): pass\n"));
-        assert!(chart("def main():\n    from matplotlib import pyplot\n"));
-        assert!(chart(
-            "import pandas\ndef main():\n    if 1:\n        import matplotlib.pyplot\n"
-        ));
-        assert!(info("import pandas\nimport matplotlib\ndef main(): pass\n").imports_data_libraries);
-        assert!(!chart("import pandas\ndef main(): pass\n"));
-        assert!(!chart("import matplotlibx\ndef main(): pass\n"));
-        assert!(!chart("from .matplotlib import x\ndef main(): pass\n"));
-    }
-}
+mod tests;
 
 /// Validation must never reject what CPython 3.11 accepts: a corpus of real-world-shaped
 /// scripts (tests/corpus), each checked against CPython itself and against the validator.

@@ -444,6 +444,11 @@ fn server_timing_on_every_execute_answer() {
         }
         exchanges.push(exchange("POST", "/execute", &r));
     }
+    // A wrong method is an /execute answer too.
+    let r = server.request("GET", "/execute", &[], b"");
+    assert_eq!((r.status, r.kind().as_str()), (405, "method_not_allowed"));
+    let names: Vec<String> = server_timing(&r).into_iter().map(|(name, _)| name).collect();
+    assert_eq!(names, ["validate", "queue", "sandbox", "total"]);
     assert_as_described(&exchanges);
 }
 

@@ -173,6 +173,31 @@ fn syntax_error_is_400_with_line_and_column() {
     assert_eq!(body["line"], 2);
     assert!(body["column"].as_u64().unwrap() >= 1);
     assert!(body["error"].as_str().unwrap().contains("SyntaxError"));
+    // What only CPython's compiler checks is refused in the sandbox, before the module runs:
+    // the same answer, where CPython puts it, and nothing of an execution (no output, usage).
+    for (script, message, line, column) in [
+        (
+            "print('ran')\nreturn 5\ndef main():\n    pass\n",
+            "'return' outside function",
+            2,
+            1,
+        ),
+        ("def main():\n    break\n", "'break' outside loop", 2, 5),
+        (
+            "def main():\n    x = 1\n    global x\n",
+            "name 'x' is assigned to before global declaration",
+            3,
+            5,
+        ),
+    ] {
+        let body = server.execute(script).json();
+        let expected = format!("SyntaxError: {message} (line {line}, column {column})");
+        assert_eq!(
+            body,
+            json!({"error": expected, "kind": "syntax_error", "line": line, "column": column}),
+            "{script}"
+        );
+    }
     assert_serving(&server);
 }
 
@@ -212,6 +237,19 @@ fn runtime_error_has_exception_and_a_clean_traceback() {
         !tb.contains("runner") && !tb.contains("<string>") && !tb.contains("/work/"),
         "{tb}"
     );
+}
+
+/// `error` is one line for any reader: Python's `splitlines` finds none of the line breaks an
+/// exception's message may carry (the `exception` field keeps the message as raised).
+#[test]
+fn an_exception_message_with_line_breaks_is_one_line_in_error() {
+    let server = Server::shared();
+    let message = "a\nb\r\nc\u{0b}d\u{0c}e\u{1c}f\u{1d}g\u{1e}h\u{85}i\u{2028}j\u{2029}k";
+    let script = format!("def main():\n    raise ValueError({})\n", json!(message));
+    let body = server.execute(&script).json();
+    assert_eq!(body["kind"], "runtime_error");
+    assert_eq!(body["error"], "ValueError: a b  c d e f g h i j k");
+    assert_eq!(body["exception"]["message"], message);
 }
 
 #[test]
@@ -563,6 +601,14 @@ fn overloaded_when_the_queue_wait_runs_out() {
     std::thread::sleep(std::time::Duration::from_millis(400));
     let r = server.execute("def main():\n    return 1\n");
     assert_eq!((r.status, r.kind().as_str()), (429, "overloaded"));
+    // Server-Timing says where its time went: waiting in the queue.
+    let timing = r.header("server-timing").unwrap_or_default().to_string();
+    let queued_ms: f64 = timing
+        .split(", ")
+        .find_map(|metric| metric.strip_prefix("queue;dur="))
+        .and_then(|ms| ms.parse().ok())
+        .unwrap_or_else(|| panic!("no queue time in {timing:?}"));
+    assert!(queued_ms >= 450.0, "{timing}");
     running.join().unwrap();
     assert_serving(&server);
 }

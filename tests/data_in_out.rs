@@ -117,6 +117,14 @@ fn input_is_handed_to_main_as_data() {
     assert_eq!(r.result(), json!([]));
     let r = post(&server, json!({"script": "def main(v=5):\n    return v\n", "input": 6}));
     assert_eq!(r.result(), json!(6));
+    // The main that is called is the one bound last, whatever bound it.
+    for script in [
+        "def main():\n    pass\nmain = lambda x: ['lambda', x]\n",
+        "def main():\n    pass\nclass Call:\n    def __call__(self, x):\n        return ['lambda', x]\nmain = Call()\n",
+    ] {
+        let r = post(&server, json!({"script": script, "input": 5}));
+        assert_eq!(r.result(), json!(["lambda", 5]), "{script}: {}", r.text());
+    }
     // async and *args mains take it too.
     let r = post(
         &server,
@@ -141,6 +149,9 @@ fn input_for_a_main_without_parameters_is_refused_before_running() {
     );
     assert_eq!(r.kind(), "invalid_request", "{}", r.text());
     assert_eq!(r.status, 400);
+    // In the same words as the refusal before running.
+    let before = post(&server, json!({"script": "def main():\n    return 1\n", "input": 1}));
+    assert_eq!(r.json()["error"], before.json()["error"]);
 }
 
 #[test]

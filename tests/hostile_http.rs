@@ -545,6 +545,47 @@ fn a_client_that_hangs_up_stops_its_execution_and_frees_its_slot() {
     );
 }
 
+/// Clients that hang up while their jail is being made (forked, moved into its cgroup) leave
+/// no cgroup behind: an unauthenticated client could otherwise grow the host's cgroups.
+#[test]
+fn clients_that_hang_up_while_their_jail_starts_leave_no_cgroup_behind() {
+    let server = Server::start();
+    let jail_cgroups = || {
+        let mut names: Vec<String> = common::service_cgroups(server.pid())
+            .iter()
+            .flat_map(|parent| std::fs::read_dir(parent).into_iter().flatten().flatten())
+            .filter(|entry| entry.path().is_dir())
+            .map(|entry| entry.path().display().to_string())
+            .collect();
+        names.sort();
+        names
+    };
+    // The zygotes' own, and nothing else.
+    let before = jail_cgroups();
+    let body = json!({"script": "import time\ndef main():\n    time.sleep(5)\n"}).to_string();
+    for i in 0..40u64 {
+        let mut stream = server.connect();
+        write!(
+            stream,
+            "POST /execute HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .expect("send");
+        std::thread::sleep(Duration::from_millis(i % 8 * 4));
+        drop(stream);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while jail_cgroups() != before {
+        assert!(
+            Instant::now() < deadline,
+            "left behind: {:?} (before: {before:?})",
+            jail_cgroups()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    common::assert_serving(&server);
+}
+
 #[test]
 fn uploads_at_once_are_held_to_a_memory_budget() {
     // The budget: as many full bodies as can run or wait (1 + 1 here), 200 000 bytes.

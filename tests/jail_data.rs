@@ -30,7 +30,7 @@ impl Sandbox {
     async fn run(&self, request: RunRequest<'_>) -> Execution {
         let spec = JailSpec::cold(Flavour::Plain, self.settings.limits.memory_bytes, TIMEOUT);
         let jail = self.launcher.start(spec).await.expect("a jail starts");
-        jail.run(request, TIMEOUT).await
+        jail.run(request, TIMEOUT, python_executor::jail::never_stopped()).await
     }
 
     fn request<'a>(&self, script: &'a str) -> RunRequest<'a> {

@@ -155,3 +155,17 @@ fn a_memory_limit_too_low_for_python_to_start_is_a_memory_limit_answer() {
     drop(server);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A service limit too small for a flavour's imports (numpy and pandas ahead of the script
+/// need more than 32 MiB) must not turn its scripts away as "retry later" forever: they run in
+/// plain jails, importing what they need themselves, and meet the limit themselves if they must.
+#[test]
+fn a_flavour_that_cannot_start_under_the_memory_limit_leaves_its_scripts_to_plain_jails() {
+    let server = Server::start_with(&[("MEMORY_LIMIT_MB", "32")]);
+    for _ in 0..2 {
+        let r = server.execute("import numpy\ndef main():\n    return int(numpy.int64(7))\n");
+        assert_eq!(r.json(), json!({"result": 7, "stdout": ""}), "{}", r.text());
+        let r = server.execute("import pandas\ndef main():\n    return 1\n");
+        assert_eq!((r.status, r.kind()), (400, "memory_limit".to_string()), "{}", r.text());
+    }
+}

@@ -15,6 +15,9 @@ fn a_bad_setting_stops_start_up_naming_the_variable() {
         ("SANDBOX_CGROUP", "v9"),
         ("POOL_SIZE", "-3"),
         ("JAIL_UID_BASE", "4294967295"),
+        ("NSJAIL_PATH", "/nonexistent/nsjail"),
+        ("NSJAIL_CONFIG", ""),
+        ("SANDBOX_PYTHON", "/nonexistent/python3"),
     ] {
         let err = Server::try_start(&[(var, value)])
             .err()
@@ -26,14 +29,12 @@ fn a_bad_setting_stops_start_up_naming_the_variable() {
 
 #[test]
 fn no_working_sandbox_means_no_service() {
-    // nsjail missing.
-    let err = Server::try_start(&[("NSJAIL_PATH", "/nonexistent/nsjail")])
+    // nsjail there but not working (a missing one is a bad setting, above).
+    let err = Server::try_start(&[("NSJAIL_PATH", "/bin/false")])
         .err()
-        .expect("started without nsjail");
-    assert!(
-        err.contains("refusing to start") || err.contains("NSJAIL_PATH"),
-        "{err}"
-    );
+        .expect("started with an nsjail that does nothing");
+    assert!(err.contains("refusing to start"), "{err}");
+    assert!(err.contains("exited with exit status: 1"), "{err}");
     // A config nsjail rejects: the probe fails, and the service does not fall back to running
     // anything without it.
     let dir = tempfile::tempdir().unwrap();
@@ -187,11 +188,13 @@ fn shutdown_does_not_wait_past_its_grace_period() {
         "{}",
         running.text()
     );
-    assert!(
-        running.json()["error"].as_str().unwrap().contains("shutting down"),
-        "{}",
-        running.text()
-    );
+    let body = running.json();
+    assert!(body["error"].as_str().unwrap().contains("shutting down"), "{body}");
+    // It had started: what it printed and what it cost come with the answer, as with any
+    // error after the start.
+    assert_eq!(body["stdout"], "started\n", "{body}");
+    assert_eq!(body["stderr"], "", "{body}");
+    assert!(body["usage"]["wall_ms"].as_f64().unwrap() > 500.0, "{body}");
     std::thread::sleep(Duration::from_millis(300));
     common::assert_no_jail_left(pid);
 }

@@ -35,7 +35,12 @@ impl Jail for NoJail {
 
     fn to_foreground(&self) {}
 
-    fn run<'a>(self, _: RunRequest<'a>, _: Duration) -> impl Future<Output = Execution> + Send + 'a {
+    fn run<'a>(
+        self,
+        _: RunRequest<'a>,
+        _: Duration,
+        _: tokio::sync::watch::Receiver<bool>,
+    ) -> impl Future<Output = Execution> + Send + 'a {
         async { unreachable!("no script gets past this test's validator") }
     }
 }

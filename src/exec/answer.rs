@@ -28,8 +28,15 @@ pub fn interpret(execution: Execution, job: &Job, result_limit: usize) -> Result
             })
         }
         Ending::Reported(Report::Error { kind, fields, usage }) => {
+            let error = runner_error(&kind, fields, limit_mb, result_limit);
+            if error.kind == ErrorKind::SyntaxError {
+                // CPython's compiler refused what only it checks (`return` outside a
+                // function, ...): the script never started, so no output and no usage, as
+                // when the validator refuses it.
+                return Err(error);
+            }
             reported = usage;
-            runner_error(&kind, fields, limit_mb, result_limit)
+            error
         }
         Ending::Reported(Report::Exited {
             exit_code,
@@ -40,6 +47,10 @@ pub fn interpret(execution: Execution, job: &Job, result_limit: usize) -> Result
             exited(exit_code, signal, job, usage_of(usage, &accounting).wall_ms)
         }
         Ending::TimedOut => timeout(job.timeout),
+        Ending::Stopped => ApiError::new(
+            ErrorKind::Unavailable,
+            "the service is shutting down and stopped this execution before it ended; retry",
+        ),
         Ending::OutOfMemory => memory_limit(limit_mb),
         Ending::ResultTooLarge => result_too_large(result_limit),
         Ending::ResultTooDeep => ApiError::new(
@@ -67,14 +78,6 @@ pub fn interpret(execution: Execution, job: &Job, result_limit: usize) -> Result
     };
     let usage = usage_of(reported, &accounting);
     Err(with_output(error, &stdout, &stderr).with("usage", serde_json::to_value(usage).unwrap_or_default()))
-}
-
-/// A running execution stopped because the service's shutdown grace ran out.
-pub fn stopped_by_shutdown() -> ApiError {
-    ApiError::new(
-        ErrorKind::Unavailable,
-        "the service is shutting down and stopped this execution before it ended; retry",
-    )
 }
 
 /// An execution's usage: the cgroup's counters where the jail has them (the sandbox's own
@@ -200,11 +203,17 @@ fn runner_error(kind: &str, fields: Map<String, Value>, limit_mb: u64, result_li
             "the script corrupted the result channel (unknown error kind)",
         );
     };
-    let mut error = ApiError::new(kind, message);
+    let mut error = ApiError::new(kind, message.clone());
     match kind {
         ErrorKind::SyntaxError => {
             let number = |key: &str| fields.get(key).and_then(Value::as_u64).unwrap_or(1).max(1);
-            error = error.with("line", number("line")).with("column", number("column"));
+            let (class, message) = match message.split_once(": ") {
+                Some((class, rest)) if ["SyntaxError", "IndentationError", "TabError"].contains(&class) => {
+                    (class, rest)
+                }
+                _ => ("SyntaxError", message.as_str()),
+            };
+            error = ApiError::syntax_error(class, message, number("line"), number("column"));
         }
         ErrorKind::RuntimeError => {
             if let Some(Value::Object(exception)) = fields.get("exception") {

@@ -90,8 +90,9 @@ impl<L: Launcher> Executor<L> {
 
     pub async fn run(&self, mut job: Job, timings: &mut Timings) -> Result<Success, ApiError> {
         let queued = Instant::now();
-        let _slot = self.admission.admit().await?;
-        timings.queue = queued.elapsed();
+        let admitted = self.admission.admit().await;
+        timings.queue = queued.elapsed(); // also for a request refused after waiting
+        let _slot = admitted?;
 
         let started = Instant::now();
         let lowered_memory = job.memory_bytes < self.limits.memory_bytes;
@@ -104,7 +105,15 @@ impl<L: Launcher> Executor<L> {
             (info, false) if info.imports_data_libraries => Flavour::Data,
             _ => Flavour::Plain,
         };
-        let jail = self.jail(flavour, job.timeout, job.memory_bytes).await?;
+        let jail = match self.jail(flavour, job.timeout, job.memory_bytes).await {
+            // A flavour whose imports cannot start (they do not fit a small MEMORY_LIMIT_MB,
+            // say) must not refuse scripts a plain jail can run: the script imports what it
+            // needs itself, and meets the limit itself if it must.
+            Err(error) if error.kind == ErrorKind::Unavailable && flavour != Flavour::Plain => {
+                self.jail(Flavour::Plain, job.timeout, job.memory_bytes).await?
+            }
+            jail => jail?,
+        };
         let data = std::mem::take(&mut job.data);
         let request = RunRequest {
             input: data.input,
@@ -113,12 +122,7 @@ impl<L: Launcher> Executor<L> {
             ..RunRequest::new(&job.script, self.limits.max_result_bytes)
         };
         job.data.include = data.include;
-        let mut stopping = self.stopping.subscribe();
-        let execution = tokio::select! {
-            execution = jail.run(request, job.timeout) => execution,
-            // Dropping the run kills the jail.
-            _ = stopping.wait_for(|stop| *stop) => return Err(answer::stopped_by_shutdown()),
-        };
+        let execution = jail.run(request, job.timeout, self.stopping.subscribe()).await;
         timings.sandbox = started.elapsed();
         answer::interpret(execution, &job, self.limits.max_result_bytes)
     }

@@ -281,10 +281,14 @@ async fn route<L: Launcher>(
     timings: &mut Option<(Duration, Timings)>,
 ) -> Result<Response<Body>, ApiError> {
     match request.uri().path() {
-        "/execute" => match *request.method() {
-            Method::POST => run_script(app, request, timings).await,
-            _ => Err(ApiError::method_not_allowed("POST")),
-        },
+        "/execute" => {
+            // Every /execute answer gets Server-Timing, refusals included (with zero durations).
+            *timings = Some((Duration::ZERO, Timings::default()));
+            match *request.method() {
+                Method::POST => run_script(app, request, timings).await,
+                _ => Err(ApiError::method_not_allowed("POST")),
+            }
+        }
         "/health" => match *request.method() {
             Method::GET | Method::HEAD => {
                 let draining = app.draining.load(Ordering::Acquire);
@@ -310,8 +314,6 @@ async fn run_script<L: Launcher>(
     request: Request<Incoming>,
     timings: &mut Option<(Duration, Timings)>,
 ) -> Result<Response<Body>, ApiError> {
-    // Every /execute answer gets Server-Timing, refusals included (with zero durations).
-    *timings = Some((Duration::ZERO, Timings::default()));
     if app.draining.load(Ordering::Acquire) {
         return Err(ApiError::new(ErrorKind::Unavailable, "shutting down"));
     }

@@ -20,6 +20,7 @@ pub use protocol::{CollectedFile, FileContent, InputFile, Report, RunRequest, Us
 use serde::Serialize;
 use std::future::Future;
 use std::time::{Duration, Instant};
+use tokio::sync::watch;
 
 /// Modules a "data" jail has imported before its script arrives.
 pub const DATA_LIBRARIES: &[&str] = &["numpy", "pandas"];
@@ -217,6 +218,8 @@ pub enum Ending {
     Reported(Report),
     /// The wall-time limit ran out; the jail was killed.
     TimedOut,
+    /// The service stopped it (its shutdown grace ran out); the jail was killed.
+    Stopped,
     /// The kernel killed the jail (or part of it) for exceeding its memory limit.
     OutOfMemory,
     /// The result frame grew past the result limit (plus the frame's own overhead).
@@ -286,6 +289,12 @@ pub trait Launcher: Send + Sync + 'static {
     }
 }
 
+/// A `stop` for `Jail::run` that nothing turns (the start-up probe's and the zygote check's
+/// own executions): its sender is gone.
+pub fn never_stopped() -> watch::Receiver<bool> {
+    watch::channel(false).1
+}
+
 /// A started jail whose runner waits for its one script.
 pub trait Jail: Send + 'static {
     /// When the jail was started (a warm jail retires after the pool's idle limit).
@@ -297,7 +306,13 @@ pub trait Jail: Send + 'static {
     /// A warm jail is about to serve a request: from now on it competes for CPU like any.
     fn to_foreground(&self);
 
-    /// Hands over the script and waits for the end: a report, the time limit, or the jail
-    /// dying. Consumes the jail: it is destroyed afterwards, whatever happened.
-    fn run<'a>(self, request: RunRequest<'a>, timeout: Duration) -> impl Future<Output = Execution> + Send + 'a;
+    /// Hands over the script and waits for the end: a report, the time limit, the jail
+    /// dying, or `stop` turning true (the service stops it). Consumes the jail: it is
+    /// destroyed afterwards, whatever happened.
+    fn run<'a>(
+        self,
+        request: RunRequest<'a>,
+        timeout: Duration,
+        stop: watch::Receiver<bool>,
+    ) -> impl Future<Output = Execution> + Send + 'a;
 }

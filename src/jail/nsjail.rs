@@ -78,15 +78,6 @@ impl Nsjail {
         uid_base: u32,
     ) -> Result<Nsjail, String> {
         let ids = JailIds::new(uid_base);
-        for (name, path) in [
-            ("NSJAIL_PATH", nsjail),
-            ("NSJAIL_CONFIG", config),
-            ("SANDBOX_PYTHON", python),
-        ] {
-            if !path.exists() {
-                return Err(format!("{name}: {} does not exist", path.display()));
-            }
-        }
         // A virtualenv (pyvenv.cfg beside its bin/) is mounted read-only at a fixed path, so
         // no host path shows up inside the jail; a Python under /usr is already mounted.
         let (jail_python, venv) = match python.parent().and_then(Path::parent) {
@@ -166,7 +157,6 @@ impl Nsjail {
             ),
             None => None,
         };
-        let mut guard = CgroupGuard(cgroup);
         let pipe_error = |e: io::Error| JailError::new(format!("pipe: {e}"));
         let (result_r, result_w) = make_pipe().map_err(pipe_error)?;
         let (log_r, log_w) = make_pipe().map_err(pipe_error)?;
@@ -178,7 +168,7 @@ impl Nsjail {
         for end in [&stdout_w, &stderr_w] {
             writable_by_jail(end).map_err(pipe_error)?;
         }
-        let join_files = guard.0.as_ref().map(|c| c.join_files().to_vec()).unwrap_or_default();
+        let join_files = cgroup.as_ref().map(|c| c.join_files().to_vec()).unwrap_or_default();
         let fds = vec![(result_w.as_raw_fd(), RESULT_FD), (log_w.as_raw_fd(), LOG_FD)];
         let mut command = self.command(&self.arguments(spec, id.get()), join_files, fds);
         command
@@ -208,7 +198,7 @@ impl Nsjail {
             stderr: Some(stderr),
             result,
             log_reader,
-            cgroup: guard.0.take(),
+            cgroup,
             _id: id,
             output_cap: self.limits.max_output_bytes,
             started: Instant::now(),
@@ -259,24 +249,6 @@ impl Launcher for Nsjail {
 }
 
 /// Removes a cgroup if `spawn` fails halfway.
-struct CgroupGuard(Option<JailCgroup>);
-
-impl Drop for CgroupGuard {
-    fn drop(&mut self) {
-        if let Some(cgroup) = self.0.take() {
-            remove_off_thread(cgroup);
-        }
-    }
-}
-
-/// Removing a cgroup may wait for killed processes to exit: never on an async worker.
-fn remove_off_thread(cgroup: JailCgroup) {
-    match tokio::runtime::Handle::try_current() {
-        Ok(runtime) => drop(runtime.spawn_blocking(move || cgroup.remove())),
-        Err(_) => cgroup.remove(),
-    }
-}
-
 /// A started jail: its runner is loading or waiting for a script. Started by nsjail (`child`),
 /// or forked by a zygote (`parent` keeps the zygote alive while the jail lives: the jail is
 /// in the zygote's PID namespace tree and would die with it).
@@ -312,8 +284,13 @@ impl crate::jail::Jail for NsjailJail {
         }
     }
 
-    fn run<'a>(self, request: RunRequest<'a>, timeout: Duration) -> impl Future<Output = Execution> + Send + 'a {
-        self.run_script(request, timeout)
+    fn run<'a>(
+        self,
+        request: RunRequest<'a>,
+        timeout: Duration,
+        stop: watch::Receiver<bool>,
+    ) -> impl Future<Output = Execution> + Send + 'a {
+        self.run_script(request, timeout, stop)
     }
 }
 
@@ -329,7 +306,6 @@ impl NsjailJail {
         parent: Arc<dyn std::any::Any + Send + Sync>,
         output_cap: usize,
     ) -> Result<NsjailJail, JailError> {
-        let mut guard = CgroupGuard(Some(cgroup));
         let pipe_error = |e: io::Error| JailError::new(format!("pipe: {e}"));
         let receiver = |fd| pipe::Receiver::from_owned_fd(fd).map_err(pipe_error);
         let stdin = pipe::Sender::from_owned_fd(stdin).map_err(pipe_error)?;
@@ -343,7 +319,7 @@ impl NsjailJail {
             stderr: Some(receiver(stderr)?),
             result: receiver(result)?,
             log_reader: tokio::spawn(async { Captured::default() }),
-            cgroup: guard.0.take(),
+            cgroup: Some(cgroup),
             output_cap,
             started: Instant::now(),
         })
@@ -416,8 +392,6 @@ impl Drop for NsjailJail {
         self.kill();
         self.log_reader.abort();
         self.parent.take();
-        if let Some(cgroup) = self.cgroup.take() {
-            remove_off_thread(cgroup);
-        }
+        self.cgroup.take(); // removed as it is dropped
     }
 }

@@ -149,7 +149,9 @@ async fn run_probe(launcher: &Nsjail, memory_bytes: u64) -> Result<(SandboxPytho
     let mut request = RunRequest::new(PROBE_SCRIPT, PROBE_RESULT_BYTES);
     let runner = serde_json::to_string(protocol::RUNNER_SOURCE).map_err(|e| e.to_string())?;
     request.input = Some(RawValue::from_string(runner).map_err(|e| e.to_string())?);
-    let execution = jail.run(request, deadline::PROBE_RUN).await;
+    let execution = jail
+        .run(request, deadline::PROBE_RUN, crate::jail::never_stopped())
+        .await;
     match execution.ending {
         Ending::Reported(Report::Value { value: raw, .. }) => {
             type Answer = (String, u32, u32, BTreeMap<String, String>, String);

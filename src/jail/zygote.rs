@@ -357,13 +357,9 @@ impl Zygotes {
             cpu_seconds: spec.cpu_backstop().as_secs(),
             processes: None,
         };
-        let forked = match zygote.fork(&limits, &cgroup).await {
-            Ok(forked) => forked,
-            Err(why) => {
-                let _ = tokio::task::spawn_blocking(move || cgroup.remove());
-                return Err(why);
-            }
-        };
+        // Dropped here on any error, or with this future if its request goes away: either
+        // way the cgroup is removed.
+        let forked = zygote.fork(&limits, &cgroup).await?;
         let ctl = forked.ctl;
         let mut jail = NsjailJail::forked(
             forked.stdin,
@@ -423,7 +419,9 @@ def main():
             let spec = JailSpec::probe(zygotes.limits.memory_bytes);
             let jail = zygotes.fork(zygote, &spec).await?;
             let request = RunRequest::new(SCRIPT, 64 * 1024);
-            let execution = jail.run(request, Duration::from_secs(15)).await;
+            let execution = jail
+                .run(request, Duration::from_secs(15), crate::jail::never_stopped())
+                .await;
             let Ending::Reported(Report::Value { value: raw, .. }) = execution.ending else {
                 return Err(format!(
                     "the probe script failed: {:?}; stderr: {}",

@@ -123,7 +123,7 @@ def call_main(entry, request):
     if has_input and kind == "none":
         raise Refused(
             "invalid_request",
-            "main() takes no argument, but the request has input: declare a parameter, e.g. def main(data)",
+            'the request has "input" but main() takes no argument: declare one, as in def main(data)',
         )
     if has_input:
         value = entry(request["input"])
@@ -276,7 +276,7 @@ def run_script(request, script, dumps):
         return error_frame(
             dumps,
             "syntax_error",
-            cap_text("SyntaxError: %s" % exc.msg, MAX_SUMMARY),
+            cap_text("%s: %s" % (type(exc).__name__, exc.msg), MAX_SUMMARY),
             line=exc.lineno or 1,
             column=exc.offset or 1,
         )

@@ -1,7 +1,7 @@
 //! A script's syntax error as the API answers it: `syntax_error` with a 1-based line and
 //! column, whichever pass found it.
 
-use crate::error::{ApiError, ErrorKind};
+use crate::error::ApiError;
 use rustpython_parser::lexer::{lex, LexicalErrorType};
 use rustpython_parser::source_code::RandomLocator;
 use rustpython_parser::{Mode, ParseErrorType, Tok};
@@ -20,17 +20,169 @@ pub(super) fn parse_error(script: &str, err: &rustpython_parser::ParseError) -> 
             err.error,
             ParseErrorType::Eof | ParseErrorType::Lexical(LexicalErrorType::Eof)
         );
-        if let Some((message, offset)) = lexical_cause(script, err.offset.to_usize(), at_end) {
+        let cause = lexical_cause(script, err.offset.to_usize(), at_end).or_else(|| match &err.error {
+            ParseErrorType::UnrecognizedToken(..) => parser_hint(script, err.offset.to_usize()),
+            _ => None,
+        });
+        if let Some((message, offset)) = cause {
             let (line, column) = line_column(script, offset);
             return syntax_error(&message, line, column);
         }
     }
     let location = RandomLocator::new(script).locate(err.offset);
-    syntax_error(
-        &err.error.to_string(),
-        location.row.get() as usize,
-        location.column.get() as usize,
-    )
+    let line = location.row.get() as usize;
+    let (message, column) = indentation_detail(script, &err.error.to_string(), line)
+        .unwrap_or_else(|| (err.error.to_string(), location.column.get() as usize));
+    syntax_error(&message, line, column)
+}
+
+/// CPython's hints for three common mistakes where its parser gives them: Python 2's
+/// `print x`, two expressions in brackets without a comma between them, and `=` for `==` in
+/// a condition. The message and the byte offset CPython reports.
+fn parser_hint(script: &str, offset: usize) -> Option<(String, usize)> {
+    let mut line: Vec<(Tok, usize)> = Vec::new(); // the logical line's tokens before the error
+    let mut unexpected = None;
+    for token in lex(script, Mode::Module) {
+        let (tok, range) = token.ok()?;
+        let start = range.start().to_usize();
+        if start >= offset {
+            unexpected = Some(tok);
+            break;
+        }
+        match tok {
+            Tok::Newline => line.clear(),
+            Tok::Indent | Tok::Dedent => {}
+            tok => line.push((tok, start)),
+        }
+    }
+    let unexpected = unexpected?;
+    let (previous, previous_at) = line.last()?;
+    let starts_expression = matches!(
+        unexpected,
+        Tok::Name { .. } | Tok::Int { .. } | Tok::Float { .. } | Tok::Complex { .. } | Tok::String { .. } | Tok::Lbrace
+    );
+    if let Tok::Name { name } = previous {
+        if (name == "print" || name == "exec") && starts_expression {
+            let message = format!("Missing parentheses in call to '{name}'. Did you mean {name}(...)?");
+            return Some((message, *previous_at));
+        }
+    }
+    let depth = line.iter().fold(0i32, |depth, (tok, _)| match tok {
+        Tok::Lpar | Tok::Lsqb | Tok::Lbrace => depth + 1,
+        Tok::Rpar | Tok::Rsqb | Tok::Rbrace => depth - 1,
+        _ => depth,
+    });
+    let ends_expression = matches!(
+        previous,
+        Tok::Name { .. }
+            | Tok::Int { .. }
+            | Tok::Float { .. }
+            | Tok::Complex { .. }
+            | Tok::String { .. }
+            | Tok::Rpar
+            | Tok::Rsqb
+            | Tok::Rbrace
+    );
+    let prefix_typo = matches!((previous, &unexpected), (Tok::Name { .. }, Tok::String { .. }));
+    if depth > 0 && ends_expression && starts_expression && !prefix_typo {
+        let start = expression_start(&line)?;
+        return Some(("invalid syntax. Perhaps you forgot a comma?".to_string(), line[start].1));
+    }
+    // `if x = 1:`, also in brackets: a plain name before the `=` (CPython words other
+    // targets differently).
+    let condition = matches!(line.first(), Some((Tok::If | Tok::Elif | Tok::While, _)));
+    let start = expression_start(&line).unwrap_or(line.len());
+    if condition && unexpected == Tok::Equal && start + 1 == line.len() && matches!(previous, Tok::Name { .. }) {
+        let message = "invalid syntax. Maybe you meant '==' or ':=' instead of '='?";
+        return Some((message.to_string(), *previous_at));
+    }
+    None
+}
+
+/// The index of the token where the expression that ends `tokens` starts: after the last
+/// comma, colon, `=`, open bracket or `if`/`elif`/`while` at its own bracket depth. None in a
+/// comprehension, a conditional expression or a lambda, where CPython gives no hint.
+fn expression_start(tokens: &[(Tok, usize)]) -> Option<usize> {
+    let mut nested = 0;
+    for (i, (tok, _)) in tokens.iter().enumerate().rev() {
+        match tok {
+            Tok::Rpar | Tok::Rsqb | Tok::Rbrace => nested += 1,
+            Tok::Lpar | Tok::Lsqb | Tok::Lbrace if nested > 0 => nested -= 1,
+            Tok::Lpar | Tok::Lsqb | Tok::Lbrace | Tok::Comma | Tok::Colon | Tok::Equal | Tok::ColonEqual
+                if nested == 0 =>
+            {
+                return Some(i + 1).filter(|&start| start < tokens.len());
+            }
+            Tok::If | Tok::Elif | Tok::While if nested == 0 && i == 0 => return Some(1).filter(|&s| s < tokens.len()),
+            Tok::For | Tok::Async | Tok::If | Tok::Else | Tok::Lambda if nested == 0 => return None,
+            _ => {}
+        }
+    }
+    Some(0)
+}
+
+/// CPython's wording and column for an indentation error on `line`: an unexpected indent at
+/// the indentation's width, an unindent past the line's end, and the block a missing indent
+/// was expected after.
+fn indentation_detail(script: &str, message: &str, line: usize) -> Option<(String, usize)> {
+    let text = script.split('\n').nth(line.checked_sub(1)?)?.trim_end_matches('\r');
+    let indent = text.chars().take_while(|c| matches!(c, ' ' | '\t' | '\x0c')).count();
+    match message {
+        "unexpected indent" => Some((message.to_string(), indent.max(1))),
+        "unindent does not match any outer indentation level" => Some((message.to_string(), text.chars().count() + 1)),
+        "expected an indented block" => {
+            let message = match block_header(script, line) {
+                Some((what, header_line)) => format!("{message} after {what} on line {header_line}"),
+                None => message.to_string(),
+            };
+            Some((message, indent + 1))
+        }
+        _ => None,
+    }
+}
+
+/// The compound statement whose block should have started on `line`: the last logical line
+/// before it that ends with its `:`, as CPython names it, and the line it starts on.
+fn block_header(script: &str, line: usize) -> Option<(&'static str, usize)> {
+    let mut header = None;
+    let mut logical: Vec<(Tok, usize)> = Vec::new(); // the current logical line's tokens
+    for token in lex(script, Mode::Module) {
+        let (tok, range) = token.ok()?;
+        let (row, _) = line_column(script, range.start().to_usize());
+        match tok {
+            Tok::Indent | Tok::Dedent => {}
+            Tok::Newline => {
+                if let [(first, first_row), .., (Tok::Colon, _)] = &logical[..] {
+                    let second = logical.get(1).map(|(t, _)| t);
+                    header = compound_statement(first, second).map(|what| (what, *first_row));
+                }
+                logical.clear();
+            }
+            _ if row >= line => break,
+            tok => logical.push((tok, row)),
+        }
+    }
+    header
+}
+
+fn compound_statement(first: &Tok, second: Option<&Tok>) -> Option<&'static str> {
+    Some(match (first, second) {
+        (Tok::Def, _) | (Tok::Async, Some(Tok::Def)) => "function definition",
+        (Tok::Class, _) => "class definition",
+        (Tok::If, _) => "'if' statement",
+        (Tok::Elif, _) => "'elif' statement",
+        (Tok::Else, _) => "'else' statement",
+        (Tok::For, _) | (Tok::Async, Some(Tok::For)) => "'for' statement",
+        (Tok::While, _) => "'while' statement",
+        (Tok::With, _) | (Tok::Async, Some(Tok::With)) => "'with' statement",
+        (Tok::Try, _) => "'try' statement",
+        (Tok::Except, Some(Tok::Star)) => "'except*' statement",
+        (Tok::Except, _) => "'except' statement",
+        (Tok::Finally, _) => "'finally' statement",
+        (Tok::Match, _) => "'match' statement",
+        (Tok::Case, _) => "'case' statement",
+        _ => return None,
+    })
 }
 
 /// What CPython's tokenizer finds when the parser gives up (it reads the whole source then):
@@ -52,7 +204,7 @@ fn lexical_cause(script: &str, reported: usize, at_end: bool) -> Option<(String,
                         return Some((format!("unmatched '{close}'"), at - close.len_utf8()));
                     }
                     LexicalErrorType::OtherError(_) | LexicalErrorType::StringError => {
-                        return unterminated_string(script, last_end)
+                        return unterminated_string(script, last_end).or_else(|| leading_zeros(script, last_end))
                     }
                     // The end of the file inside a string, or inside brackets (below).
                     LexicalErrorType::Eof => {
@@ -107,6 +259,23 @@ fn closing(opening: char) -> char {
     }
 }
 
+/// A decimal literal with leading zeros (`0777`) starting after the last whole token.
+fn leading_zeros(script: &str, last_end: usize) -> Option<(String, usize)> {
+    let rest = &script[last_end..];
+    let begin = last_end + (rest.len() - rest.trim_start().len());
+    let digits: String = script[begin..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '_')
+        .collect();
+    (digits.starts_with('0') && digits.chars().any(|c| ('1'..='9').contains(&c))).then(|| {
+        (
+            "leading zeros in decimal integer literals are not permitted; use an 0o prefix for octal integers"
+                .to_string(),
+            begin,
+        )
+    })
+}
+
 /// The string literal that starts after the last whole token, if it is one: CPython's
 /// message, and where the string (its prefix included) begins.
 fn unterminated_string(script: &str, last_end: usize) -> Option<(String, usize)> {
@@ -130,12 +299,23 @@ fn unterminated_string(script: &str, last_end: usize) -> Option<(String, usize)>
 
 /// A syntax error at a 1-based line and character column.
 pub(super) fn syntax_error(message: &str, line: usize, column: usize) -> ApiError {
-    ApiError::new(
-        ErrorKind::SyntaxError,
-        format!("SyntaxError: {message} (line {line}, column {column})"),
-    )
-    .with("line", line)
-    .with("column", column)
+    ApiError::syntax_error(error_class(message), message, line as u64, column as u64)
+}
+
+/// The class CPython raises with this message: indentation errors are its own.
+fn error_class(message: &str) -> &'static str {
+    const INDENTATION: [&str; 3] = [
+        "unexpected indent",
+        "unindent does not match",
+        "expected an indented block",
+    ];
+    if message.starts_with("inconsistent use of tabs") {
+        "TabError"
+    } else if INDENTATION.iter().any(|start| message.starts_with(start)) {
+        "IndentationError"
+    } else {
+        "SyntaxError"
+    }
 }
 
 /// 1-based line and character column of a byte offset.

@@ -22,11 +22,20 @@ const PARSER_STACK_BYTES: usize = 1 << 30;
 /// takes microseconds.
 const INLINE_LIMIT: usize = 16 * 1024;
 
+/// The source being parsed on threads at once, in KiB. rustpython's syntax trees take 100 to
+/// 280 bytes of the service's own memory per byte of source (a 1 MiB chain of unary minus
+/// signs: 270 MB), outside every jail's limit: however many threads are free, bigger scripts
+/// than this together wait, so that the service's memory stays within ~300 MB for parsing.
+/// A single script bigger than this (`MAX_SCRIPT_BYTES` above 1 MiB) is parsed alone.
+const PARSING_KIB: u32 = 1024;
+
 /// What checks a script (`validation::validate`; tests put a faulty one in its place).
 pub type ParseFn = fn(&str) -> Result<ScriptInfo, ApiError>;
 
 pub struct ParserThreads {
     threads: Arc<Semaphore>,
+    /// KiB of source being parsed (`PARSING_KIB`).
+    parsing: Arc<Semaphore>,
     capacity: usize,
     waiting: Semaphore,
     waiting_limit: usize,
@@ -46,6 +55,7 @@ impl ParserThreads {
         let capacity = capacity.max(1);
         ParserThreads {
             threads: Arc::new(Semaphore::new(capacity)),
+            parsing: Arc::new(Semaphore::new(PARSING_KIB as usize)),
             capacity,
             waiting: Semaphore::new(waiting_limit),
             waiting_limit,
@@ -73,7 +83,10 @@ impl ParserThreads {
         if script.len() <= INLINE_LIMIT {
             return guarded(self.parse, &script);
         }
-        let permit = self.thread_permit().await?;
+        let kib = u32::try_from(script.len().div_ceil(1024))
+            .unwrap_or(u32::MAX)
+            .min(PARSING_KIB);
+        let permit = self.thread_permit(kib).await?;
         let parse = self.parse;
         let thread = std::thread::Builder::new()
             .name("validate".into())
@@ -102,16 +115,23 @@ impl ParserThreads {
         }
     }
 
-    /// A parser thread's permit, waiting for one if all are taken.
-    async fn thread_permit(&self) -> Result<OwnedSemaphorePermit, ApiError> {
-        if let Ok(permit) = self.threads.clone().try_acquire_owned() {
-            return Ok(permit);
+    /// A parser thread's permit and room for `kib` of source, waiting for them if taken.
+    async fn thread_permit(&self, kib: u32) -> Result<(OwnedSemaphorePermit, OwnedSemaphorePermit), ApiError> {
+        if let (Ok(room), Ok(thread)) = (
+            self.parsing.clone().try_acquire_many_owned(kib),
+            self.threads.clone().try_acquire_owned(),
+        ) {
+            return Ok((room, thread));
         }
         let Ok(_waiting) = self.waiting.try_acquire() else {
             return Err(busy());
         };
-        match tokio::time::timeout(self.wait, self.threads.clone().acquire_owned()).await {
-            Ok(Ok(permit)) => Ok(permit),
+        let both = async {
+            let room = self.parsing.clone().acquire_many_owned(kib).await?;
+            Ok::<_, tokio::sync::AcquireError>((room, self.threads.clone().acquire_owned().await?))
+        };
+        match tokio::time::timeout(self.wait, both).await {
+            Ok(Ok(permits)) => Ok(permits),
             _ => Err(busy()),
         }
     }
@@ -169,6 +189,32 @@ mod tests {
             std::thread::sleep(Duration::from_millis(1));
         }
         validate("def main(): pass\n")
+    }
+
+    #[tokio::test]
+    async fn big_scripts_together_wait_for_room_to_parse_whatever_threads_are_free() {
+        static SEEN_AT_ONCE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        static NOW: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        fn counted(_: &str) -> Result<ScriptInfo, ApiError> {
+            let now = NOW.fetch_add(1, Ordering::AcqRel) + 1;
+            SEEN_AT_ONCE.fetch_max(now, Ordering::AcqRel);
+            std::thread::sleep(Duration::from_millis(50));
+            NOW.fetch_sub(1, Ordering::AcqRel);
+            validate("def main(): pass\n")
+        }
+        let threads = Arc::new(ParserThreads::with_parser(4, 8, Duration::from_secs(30), counted));
+        let half = PARSING_KIB as usize * 1024 * 6 / 10; // two do not fit at once
+        let runs: Vec<_> = (0..3)
+            .map(|_| {
+                let threads = threads.clone();
+                tokio::spawn(async move { threads.validate("#".repeat(half)).await.map(|_| ()) })
+            })
+            .collect();
+        for run in runs {
+            run.await.unwrap().unwrap();
+        }
+        assert_eq!(SEEN_AT_ONCE.load(Ordering::Acquire), 1);
+        assert_eq!((threads.in_use(), threads.waiting()), (0, 0));
     }
 
     #[tokio::test]

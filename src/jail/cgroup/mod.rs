@@ -179,7 +179,7 @@ impl Cgroups {
             Ok(()) => Ok(cgroup),
             Err(e) => {
                 // No process has joined yet: the directories are empty and go at once.
-                for dir in cgroup.dirs.iter().rev() {
+                for dir in std::mem::take(&mut cgroup.dirs).iter().rev() {
                     let _ = fs::remove_dir(dir);
                 }
                 Err(e)
@@ -380,11 +380,18 @@ impl JailCgroup {
             signal_all_in(dir);
         }
     }
+}
 
-    /// Kills what is left and removes the cgroup directories.
-    pub fn remove(self) {
-        for dir in &self.dirs {
-            remove_jail_dir(dir);
+/// A jail's cgroup is removed when it is dropped, whoever drops it and whenever: a jail
+/// destroyed, a start that failed, a request whose client went away halfway through. What is
+/// left in it is killed first; off the async workers, as that may wait for processes to exit.
+impl Drop for JailCgroup {
+    fn drop(&mut self) {
+        let dirs = std::mem::take(&mut self.dirs);
+        let remove = move || dirs.iter().for_each(|dir| remove_jail_dir(dir));
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn_blocking(remove)),
+            Err(_) => remove(),
         }
     }
 }

@@ -5,7 +5,12 @@ use super::*;
 
 impl NsjailJail {
     /// `Jail::run`: hands over the script and waits for the end.
-    pub(super) async fn run_script(mut self, request: RunRequest<'_>, timeout: Duration) -> Execution {
+    pub(super) async fn run_script(
+        mut self,
+        request: RunRequest<'_>,
+        timeout: Duration,
+        mut stop: watch::Receiver<bool>,
+    ) -> Execution {
         let cap = self.output_cap;
         let (finished, finished_rx) = watch::channel(false);
         let (Some(stdout), Some(stderr)) = (self.stdout.take(), self.stderr.take()) else {
@@ -56,23 +61,30 @@ impl NsjailJail {
                 None => std::future::pending().await,
             }
         };
+        let stopped = async move {
+            if stop.wait_for(|stop| *stop).await.is_err() {
+                std::future::pending::<()>().await; // nobody can stop it any more
+            }
+        };
         let outcome = tokio::time::timeout_at(ends_at, async {
             tokio::select! {
-                frame = async { tokio::join!(feeding, reading).1 } => Some(frame),
-                _ = oom_watch => None,
+                frame = async { tokio::join!(feeding, reading).1 } => Waited::Frame(frame),
+                _ = oom_watch => Waited::OutOfMemory,
+                _ = stopped => Waited::Stopped,
             }
         })
         .await;
 
         let ending = match outcome {
             Err(_) => Ending::TimedOut,
-            Ok(None) => Ending::OutOfMemory,
-            Ok(Some(Err(_))) => Ending::ResultTooLarge,
+            Ok(Waited::OutOfMemory) => Ending::OutOfMemory,
+            Ok(Waited::Stopped) => Ending::Stopped,
+            Ok(Waited::Frame(Err(_))) => Ending::ResultTooLarge,
             // An out-of-memory kill anywhere ends the whole jail as `memory_limit`, also when
             // the runner reported before the watch above saw it (v1: a child killed just
             // before main returned).
-            Ok(Some(Ok(_))) if self.oom_killed() => Ending::OutOfMemory,
-            Ok(Some(Ok(frame))) => match protocol::parse_frame(&frame, collecting) {
+            Ok(Waited::Frame(Ok(_))) if self.oom_killed() => Ending::OutOfMemory,
+            Ok(Waited::Frame(Ok(frame))) => match protocol::parse_frame(&frame, collecting) {
                 Ok(report) => Ending::Reported(report),
                 Err(FrameError::Missing) => {
                     // The runner itself died: wait for nsjail to say how (a forked jail's
@@ -142,4 +154,11 @@ impl NsjailJail {
     fn oom_killed(&self) -> bool {
         self.cgroup.as_ref().is_some_and(JailCgroup::oom_killed)
     }
+}
+
+/// What the wait for a report ended with, before the time limit.
+enum Waited<F> {
+    Frame(F),
+    OutOfMemory,
+    Stopped,
 }

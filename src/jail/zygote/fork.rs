@@ -424,12 +424,7 @@ impl Drop for Zygote {
     fn drop(&mut self) {
         self.waiter.abort();
         self.log_reader.abort();
-        if let Some(cgroup) = self.cgroup.take() {
-            match tokio::runtime::Handle::try_current() {
-                Ok(runtime) => drop(runtime.spawn_blocking(move || cgroup.remove())),
-                Err(_) => cgroup.remove(),
-            }
-        }
+        self.cgroup.take(); // removed as it is dropped
     }
 }
 
