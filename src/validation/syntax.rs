@@ -84,9 +84,18 @@ fn parser_hint(script: &str, offset: usize) -> Option<(String, usize)> {
             | Tok::Rbrace
     );
     let prefix_typo = matches!((previous, &unexpected), (Tok::Name { .. }, Tok::String { .. }));
-    if depth > 0 && ends_expression && starts_expression && !prefix_typo {
+    // Names in an import's brackets or a def's parameters are not expressions.
+    let not_expressions = matches!(line.first(), Some((Tok::Import | Tok::From | Tok::Def | Tok::Async, _)));
+    if depth > 0 && ends_expression && starts_expression && !prefix_typo && !not_expressions {
         let start = expression_start(&line)?;
-        return Some(("invalid syntax. Perhaps you forgot a comma?".to_string(), line[start].1));
+        // Nor is a soft keyword's start (`match`, `case`, `type`): CPython gives no hint then.
+        let soft_keyword = match &line[start].0 {
+            Tok::Name { name } => ["match", "case", "type", "_"].contains(&name.as_str()),
+            tok => matches!(tok, Tok::Match | Tok::Case | Tok::Type),
+        };
+        if !soft_keyword {
+            return Some(("invalid syntax. Perhaps you forgot a comma?".to_string(), line[start].1));
+        }
     }
     // `if x = 1:`, also in brackets: a plain name before the `=` (CPython words other
     // targets differently).

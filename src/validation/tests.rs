@@ -239,7 +239,23 @@ fn common_mistakes_are_worded_and_placed_as_cpython_does() {
             2,
             12,
         ),
-        // No hint where CPython gives none (a comprehension), at CPython's position.
+        // No hint where CPython gives none (a comprehension, an import, a soft keyword), at
+        // CPython's position.
+        (
+            "from collections import (\n    Counte,r\n    defaultdict,\n)\ndef main(): pass\n",
+            "SyntaxError",
+            "invalid syntax",
+            3,
+            5,
+        ),
+        (
+            "def main():\n    return [match case]\n",
+            "SyntaxError",
+            "invalid syntax",
+            2,
+            19,
+        ),
+        ("def main(a b):\n    pass\n", "SyntaxError", "invalid syntax", 1, 12),
         (
             "def main():\n    x = (a for b in c d)\n",
             "SyntaxError",
