@@ -248,7 +248,6 @@ impl Launcher for Nsjail {
     }
 }
 
-/// Removes a cgroup if `spawn` fails halfway.
 /// A started jail: its runner is loading or waiting for a script. Started by nsjail (`child`),
 /// or forked by a zygote (`parent` keeps the zygote alive while the jail lives: the jail is
 /// in the zygote's PID namespace tree and would die with it).
