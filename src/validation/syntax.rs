@@ -1,6 +1,7 @@
 //! A script's syntax error as the API answers it: `syntax_error` with a 1-based line and
 //! column, whichever pass found it.
 
+use super::fstring;
 use crate::error::ApiError;
 use rustpython_parser::lexer::{lex, LexicalErrorType};
 use rustpython_parser::source_code::RandomLocator;
@@ -22,6 +23,17 @@ pub(super) fn parse_error(script: &str, err: &rustpython_parser::ParseError) -> 
         );
         let cause = lexical_cause(script, err.offset.to_usize(), at_end).or_else(|| match &err.error {
             ParseErrorType::UnrecognizedToken(..) => parser_hint(script, err.offset.to_usize()),
+            _ => None,
+        });
+        let cause = cause.or_else(|| match &err.error {
+            ParseErrorType::Lexical(LexicalErrorType::FStringError(kind)) => {
+                fstring::detail(script, err.offset.to_usize(), kind)
+            }
+            ParseErrorType::Lexical(LexicalErrorType::OtherError(message))
+                if message.starts_with("cannot mix bytes") =>
+            {
+                fstring::after_strings(script, err.offset.to_usize()).map(|after| (message.clone(), after))
+            }
             _ => None,
         });
         if let Some((message, offset)) = cause {

@@ -282,6 +282,52 @@ fn common_mistakes_are_worded_and_placed_as_cpython_does() {
 }
 
 #[test]
+fn fstring_mistakes_are_worded_and_placed_as_cpython_does() {
+    // (script, CPython 3.11's message, line and column): where its parser stood after the
+    // string and the strings joined to it.
+    for (script, message, line, column) in [
+        ("x = f'{'\n", "f-string: expecting '}'", 1, 9),
+        ("x = f'{}' + 1\n", "f-string: empty expression not allowed", 1, 11),
+        (
+            "x = f'{x!z}'\n",
+            "f-string: invalid conversion character: expected 's', 'r', or 'a'",
+            1,
+            13,
+        ),
+        ("x = f'{:x}'\n", "f-string: expression required before ':'", 1, 12),
+        ("x = f'{x:{=}}'\n", "f-string: expression required before '='", 1, 15),
+        ("x = f'}'   # c\n", "f-string: single '}' is not allowed", 1, 12),
+        (
+            "x = f'{\\n}'\n",
+            "f-string expression part cannot include a backslash",
+            1,
+            12,
+        ),
+        (
+            "x = f'{d[\"#\"]}' f'{#}'\n",
+            "f-string expression part cannot include '#'",
+            1,
+            23,
+        ),
+        ("x = (f'{' # c\n     'b'\n)\n", "f-string: expecting '}'", 3, 1),
+        ("x = f'''\n{\n'''\n", "f-string: expecting '}'", 3, 4),
+        ("x = f'{x:{y:{z}}}'\n", "f-string: expressions nested too deeply", 1, 19),
+        ("x = b'a' 'é'\n", "cannot mix bytes and nonbytes literals", 1, 13),
+    ] {
+        let script = format!("{script}def main():\n    pass\n");
+        let err = validate(&script).expect_err(&script);
+        assert_eq!(
+            (&err.fields["line"], &err.fields["column"]),
+            (&line.into(), &column.into()),
+            "{script:?}: {}",
+            err.message
+        );
+        let expected = format!("SyntaxError: {message} (line {line}, column {column})");
+        assert_eq!(err.message, expected, "{script:?}");
+    }
+}
+
+#[test]
 fn knows_whether_main_takes_input() {
     let takes = |s: &str| validate(s).unwrap().main_takes_input;
     assert_eq!(takes("def main():\n    pass\n"), Some(false));

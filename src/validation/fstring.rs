@@ -1,0 +1,171 @@
+//! An f-string's syntax error as CPython 3.11 reports it. Its f-string scanner words errors
+//! its own way, and places them where its parser stood when the string was reduced: the
+//! first thing after the string (and the strings implicitly joined to it, scanned as one).
+
+use rustpython_parser::lexer::lex;
+use rustpython_parser::{FStringErrorType, Mode, Tok};
+
+/// The message and byte offset CPython gives for rustpython's f-string error `kind` found at
+/// byte `reported`; `None` for errors in an expression's own syntax (left as rustpython
+/// words them) or where the string cannot be found.
+pub(super) fn detail(script: &str, reported: usize, kind: &FStringErrorType) -> Option<(String, usize)> {
+    let (strings, after) = strings_around(script, reported)?;
+    let first_problem = || {
+        strings
+            .iter()
+            .find_map(|&(start, end)| first_problem(&script[start..end]))
+    };
+    let message = match kind {
+        FStringErrorType::InvalidConversionFlag => {
+            "f-string: invalid conversion character: expected 's', 'r', or 'a'".to_string()
+        }
+        FStringErrorType::ExpectedRbrace => "f-string: expecting '}'".to_string(),
+        FStringErrorType::ExpressionCannotInclude(c) => cannot_include(*c),
+        FStringErrorType::EmptyExpression => match first_problem() {
+            Some(Problem::ExpressionRequiredBefore(c)) => {
+                format!("f-string: expression required before '{c}'")
+            }
+            _ => "f-string: empty expression not allowed".to_string(),
+        },
+        // rustpython stops at a backslash or `#` in an expression without naming it.
+        FStringErrorType::UnterminatedString | FStringErrorType::InvalidExpression(_) => match first_problem()? {
+            Problem::CannotInclude(c) => cannot_include(c),
+            _ => return None,
+        },
+        other => format!("f-string: {other}"),
+    };
+    Some((message, after))
+}
+
+fn cannot_include(c: char) -> String {
+    if c == '\\' {
+        "f-string expression part cannot include a backslash".to_string()
+    } else {
+        format!("f-string expression part cannot include '{c}'")
+    }
+}
+
+/// Where CPython reports an error in the string literals joined into the one holding byte
+/// `reported` (as for mixing bytes and text in them).
+pub(super) fn after_strings(script: &str, reported: usize) -> Option<usize> {
+    strings_around(script, reported).map(|(_, after)| after)
+}
+
+/// The byte ranges of the string literals joined into the one holding byte `reported`, and
+/// where CPython's parser stood after them: at the next token, or at a comment before it.
+fn strings_around(script: &str, reported: usize) -> Option<(Vec<(usize, usize)>, usize)> {
+    let mut strings: Vec<(usize, usize)> = Vec::new();
+    for token in lex(script, Mode::Module) {
+        let (tok, range) = token.ok()?;
+        let (start, end) = (range.start().to_usize(), range.end().to_usize());
+        if matches!(tok, Tok::String { .. }) {
+            strings.push((start, end));
+            continue;
+        }
+        let joined = strings.first().map_or(0, |s| s.0)..=strings.last().map_or(0, |s| s.1);
+        if !strings.is_empty() && joined.contains(&reported) {
+            // A comment ending the line is where CPython's tokenizer starts the NEWLINE token;
+            // inside brackets, comments and line breaks are skipped.
+            let gap = &script[*joined.end()..start.max(*joined.end())];
+            let comment = gap.find('#').filter(|_| matches!(tok, Tok::Newline));
+            return Some((strings, joined.end() + comment.unwrap_or(gap.len())));
+        }
+        strings.clear();
+    }
+    None
+}
+
+#[derive(Debug, PartialEq)]
+enum Problem {
+    ExpressionRequiredBefore(char),
+    CannotInclude(char),
+}
+
+/// The first of CPython 3.11's scanner errors in one f-string literal (its source, prefix and
+/// quotes included), scanning its replacement fields left to right as CPython does: a field
+/// with no expression before `!`, `:` or `=`, or a backslash (anywhere) or `#` (outside
+/// quotes) in an expression. Other strings have none.
+fn first_problem(literal: &str) -> Option<Problem> {
+    let prefix = literal.find(['\'', '"'])?;
+    if !literal[..prefix].contains(['f', 'F']) {
+        return None;
+    }
+    let quotes = if literal[prefix..].starts_with("'''") || literal[prefix..].starts_with("\"\"\"") {
+        3
+    } else {
+        1
+    };
+    let body = literal.get(prefix + quotes..literal.len().checked_sub(quotes)?)?;
+    let mut chars = body.chars().peekable();
+    // Nesting of fields: each entry is the bracket depth inside that field's expression, or
+    // `None` once its expression is over (in its conversion or format spec).
+    let mut fields: Vec<Option<usize>> = Vec::new();
+    let mut quote = None::<char>;
+    while let Some(c) = chars.next() {
+        match fields.last_mut() {
+            // Literal text, at the top or in a format spec.
+            None | Some(None) => match c {
+                '{' if fields.is_empty() && chars.next_if_eq(&'{').is_some() => {}
+                '}' if fields.is_empty() => {
+                    chars.next_if_eq(&'}');
+                }
+                '}' => {
+                    fields.pop();
+                }
+                '{' => {
+                    while chars.next_if(|c| c.is_whitespace()).is_some() {}
+                    match chars.peek() {
+                        Some(&c @ ('!' | ':' | '=')) => return Some(Problem::ExpressionRequiredBefore(c)),
+                        _ => fields.push(Some(0)),
+                    }
+                }
+                _ => {}
+            },
+            Some(Some(depth)) => match (c, quote) {
+                ('\\', _) => return Some(Problem::CannotInclude('\\')),
+                (_, Some(open)) if c == open => quote = None,
+                (_, Some(_)) => {}
+                ('#', None) => return Some(Problem::CannotInclude('#')),
+                ('\'' | '"', None) => quote = Some(c),
+                ('(' | '[' | '{', None) => *depth += 1,
+                ('}', None) if *depth == 0 => {
+                    fields.pop();
+                }
+                (')' | ']' | '}', None) => *depth = depth.saturating_sub(1),
+                ('!', None) if *depth == 0 && chars.peek() != Some(&'=') => *fields.last_mut()? = None,
+                (':', None) if *depth == 0 => *fields.last_mut()? = None,
+                _ => {}
+            },
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{first_problem, Problem};
+
+    #[test]
+    fn the_first_field_cpython_would_refuse_is_found() {
+        let cases = [
+            ("f'{x}'", None),
+            ("'{#}'", None),
+            ("f'{{#}}'", None),
+            ("f'{x:#x}'", None),
+            ("f'{a!=b}'", None),
+            ("f'{\"#\"}'", None),
+            ("f'{#}'", Some(Problem::CannotInclude('#'))),
+            ("f'{\"\\n\"}'", Some(Problem::CannotInclude('\\'))),
+            ("f'{x:{\"\\n\"}}'", Some(Problem::CannotInclude('\\'))),
+            ("f'\\n{x}'", None),
+            ("rf'''{ !r}'''", Some(Problem::ExpressionRequiredBefore('!'))),
+            ("f'{:x}'", Some(Problem::ExpressionRequiredBefore(':'))),
+            ("f'{x:{=}}'", Some(Problem::ExpressionRequiredBefore('='))),
+            ("f'{x:{y}}{#}'", Some(Problem::CannotInclude('#'))),
+            ("F\"{d['#']}\"", None),
+        ];
+        for (literal, expected) in cases {
+            assert_eq!(first_problem(literal), expected, "{literal}");
+        }
+    }
+}
