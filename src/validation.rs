@@ -10,6 +10,7 @@ use rustpython_parser::{Parse, ParseErrorType};
 
 mod fstring;
 mod indentation;
+mod number;
 mod syntax;
 
 use syntax::{line_column, parse_error, syntax_error};

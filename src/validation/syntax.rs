@@ -1,7 +1,7 @@
 //! A script's syntax error as the API answers it: `syntax_error` with a 1-based line and
 //! column, whichever pass found it.
 
-use super::fstring;
+use super::{fstring, number};
 use crate::error::ApiError;
 use rustpython_parser::lexer::{lex, LexicalErrorType};
 use rustpython_parser::source_code::RandomLocator;
@@ -225,7 +225,7 @@ fn lexical_cause(script: &str, reported: usize, at_end: bool) -> Option<(String,
                         return Some((format!("unmatched '{close}'"), at - close.len_utf8()));
                     }
                     LexicalErrorType::OtherError(_) | LexicalErrorType::StringError => {
-                        return unterminated_string(script, last_end).or_else(|| leading_zeros(script, last_end))
+                        return unterminated_string(script, last_end).or_else(|| number_after(script, last_end))
                     }
                     // The end of the file inside a string, or inside brackets (below).
                     LexicalErrorType::Eof => {
@@ -240,6 +240,12 @@ fn lexical_cause(script: &str, reported: usize, at_end: bool) -> Option<(String,
         };
         let (start, end) = (range.start().to_usize(), range.end().to_usize());
         last_end = end;
+        // rustpython reads `12abc` as two tokens; CPython's tokenizer refuses it first.
+        if matches!(tok, Tok::Int { .. } | Tok::Float { .. } | Tok::Complex { .. }) && start <= reported {
+            if let Some(cause) = number::literal_error(script, start) {
+                return Some(cause);
+            }
+        }
         let close = match tok {
             Tok::Lpar | Tok::Lsqb | Tok::Lbrace => {
                 open.push((script[start..].chars().next().unwrap_or('('), start));
@@ -280,21 +286,15 @@ fn closing(opening: char) -> char {
     }
 }
 
-/// A decimal literal with leading zeros (`0777`) starting after the last whole token.
-fn leading_zeros(script: &str, last_end: usize) -> Option<(String, usize)> {
+/// The number literal starting after the last whole token, if CPython refuses it.
+fn number_after(script: &str, last_end: usize) -> Option<(String, usize)> {
     let rest = &script[last_end..];
     let begin = last_end + (rest.len() - rest.trim_start().len());
-    let digits: String = script[begin..]
-        .chars()
-        .take_while(|c| c.is_ascii_digit() || *c == '_')
-        .collect();
-    (digits.starts_with('0') && digits.chars().any(|c| ('1'..='9').contains(&c))).then(|| {
-        (
-            "leading zeros in decimal integer literals are not permitted; use an 0o prefix for octal integers"
-                .to_string(),
-            begin,
-        )
-    })
+    let mut chars = script[begin..].chars();
+    let first = chars.next()?;
+    (first.is_ascii_digit() || (first == '.' && chars.next()?.is_ascii_digit()))
+        .then(|| number::literal_error(script, begin))
+        .flatten()
 }
 
 /// The string literal that starts after the last whole token, if it is one: CPython's

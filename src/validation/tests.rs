@@ -239,6 +239,20 @@ fn common_mistakes_are_worded_and_placed_as_cpython_does() {
             2,
             12,
         ),
+        (
+            "def main():\n    return 0x\n",
+            "SyntaxError",
+            "invalid hexadecimal literal",
+            2,
+            13,
+        ),
+        (
+            "def main():\n    return [12abc]\n",
+            "SyntaxError",
+            "invalid decimal literal",
+            2,
+            14,
+        ),
         // No hint where CPython gives none (a comprehension, an import, a soft keyword), at
         // CPython's position.
         (
