@@ -43,6 +43,10 @@ pub(super) fn parse_error(script: &str, err: &rustpython_parser::ParseError) -> 
     }
     let location = RandomLocator::new(script).locate(err.offset);
     let line = location.row.get() as usize;
+    if let Some((message, offset)) = block_never_started(script, line) {
+        let (line, column) = line_column(script, offset);
+        return syntax_error(&message, line, column);
+    }
     let (message, column) = indentation_detail(script, &err.error.to_string(), line)
         .unwrap_or_else(|| (err.error.to_string(), location.column.get() as usize));
     syntax_error(&message, line, column)
@@ -184,6 +188,39 @@ fn block_header(script: &str, line: usize) -> Option<(&'static str, usize)> {
         }
     }
     header
+}
+
+/// A script ending in a compound statement's header (only blank or comment lines after it),
+/// the parser having given up on the header's line or later: CPython's message, at the end of
+/// the script's last line.
+fn block_never_started(script: &str, reported_line: usize) -> Option<(String, usize)> {
+    let mut logical: Vec<(Tok, usize)> = Vec::new();
+    let mut last_header = None;
+    for token in lex(script, Mode::Module) {
+        let (tok, range) = token.ok()?;
+        match tok {
+            Tok::Indent | Tok::Dedent => {}
+            Tok::Newline => {
+                last_header = match &logical[..] {
+                    [(first, first_row), .., (Tok::Colon, _)] => {
+                        compound_statement(first, logical.get(1).map(|(t, _)| t)).map(|what| (what, *first_row))
+                    }
+                    _ => None,
+                };
+                logical.clear();
+            }
+            tok => logical.push((tok, line_column(script, range.start().to_usize()).0)),
+        }
+    }
+    let (what, header_line) = last_header.filter(|_| logical.is_empty())?;
+    if reported_line < header_line {
+        return None;
+    }
+    let body = script.strip_suffix('\n').unwrap_or(script);
+    Some((
+        format!("expected an indented block after {what} on line {header_line}"),
+        body.trim_end_matches('\r').len(),
+    ))
 }
 
 fn compound_statement(first: &Tok, second: Option<&Tok>) -> Option<&'static str> {

@@ -239,6 +239,28 @@ fn common_mistakes_are_worded_and_placed_as_cpython_does() {
             2,
             12,
         ),
+        // A block never started: the script ends after its header.
+        (
+            "def main():\n    # TODO\n",
+            "IndentationError",
+            "expected an indented block after function definition on line 1",
+            2,
+            11,
+        ),
+        (
+            "def main():\n    return 1\nclass Config:\n",
+            "IndentationError",
+            "expected an indented block after class definition on line 3",
+            3,
+            14,
+        ),
+        (
+            "def main():\n    with x:\n\n\n",
+            "IndentationError",
+            "expected an indented block after 'with' statement on line 2",
+            4,
+            1,
+        ),
         (
             "def main():\n    return 0x\n",
             "SyntaxError",
