@@ -600,26 +600,36 @@ fn clients_that_hang_up_while_their_jail_starts_leave_no_cgroup_behind() {
 
 #[test]
 fn uploads_at_once_are_held_to_a_memory_budget() {
-    // The budget: as many full bodies as can run or wait (1 + 1 here), 200 000 bytes.
+    // The budget: as many full bodies as can run or wait (1 + 1 here), 200 000 bytes, counted
+    // as they arrive.
     let server = Server::start_with(&[
         ("MAX_BODY_BYTES", "100000"),
         ("MAX_CONCURRENT", "1"),
         ("QUEUE_LIMIT", "1"),
     ]);
-    let stall = |declared: usize| {
+    let upload = |declared: usize, sent: usize| {
         let mut stream = server.connect();
         write!(
             stream,
-            "POST /execute HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {declared}\r\n\r\n{{\"script\": \""
+            "POST /execute HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {declared}\r\n\r\n{{\"script\": \"{}",
+            "x".repeat(sent - 12)
         )
         .expect("send");
         stream
     };
-    let first = stall(90_000);
-    let second = stall(90_000);
+    let near_the_cap = format!("def main():\n    return 2\n# {}\n", "x".repeat(85_000));
+    // Uploads that declared big bodies and stalled after a few bytes hold those bytes only:
+    // forty of them (ten times the budget declared) shut nobody out.
+    let stalled: Vec<_> = (0..40).map(|_| upload(90_000, 20)).collect();
     std::thread::sleep(Duration::from_millis(300));
-    // A third big one would take the service past its budget: refused before it is read.
-    let mut third = stall(90_000);
+    assert_eq!(server.execute(&near_the_cap).result(), json!(2));
+    drop(stalled);
+    // Two that sent 90 000 bytes hold them; a third sending as much would take the service
+    // past its budget: refused as it arrives.
+    let first = upload(95_000, 90_000);
+    let second = upload(95_000, 90_000);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut third = upload(95_000, 30_000);
     third.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut answer = Vec::new();
     let _ = third.read_to_end(&mut answer);
@@ -630,10 +640,9 @@ fn uploads_at_once_are_held_to_a_memory_budget() {
     assert_eq!(server.execute("def main():\n    return 1\n").result(), json!(1));
     // Once the stalled uploads are gone, their room is free again.
     drop((first, second));
-    let script = format!("def main():\n    return 2\n# {}\n", "x".repeat(85_000));
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let r = server.execute(&script);
+        let r = server.execute(&near_the_cap);
         if r.status == 200 {
             assert_eq!(r.result(), json!(2));
             break;

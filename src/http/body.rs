@@ -66,13 +66,15 @@ pub fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
 }
 
 /// The memory all requests' bodies may take at once: as many full bodies as can be running or
-/// waiting for a slot, but not over `MAX_BUDGET` (each request holds its share, from the
-/// first byte read to its answer, so a flood of uploads cannot grow the service without bound).
+/// waiting for a slot, but not over `MAX_BUDGET`. Each request holds the bytes it has sent,
+/// from the first read to its answer, so a flood of uploads cannot grow the service without
+/// bound; and only those: a stalled upload that declared a big body and sent a byte holds a
+/// byte, not its declared length (32 of those would otherwise shut every client out).
 pub struct BodyBudget {
     bytes: Arc<Semaphore>,
 }
 
-/// Above this many bytes of bodies at once, requests are refused (429) before they are read.
+/// Above this many bytes of bodies at once, requests are refused (429) as they arrive.
 const MAX_BUDGET: usize = 64 << 20;
 
 impl BodyBudget {
@@ -84,24 +86,28 @@ impl BodyBudget {
         }
     }
 
-    /// Room for this request's body (its declared length, else the cap), at once or never:
-    /// waiting in line would let a few stalled uploads hold up every small request.
-    pub fn reserve(&self, settings: &Settings, headers: &HeaderMap) -> Result<OwnedSemaphorePermit, ApiError> {
-        // A body declared over the cap takes nothing: it is refused unread (`read_body`).
-        let cap = settings.max_body_bytes as u64;
-        let size = match declared_length(headers) {
-            Some(n) if n > cap => 0,
-            Some(n) => n,
-            None => cap,
-        };
-        // The cap is at most 1 GiB (config), well within u32.
-        let size = u32::try_from(size).unwrap_or(u32::MAX);
-        self.bytes.clone().try_acquire_many_owned(size).map_err(|_| {
+    /// Room for `more` bytes of a body, added to what it holds, at once or never: waiting
+    /// would let a few stalled uploads hold up every other request.
+    fn take(&self, held: &mut Option<OwnedSemaphorePermit>, more: usize) -> Result<(), ApiError> {
+        // A frame is at most the body cap, at most 1 GiB (config): well within u32.
+        let more = u32::try_from(more).unwrap_or(u32::MAX);
+        let permit = self.bytes.clone().try_acquire_many_owned(more).map_err(|_| {
             let mut refused = ApiError::overloaded(Duration::from_secs(1));
             refused.message = "too many request bodies are arriving at once; retry later".into();
             refused
-        })
+        })?;
+        match held {
+            Some(held) => held.merge(permit),
+            None => *held = Some(permit),
+        }
+        Ok(())
     }
+}
+
+/// A body read whole, and its room in the budget (held until the answer).
+pub struct ReadBody {
+    pub bytes: Bytes,
+    pub room: Option<OwnedSemaphorePermit>,
 }
 
 fn declared_length(headers: &HeaderMap) -> Option<u64> {
@@ -111,7 +117,11 @@ fn declared_length(headers: &HeaderMap) -> Option<u64> {
         .and_then(|v| v.parse::<u64>().ok())
 }
 
-pub async fn read_body(settings: &Settings, request: Request<Incoming>) -> Result<Bytes, ApiError> {
+pub async fn read_body(
+    settings: &Settings,
+    budget: &BodyBudget,
+    request: Request<Incoming>,
+) -> Result<ReadBody, ApiError> {
     let limit = settings.max_body_bytes;
     let too_large = || {
         ApiError::new(
@@ -135,35 +145,49 @@ pub async fn read_body(settings: &Settings, request: Request<Incoming>) -> Resul
         }
         return Err(too_large());
     }
+    let mut room = None;
     let reading = async {
-        // Sized once: growing by doubling would hold up to twice the body.
+        // Sized once (untouched capacity takes no memory): growing by doubling would hold up
+        // to twice the body.
         let mut bytes = Vec::with_capacity(declared.map_or(0, |n| n as usize));
         while let Some(frame) = body.frame().await {
-            let Ok(data) = frame?.into_data() else { continue };
+            let Ok(data) = frame.map_err(|_| Refused::Unreadable)?.into_data() else {
+                continue;
+            };
             if bytes.len() + data.len() > limit {
-                return Ok(None);
+                return Err(Refused::TooLarge);
             }
+            budget.take(&mut room, data.len()).map_err(Refused::Overloaded)?;
             bytes.extend_from_slice(&data);
         }
-        Ok::<_, hyper::Error>(Some(Bytes::from(bytes)))
+        Ok(Bytes::from(bytes))
     };
-    match tokio::time::timeout(settings.body_read_timeout, reading).await {
-        Err(_) => Err(ApiError::new(
-            ErrorKind::InvalidRequest,
-            "the request body did not arrive in time",
-        )),
-        Ok(Ok(Some(bytes))) => Ok(bytes),
-        Ok(Ok(None)) => {
-            if drainable {
-                tokio::spawn(drain(body));
-            }
-            Err(too_large())
+    let refused = match tokio::time::timeout(settings.body_read_timeout, reading).await {
+        Ok(Ok(bytes)) => return Ok(ReadBody { bytes, room }),
+        Err(_) => {
+            return Err(ApiError::new(
+                ErrorKind::InvalidRequest,
+                "the request body did not arrive in time",
+            ))
         }
-        Ok(Err(_)) => Err(ApiError::new(
-            ErrorKind::InvalidRequest,
-            "the request body could not be read",
-        )),
+        Ok(Err(refused)) => refused,
+    };
+    // Refused mid-body: the rest is read and dropped beside the answer (it holds no room).
+    if drainable && !matches!(refused, Refused::Unreadable) {
+        tokio::spawn(drain(body));
     }
+    Err(match refused {
+        Refused::TooLarge => too_large(),
+        Refused::Overloaded(error) => error,
+        Refused::Unreadable => ApiError::new(ErrorKind::InvalidRequest, "the request body could not be read"),
+    })
+}
+
+/// Why a body was not read whole, but for its deadline.
+enum Refused {
+    TooLarge,
+    Overloaded(ApiError),
+    Unreadable,
 }
 
 /// Reads and discards the rest of a body, up to DRAIN_BYTES and DRAIN_TIME, beside the answer

@@ -320,8 +320,10 @@ async fn run_script<L: Launcher>(
     let settings = &app.settings;
     body::authorize(settings, request.headers())?;
     body::check_content_type(request.headers())?;
-    let _room = app.body_budget.reserve(settings, request.headers())?;
-    let body = body::read_body(settings, request).await?;
+    let body::ReadBody {
+        bytes: body,
+        room: _room,
+    } = body::read_body(settings, &app.body_budget, request).await?;
 
     let validate_started = Instant::now();
     let job = job::job_from_body(settings, &app.parser_threads, &body).await;
