@@ -76,6 +76,13 @@ fn stdout_behaves_as_a_pipe_and_keeps_what_was_printed() {
             json!(1),
             "from C 42\n",
         ),
+        // A name os.fsdecode made of undecodable bytes prints as those bytes, as under
+        // `python script.py` in a UTF-8 locale; the answer shows each as U+FFFD.
+        (
+            "import os\ndef main():\n    print(os.fsdecode(b'caf\\xe9.csv'))\n    return 1\n",
+            json!(1),
+            "caf\u{fffd}.csv\n",
+        ),
     ];
     for server in servers() {
         for (script, result, stdout) in &ok_cases {
@@ -225,6 +232,13 @@ fn numpy_and_pandas_results_just_work() {
             "{'mean': pd.Series([1.0, 2.0]).mean(), 'n': len(pd.Series([1]))}",
             r#"{"mean": 1.5, "n": 1}"#,
         ),
+        // numpy scalars as keys, as json.dumps has Python's.
+        (
+            "dict(zip(*np.unique(np.array([3, 3, 7]), return_counts=True)))",
+            r#"{"3": 2, "7": 1}"#,
+        ),
+        ("{np.bool_(True): [{np.float64(0.5): 'x'}]}", r#"{"true": [{"0.5": "x"}]}"#),
+        ("pd.Series(['a', 'b', 'a']).value_counts().to_dict()", r#"{"a": 2, "b": 1}"#),
     ];
     // All in one script (each pandas execution costs a jail its import of pandas).
     let exprs: Vec<&str> = cases.iter().map(|(expr, _)| *expr).collect();

@@ -106,6 +106,14 @@ class RunScript(unittest.TestCase):
         self.assertNotIn("runner.py", body["traceback"])
         self.assertNotIn("run_script", body["traceback"])
 
+    def test_tracebacks_quote_the_lines_a_file_would_have(self):
+        # A form feed (PEP 8's page break), U+2028 and \x1c split lines for str.splitlines,
+        # not for Python reading a file: the quoted line is the one the number names.
+        script = "import inspect\n\x0c\nx = '\u2028\x1c'\n\ndef helper():\n    return 42\n\ndef main():\n    raise ValueError(inspect.getsource(helper))\n"
+        body = json.loads(run(script)[1])
+        self.assertEqual(body["exception"]["message"], "def helper():\n    return 42\n")
+        self.assertIn('line 9, in main\n    raise ValueError(inspect.getsource(helper))', body["traceback"])
+
     def test_hostile_exception_str(self):
         script = "class E(Exception):\n    def __str__(self):\n        raise RuntimeError('no')\ndef main():\n    raise E()\n"
         body = json.loads(run(script)[1])
@@ -620,9 +628,16 @@ class Conversion(unittest.TestCase):
             "np.array([[1, 2], [3, 4]])": b"[[1, 2], [3, 4]]",
             "{'n': np.uint8(255), 'a': np.arange(3)}": b'{"n": 255, "a": [0, 1, 2]}',
             "np.array([True, False])": b"[true, false]",
+            # As keys, as json.dumps has Python's; one with no such form stays refused.
+            "{np.int64(3): 2, np.bool_(False): [{np.float32(0.5): None}]}": b'{"3": 2, "false": [{"0.5": null}]}',
         }
         for expr, text in cases.items():
             self.assertEqual(run("import numpy as np\ndef main():\n    return %s\n" % expr), ("ok", text), expr)
+
+    def test_a_numpy_key_without_a_json_form_is_still_refused(self):
+        body = json.loads(run("import numpy as np\ndef main():\n    return {np.datetime64('2024-01-01'): 1}\n")[1])
+        self.assertEqual(body["kind"], "result_not_json")
+        self.assertIn("keys must be", body["message"])
 
     def test_pandas_reductions(self):
         script = (

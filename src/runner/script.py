@@ -174,6 +174,35 @@ def to_json(value):
     raise TypeError("Object of type %s is not JSON serializable" % type(value).__name__)
 
 
+def result_json(dumps, value):
+    """main()'s value as JSON text. json.dumps converts int, float, bool and None dict keys to
+    strings itself but numpy's only through `default`, which it never calls for a key: on
+    that refusal, numpy keys become the equal Python values and the value is dumped again."""
+    try:
+        return dumps(value, allow_nan=False, default=to_json)
+    except TypeError as exc:
+        numpy = sys.modules.get("numpy")
+        if numpy is None or not str(exc).startswith("keys must be"):
+            raise
+        return dumps(plain_keys(value, getattr(numpy, "generic", ())), allow_nan=False, default=to_json)
+
+
+def plain_keys(value, generic):
+    """`value` with the numpy scalars among its dicts' keys made Python values (those that
+    have an equal one JSON allows as a key)."""
+    if isinstance(value, dict):
+        def key(k):
+            if isinstance(k, generic):
+                plain = k.item()
+                if isinstance(plain, (bool, int, float, str, type(None))) and not isinstance(plain, generic):
+                    return plain
+            return k
+        return {key(k): plain_keys(v, generic) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain_keys(v, generic) for v in value]
+    return value
+
+
 class Output(io.FileIO):
     """The script's fd 1 or 2: a write after the script closed the fd is dropped, as a
     block-buffered stream's would be at exit, rather than failing the print that line
@@ -198,7 +227,10 @@ def std_streams():
         return io.TextIOWrapper(io.BufferedWriter(Output(fd, "wb", closefd=False)), "utf-8", errors,
                                 line_buffering=True)
 
-    streams = (io.open(0, "r", encoding="utf-8", closefd=False), writer(1, "strict"), writer(2, "backslashreplace"))
+    # The error handlers Python gives stdio under the jail's C.UTF-8 locale: a string holding
+    # undecodable bytes (`os.fsdecode`) prints as those bytes.
+    streams = (io.open(0, "r", encoding="utf-8", errors="surrogateescape", closefd=False),
+               writer(1, "surrogateescape"), writer(2, "backslashreplace"))
     sys.stdin, sys.stdout, sys.stderr = streams
     sys.__stdin__, sys.__stdout__, sys.__stderr__ = streams
 
@@ -268,8 +300,10 @@ def run_script(request, script, dumps):
     # are) comes first on sys.path: a helper module sent with it is importable.
     sys.path.insert(0, os.getcwd())
 
-    # Tracebacks show the script's lines, as they would for a file.
-    linecache.cache[SCRIPT_NAME] = (len(script), None, script.splitlines(True), SCRIPT_NAME)
+    # Tracebacks show the script's lines, as they would for a file: split as a file is read
+    # (universal newlines), not by str.splitlines, which also breaks at form feeds and U+2028.
+    lines = io.StringIO(script, newline=None).readlines()
+    linecache.cache[SCRIPT_NAME] = (len(script), None, lines, SCRIPT_NAME)
     try:
         code = compile(script, SCRIPT_NAME, "exec", dont_inherit=True)
     except SyntaxError as exc:
@@ -318,7 +352,7 @@ def run_script(request, script, dumps):
         )
 
     try:
-        text = dumps(value, allow_nan=False, default=to_json)
+        text = result_json(dumps, value)
         if not isinstance(text, str):
             raise TypeError("json.dumps did not return a string")
     except MemoryError:
