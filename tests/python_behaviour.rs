@@ -237,8 +237,14 @@ fn numpy_and_pandas_results_just_work() {
             "dict(zip(*np.unique(np.array([3, 3, 7]), return_counts=True)))",
             r#"{"3": 2, "7": 1}"#,
         ),
-        ("{np.bool_(True): [{np.float64(0.5): 'x'}]}", r#"{"true": [{"0.5": "x"}]}"#),
-        ("pd.Series(['a', 'b', 'a']).value_counts().to_dict()", r#"{"a": 2, "b": 1}"#),
+        (
+            "{np.bool_(True): [{np.float64(0.5): 'x'}]}",
+            r#"{"true": [{"0.5": "x"}]}"#,
+        ),
+        (
+            "pd.Series(['a', 'b', 'a']).value_counts().to_dict()",
+            r#"{"a": 2, "b": 1}"#,
+        ),
     ];
     // All in one script (each pandas execution costs a jail its import of pandas).
     let exprs: Vec<&str> = cases.iter().map(|(expr, _)| *expr).collect();
