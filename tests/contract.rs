@@ -461,6 +461,22 @@ fn content_types() {
         let r = server.request("POST", "/execute", &[("Content-Type", ct)], body);
         assert_eq!((r.status, r.kind().as_str()), (415, "unsupported_media_type"), "{ct}");
     }
+    // A compressed body is refused for its coding, named, not read as broken JSON.
+    let gzipped = [
+        0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x03, 0xab, 0xae, 0x05, 0x00, 0x43, 0xbf, 0xa6, 0xa3,
+        0x02, 0x00, 0x00, 0x00,
+    ];
+    let json = [("Content-Type", "application/json")];
+    let r = server.request("POST", "/execute", &[json[0], ("Content-Encoding", "gzip")], &gzipped);
+    assert_eq!(
+        (r.status, r.kind().as_str()),
+        (415, "unsupported_media_type"),
+        "{}",
+        r.text()
+    );
+    assert!(r.json()["error"].as_str().unwrap().contains("gzip"), "{}", r.text());
+    let r = server.request("POST", "/execute", &[json[0], ("Content-Encoding", "identity")], body);
+    assert_eq!(r.status, 200, "identity: {}", r.text());
 }
 
 #[test]

@@ -43,7 +43,24 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     std::hint::black_box(difference) == 0
 }
 
+/// The body must be JSON as sent: no other media type, and no content coding (a gzipped body
+/// would otherwise be read as broken JSON).
 pub fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
+    for coding in headers.get_all(header::CONTENT_ENCODING) {
+        let coding = String::from_utf8_lossy(coding.as_bytes());
+        if coding
+            .split(',')
+            .any(|c| !c.trim().eq_ignore_ascii_case("identity") && !c.trim().is_empty())
+        {
+            return Err(ApiError::new(
+                ErrorKind::UnsupportedMediaType,
+                format!(
+                    "Content-Encoding {:?} is not supported: send the JSON body uncompressed",
+                    coding.trim()
+                ),
+            ));
+        }
+    }
     let Some(value) = headers.get(header::CONTENT_TYPE) else {
         return Ok(());
     };
