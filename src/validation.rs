@@ -11,6 +11,7 @@ use rustpython_parser::{Parse, ParseErrorType};
 mod fstring;
 mod indentation;
 mod number;
+mod strings;
 mod syntax;
 
 use syntax::{line_column, parse_error, syntax_error};

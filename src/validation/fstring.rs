@@ -2,8 +2,8 @@
 //! its own way, and places them where its parser stood when the string was reduced: the
 //! first thing after the string (and the strings implicitly joined to it, scanned as one).
 
-use rustpython_parser::lexer::lex;
-use rustpython_parser::{FStringErrorType, Mode, Tok};
+use super::strings::{literal_parts, strings_around};
+use rustpython_parser::FStringErrorType;
 
 /// The message and byte offset CPython gives for rustpython's f-string error `kind` found at
 /// byte `reported`; `None` for errors in an expression's own syntax (left as rustpython
@@ -45,36 +45,6 @@ fn cannot_include(c: char) -> String {
     }
 }
 
-/// Where CPython reports an error in the string literals joined into the one holding byte
-/// `reported` (as for mixing bytes and text in them).
-pub(super) fn after_strings(script: &str, reported: usize) -> Option<usize> {
-    strings_around(script, reported).map(|(_, after)| after)
-}
-
-/// The byte ranges of the string literals joined into the one holding byte `reported`, and
-/// where CPython's parser stood after them: at the next token, or at a comment before it.
-fn strings_around(script: &str, reported: usize) -> Option<(Vec<(usize, usize)>, usize)> {
-    let mut strings: Vec<(usize, usize)> = Vec::new();
-    for token in lex(script, Mode::Module) {
-        let (tok, range) = token.ok()?;
-        let (start, end) = (range.start().to_usize(), range.end().to_usize());
-        if matches!(tok, Tok::String { .. }) {
-            strings.push((start, end));
-            continue;
-        }
-        let joined = strings.first().map_or(0, |s| s.0)..=strings.last().map_or(0, |s| s.1);
-        if !strings.is_empty() && joined.contains(&reported) {
-            // A comment ending the line is where CPython's tokenizer starts the NEWLINE token;
-            // inside brackets, comments and line breaks are skipped.
-            let gap = &script[*joined.end()..start.max(*joined.end())];
-            let comment = gap.find('#').filter(|_| matches!(tok, Tok::Newline));
-            return Some((strings, joined.end() + comment.unwrap_or(gap.len())));
-        }
-        strings.clear();
-    }
-    None
-}
-
 #[derive(Debug, PartialEq)]
 enum Problem {
     ExpressionRequiredBefore(char),
@@ -86,16 +56,10 @@ enum Problem {
 /// with no expression before `!`, `:` or `=`, or a backslash (anywhere) or `#` (outside
 /// quotes) in an expression. Other strings have none.
 fn first_problem(literal: &str) -> Option<Problem> {
-    let prefix = literal.find(['\'', '"'])?;
-    if !literal[..prefix].contains(['f', 'F']) {
+    let (prefix, _, body) = literal_parts(literal)?;
+    if !prefix.contains(['f', 'F']) {
         return None;
     }
-    let quotes = if literal[prefix..].starts_with("'''") || literal[prefix..].starts_with("\"\"\"") {
-        3
-    } else {
-        1
-    };
-    let body = literal.get(prefix + quotes..literal.len().checked_sub(quotes)?)?;
     let mut chars = body.chars().peekable();
     // Nesting of fields: each entry is the bracket depth inside that field's expression, or
     // `None` once its expression is over (in its conversion or format spec).

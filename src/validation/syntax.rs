@@ -1,7 +1,7 @@
 //! A script's syntax error as the API answers it: `syntax_error` with a 1-based line and
 //! column, whichever pass found it.
 
-use super::{fstring, number};
+use super::{fstring, number, strings};
 use crate::error::ApiError;
 use rustpython_parser::lexer::{lex, LexicalErrorType};
 use rustpython_parser::source_code::RandomLocator;
@@ -30,9 +30,16 @@ pub(super) fn parse_error(script: &str, err: &rustpython_parser::ParseError) -> 
                 fstring::detail(script, err.offset.to_usize(), kind)
             }
             ParseErrorType::Lexical(LexicalErrorType::OtherError(message))
-                if message.starts_with("cannot mix bytes") =>
+                if message.starts_with("cannot mix bytes") || message.starts_with("bytes can only contain") =>
             {
-                fstring::after_strings(script, err.offset.to_usize()).map(|after| (message.clone(), after))
+                strings::after_strings(script, err.offset.to_usize()).map(|after| (message.clone(), after))
+            }
+            ParseErrorType::Lexical(LexicalErrorType::UnicodeError | LexicalErrorType::StringError) => {
+                strings::escape_error(script, err.offset.to_usize())
+            }
+            ParseErrorType::Lexical(LexicalErrorType::UnrecognizedToken { tok }) => {
+                let at = char_at(script, err.offset.to_usize().min(script.len()), *tok);
+                Some(("invalid syntax".to_string(), at))
             }
             _ => None,
         });
@@ -271,6 +278,11 @@ fn lexical_cause(script: &str, reported: usize, at_end: bool) -> Option<(String,
                         }
                         break;
                     }
+                    // A character no token starts with: CPython's tokenizer refuses one past
+                    // ASCII; one in ASCII (`$`, `?`) is the parser's to refuse.
+                    LexicalErrorType::UnrecognizedToken { tok } if !tok.is_ascii() => {
+                        return Some((invalid_character(tok), char_at(script, at, tok)));
+                    }
                     _ => return None,
                 }
             }
@@ -313,6 +325,29 @@ fn lexical_cause(script: &str, reported: usize, at_end: bool) -> Option<(String,
     let reported_line = line_column(script, reported.min(script.len())).0;
     (at_end || reported_line > line_column(script, opened_at).0)
         .then(|| (format!("'{opening}' was never closed"), opened_at))
+}
+
+/// CPython's words for a character past ASCII that starts no token.
+fn invalid_character(c: char) -> String {
+    const FORMAT: [std::ops::RangeInclusive<char>; 4] = [
+        '\u{200b}'..='\u{200f}',
+        '\u{2028}'..='\u{202e}',
+        '\u{2060}'..='\u{2064}',
+        '\u{feff}'..='\u{feff}',
+    ];
+    if c.is_whitespace() || c.is_control() || FORMAT.iter().any(|r| r.contains(&c)) {
+        format!("invalid non-printable character U+{:04X}", c as u32)
+    } else {
+        format!("invalid character '{c}' (U+{:04X})", c as u32)
+    }
+}
+
+/// The byte offset of `c` where rustpython reported it: at `at`, or just before.
+fn char_at(script: &str, at: usize, c: char) -> usize {
+    match script.get(..at) {
+        Some(before) if !script[at..].starts_with(c) && before.ends_with(c) => at - c.len_utf8(),
+        _ => at,
+    }
 }
 
 fn closing(opening: char) -> char {

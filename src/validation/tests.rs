@@ -318,7 +318,7 @@ fn common_mistakes_are_worded_and_placed_as_cpython_does() {
 }
 
 #[test]
-fn fstring_mistakes_are_worded_and_placed_as_cpython_does() {
+fn string_mistakes_are_worded_and_placed_as_cpython_does() {
     // (script, CPython 3.11's message, line and column): where its parser stood after the
     // string and the strings joined to it.
     for (script, message, line, column) in [
@@ -349,6 +349,17 @@ fn fstring_mistakes_are_worded_and_placed_as_cpython_does() {
         ("x = f'''\n{\n'''\n", "f-string: expecting '}'", 3, 4),
         ("x = f'{x:{y:{z}}}'\n", "f-string: expressions nested too deeply", 1, 19),
         ("x = b'a' 'é'\n", "cannot mix bytes and nonbytes literals", 1, 13),
+        // Escapes CPython's decoder refuses, and characters no token starts with.
+        (
+            "df = pd.read_csv('C:\\Users\\me\\data.csv')\n",
+            "(unicode error) 'unicodeescape' codec can't decode bytes in position 2-3: truncated \\UXXXXXXXX escape",
+            1,
+            40,
+        ),
+        ("x = b'\\x4'\n", "(value error) invalid \\x escape at position 0", 1, 11),
+        ("x = “hello”\n", "invalid character '“' (U+201C)", 1, 5),
+        ("x = 1 +\u{a0}2\n", "invalid non-printable character U+00A0", 1, 8),
+        ("x$ = 1\n", "invalid syntax", 1, 2),
     ] {
         let script = format!("{script}def main():\n    pass\n");
         let err = validate(&script).expect_err(&script);
