@@ -34,6 +34,7 @@ struct Raw {
     queue_timeout_seconds: f64,
     header_read_timeout_seconds: f64,
     body_read_timeout_seconds: f64,
+    answer_write_timeout_seconds: f64,
     shutdown_grace_seconds: f64,
     pool_size: Option<usize>,
     pool_max_idle_seconds: f64,
@@ -66,6 +67,7 @@ impl Default for Raw {
             queue_timeout_seconds: 30.0,
             header_read_timeout_seconds: 10.0,
             body_read_timeout_seconds: 30.0,
+            answer_write_timeout_seconds: 30.0,
             shutdown_grace_seconds: 9.0,
             pool_size: None,
             pool_max_idle_seconds: 60.0,
@@ -125,6 +127,8 @@ pub struct Settings {
     pub queue_timeout: Duration,
     pub header_read_timeout: Duration,
     pub body_read_timeout: Duration,
+    /// How long a connection may take no byte of its answer before it is dropped.
+    pub answer_write_timeout: Duration,
     pub shutdown_grace: Duration,
     /// `None`: sized from the admission limit; `Some(0)`: every execution starts cold.
     pub pool_size: Option<usize>,
@@ -298,6 +302,12 @@ impl Settings {
                 3600.0,
             )?,
             body_read_timeout: seconds("BODY_READ_TIMEOUT_SECONDS", raw.body_read_timeout_seconds, 0.1, 3600.0)?,
+            answer_write_timeout: seconds(
+                "ANSWER_WRITE_TIMEOUT_SECONDS",
+                raw.answer_write_timeout_seconds,
+                0.1,
+                3600.0,
+            )?,
             shutdown_grace: seconds("SHUTDOWN_GRACE_SECONDS", raw.shutdown_grace_seconds, 0.0, 3600.0)?,
             pool_size: raw.pool_size,
             pool_max_idle: seconds("POOL_MAX_IDLE_SECONDS", raw.pool_max_idle_seconds, 1.0, 86400.0)?,

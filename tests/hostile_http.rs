@@ -653,3 +653,63 @@ fn uploads_at_once_are_held_to_a_memory_budget() {
     }
     assert_serving(&server);
 }
+
+#[test]
+fn clients_that_never_read_their_answers_cannot_grow_the_service() {
+    let server = Server::start_with(&[("ANSWER_WRITE_TIMEOUT_SECONDS", "5")]);
+    // Each asks for an 8 MB answer and never reads it (with a 4 KiB receive buffer).
+    let body = json!({"script": "def main():\n    return 'a' * 8_000_000\n"}).to_string();
+    let never_reading = || {
+        let stream = send_without_reading(&server, &body);
+        let size: libc::c_int = 4096;
+        // SAFETY: setsockopt on this test's own socket, with a c_int it reads.
+        unsafe {
+            use std::os::fd::AsRawFd;
+            libc::setsockopt(
+                stream.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUF,
+                (&size as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
+        stream
+    };
+    // Answers waiting for their clients are held to a budget (64 MiB): once they fill it,
+    // requests are refused before anything runs, however many clients stall.
+    let mut stalled = Vec::new();
+    let refused = loop {
+        stalled.push(never_reading());
+        std::thread::sleep(Duration::from_millis(150));
+        let r = server.execute("def main():\n    return 1\n");
+        if r.status == 429 {
+            break r;
+        }
+        assert_eq!(r.result(), json!(1));
+        assert!(
+            stalled.len() < 16,
+            "{} answers of 8 MB waited and nothing was refused",
+            stalled.len()
+        );
+    };
+    assert_error(&refused, 429, "overloaded");
+    assert!(refused.json()["error"]
+        .as_str()
+        .unwrap()
+        .contains("waiting for their clients"));
+    // A connection that takes no byte for ANSWER_WRITE_TIMEOUT_SECONDS is dropped with its
+    // answer (their clients still read none of them): the room is free again.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let r = server.execute("def main():\n    return 2\n");
+        if r.status == 200 {
+            assert_eq!(r.result(), json!(2));
+            break;
+        }
+        assert_error(&r, 429, "overloaded");
+        assert!(Instant::now() < deadline, "the stalled answers were never dropped");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    drop(stalled);
+    assert_serving(&server);
+}

@@ -4,6 +4,7 @@
 
 mod body;
 mod data;
+mod delivery;
 mod health;
 mod job;
 mod unparsed;
@@ -16,7 +17,6 @@ use crate::jail::probe::SandboxPython;
 use crate::jail::Launcher;
 use crate::logging;
 use crate::validation::ParserThreads;
-use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::server::conn::http1;
@@ -41,6 +41,8 @@ pub struct App<L: Launcher> {
     /// Where scripts are validated (big ones on bounded threads of their own).
     pub parser_threads: ParserThreads,
     body_budget: body::BodyBudget,
+    /// Answers their clients have not taken yet.
+    waiting: delivery::Waiting,
     pub draining: AtomicBool,
     request_counter: AtomicU64,
     request_id_salt: u64,
@@ -60,6 +62,7 @@ impl<L: Launcher> App<L> {
         let body_budget = body::BodyBudget::new(&settings, executor.admission.capacity());
         App {
             body_budget,
+            waiting: delivery::Waiting::default(),
             settings,
             executor,
             python,
@@ -85,7 +88,7 @@ impl<L: Launcher> App<L> {
     }
 }
 
-type Body = Full<Bytes>;
+type Body = delivery::AnswerBody;
 
 /// The API description, generated from openapi.yaml by scripts/openapi-json.py (tests/api.rs
 /// checks the two agree), served at `GET /openapi.json`.
@@ -113,6 +116,7 @@ pub async fn serve<L: Launcher>(listener: TcpListener, app: Arc<App<L>>, shutdow
                 let _ = stream.set_nodelay(true);
                 let app = app.clone();
                 let ids = app.clone();
+                let stream = delivery::WriteDeadline::new(stream, app.settings.answer_write_timeout);
                 let stream = unparsed::JsonForUnparsed::new(stream, move || ids.request_id(&HeaderMap::new()));
                 let service = service_fn(move |request| handle(app.clone(), request));
                 let connection = http1::Builder::new()
@@ -320,6 +324,11 @@ async fn run_script<L: Launcher>(
     let settings = &app.settings;
     body::authorize(settings, request.headers())?;
     body::check_content_type(request.headers())?;
+    if app.waiting.is_full() {
+        let mut refused = ApiError::overloaded(Duration::from_secs(1));
+        refused.message = "too many answers are waiting for their clients to read them; retry later".into();
+        return Err(refused);
+    }
     let body::ReadBody {
         bytes: body,
         room: _room,
@@ -336,7 +345,8 @@ async fn run_script<L: Launcher>(
     let mut execution_timings = Timings::default();
     let outcome = app.executor.run(job, &mut execution_timings).await;
     *timings = Some((validate_took, execution_timings));
-    Ok(json_response(StatusCode::OK, success_body(outcome?, include)))
+    let answer = app.waiting.body(Bytes::from(success_body(outcome?, include)));
+    Ok(with_json_headers(StatusCode::OK, answer))
 }
 
 /// The success body, built by hand so the result's JSON text passes through byte for byte:
@@ -379,7 +389,11 @@ fn success_body(success: Success, include: Include) -> String {
 }
 
 fn json_response(status: StatusCode, body: String) -> Response<Body> {
-    let mut response = Response::new(Full::new(Bytes::from(body)));
+    with_json_headers(status, delivery::AnswerBody::uncounted(Bytes::from(body)))
+}
+
+fn with_json_headers(status: StatusCode, body: Body) -> Response<Body> {
+    let mut response = Response::new(body);
     *response.status_mut() = status;
     response
         .headers_mut()
