@@ -8,6 +8,7 @@ use rustpython_parser::ast::{self, Stmt};
 use rustpython_parser::lexer::LexicalErrorType;
 use rustpython_parser::{Parse, ParseErrorType};
 
+mod calls;
 mod fstring;
 mod indentation;
 mod number;

@@ -1,7 +1,7 @@
 //! A script's syntax error as the API answers it: `syntax_error` with a 1-based line and
 //! column, whichever pass found it.
 
-use super::{fstring, number, strings};
+use super::{calls, fstring, number, strings};
 use crate::error::ApiError;
 use rustpython_parser::lexer::{lex, LexicalErrorType};
 use rustpython_parser::source_code::RandomLocator;
@@ -37,6 +37,14 @@ pub(super) fn parse_error(script: &str, err: &rustpython_parser::ParseError) -> 
             ParseErrorType::Lexical(LexicalErrorType::UnicodeError | LexicalErrorType::StringError) => {
                 strings::escape_error(script, err.offset.to_usize())
             }
+            ParseErrorType::Lexical(LexicalErrorType::PositionalArgumentError) => {
+                calls::detail(script, err.offset.to_usize(), calls::Misorder::PositionalAfterKeyword)
+            }
+            ParseErrorType::Lexical(LexicalErrorType::UnpackedArgumentError) => calls::detail(
+                script,
+                err.offset.to_usize(),
+                calls::Misorder::IterableAfterKeywordUnpacking,
+            ),
             ParseErrorType::Lexical(LexicalErrorType::UnrecognizedToken { tok }) => {
                 let at = char_at(script, err.offset.to_usize().min(script.len()), *tok);
                 Some(("invalid syntax".to_string(), at))

@@ -239,6 +239,28 @@ fn common_mistakes_are_worded_and_placed_as_cpython_does() {
             2,
             12,
         ),
+        // Arguments out of order in a call.
+        (
+            "def main():\n    return max(key=len, 'abc', 'de')\n",
+            "SyntaxError",
+            "positional argument follows keyword argument",
+            2,
+            36,
+        ),
+        (
+            "def main():\n    return g(f(**k, 1), 2)\n",
+            "SyntaxError",
+            "positional argument follows keyword argument unpacking",
+            2,
+            22,
+        ),
+        (
+            "def main():\n    return f(a, **k, *b)\n",
+            "SyntaxError",
+            "iterable argument unpacking follows keyword argument unpacking",
+            2,
+            14,
+        ),
         // A block never started: the script ends after its header.
         (
             "def main():\n    # TODO\n",
