@@ -77,10 +77,11 @@ fn stdout_behaves_as_a_pipe_and_keeps_what_was_printed() {
             "from C 42\n",
         ),
         // A name os.fsdecode made of undecodable bytes prints as those bytes, as under
-        // `python script.py` in a UTF-8 locale; the answer shows each as U+FFFD.
+        // `python script.py` in a UTF-8 locale; the answer shows each as U+FFFD, in stdout
+        // and in the result (JSON parsers refuse the lone surrogate Python's json writes).
         (
-            "import os\ndef main():\n    print(os.fsdecode(b'caf\\xe9.csv'))\n    return 1\n",
-            json!(1),
+            "import os\ndef main():\n    name = os.fsdecode(b'caf\\xe9.csv')\n    print(name)\n    return [name, {name: '\u{1f600}'}]\n",
+            json!(["caf\u{fffd}.csv", {"caf\u{fffd}.csv": "\u{1f600}"}]),
             "caf\u{fffd}.csv\n",
         ),
     ];

@@ -614,7 +614,7 @@ class Awaitables(unittest.TestCase):
 
 class Conversion(unittest.TestCase):
     def test_plain_values_are_json_dumps_byte_for_byte(self):
-        for expr in ("10**40", "0.1 + 0.2", "'é\\u2028\\ud800'", "[1, {'a': (2, 3)}, None, True]", "-0.0", "1e300"):
+        for expr in ("10**40", "0.1 + 0.2", "'é\\u2028\\U0001f600'", "[1, {'a': (2, 3)}, None, True]", "-0.0", "1e300"):
             value = eval(expr)
             tag, payload = run("def main():\n    return %s\n" % expr)
             self.assertEqual((tag, payload), ("ok", json.dumps(value, allow_nan=False).encode("utf-8", "surrogatepass")), expr)
@@ -633,6 +633,10 @@ class Conversion(unittest.TestCase):
         }
         for expr, text in cases.items():
             self.assertEqual(run("import numpy as np\ndef main():\n    return %s\n" % expr), ("ok", text), expr)
+
+    def test_lone_surrogates_in_the_result_become_replacement_characters(self):
+        script = "def main():\n    return ['\\ud800x', ('\\udce9',), {'k\\udfff': '\U0001f600'}, '\\\\ud800']\n"
+        self.assertEqual(run(script), ("ok", b'["\\ufffdx", ["\\ufffd"], {"k\\ufffd": "\\ud83d\\ude00"}, "\\\\ud800"]'))
 
     def test_a_numpy_key_without_a_json_form_is_still_refused(self):
         body = json.loads(run("import numpy as np\ndef main():\n    return {np.datetime64('2024-01-01'): 1}\n")[1])

@@ -177,14 +177,21 @@ def to_json(value):
 def result_json(dumps, value):
     """main()'s value as JSON text. json.dumps converts int, float, bool and None dict keys to
     strings itself but numpy's only through `default`, which it never calls for a key: on
-    that refusal, numpy keys become the equal Python values and the value is dumped again."""
+    that refusal, numpy keys become the equal Python values and the value is dumped again.
+    A string with a lone surrogate (a file name `os.fsdecode` made of undecodable bytes) has
+    it as U+FFFD, as stdout and errors do: strict JSON parsers refuse a lone `\\udXXX`."""
     try:
-        return dumps(value, allow_nan=False, default=to_json)
+        text = dumps(value, allow_nan=False, default=to_json)
     except TypeError as exc:
         numpy = sys.modules.get("numpy")
         if numpy is None or not str(exc).startswith("keys must be"):
             raise
-        return dumps(plain_keys(value, getattr(numpy, "generic", ())), allow_nan=False, default=to_json)
+        value = plain_keys(value, getattr(numpy, "generic", ()))
+        text = dumps(value, allow_nan=False, default=to_json)
+    # Only a string outside the BMP (written as a pair) or a lone surrogate is escaped so.
+    if "\\ud" in text:
+        text = dumps(without_surrogates(value), allow_nan=False, default=to_json)
+    return text
 
 
 def plain_keys(value, generic):
@@ -247,7 +254,7 @@ def without_surrogates(value):
             return "".join("\ufffd" if "\ud800" <= c <= "\udfff" else c for c in value)
     if isinstance(value, dict):
         return {without_surrogates(k): without_surrogates(v) for k, v in value.items()}
-    if isinstance(value, list):
+    if isinstance(value, (list, tuple)):
         return [without_surrogates(v) for v in value]
     return value
 
