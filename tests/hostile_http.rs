@@ -713,3 +713,40 @@ fn clients_that_never_read_their_answers_cannot_grow_the_service() {
     drop(stalled);
     assert_serving(&server);
 }
+
+#[test]
+fn a_slow_reader_that_keeps_reading_gets_its_whole_answer() {
+    // Far slower than the service can write (a 6 MB answer at ~1 MB/s), never pausing as long
+    // as ANSWER_WRITE_TIMEOUT_SECONDS: it keeps making progress, so it is not cut off.
+    let server = Server::start_with(&[("ANSWER_WRITE_TIMEOUT_SECONDS", "1")]);
+    let body = json!({"script": "def main():\n    return 'a' * 6_000_000\n"}).to_string();
+    let mut stream = send_without_reading(&server, &body);
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut answer = Vec::new();
+    let mut piece = vec![0u8; 96 << 10];
+    loop {
+        std::thread::sleep(Duration::from_millis(100));
+        match stream.read(&mut piece) {
+            Ok(0) => break,
+            Ok(n) => answer.extend_from_slice(&piece[..n]),
+            Err(e) => panic!("after {} bytes: {e}", answer.len()),
+        }
+        if !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+            continue;
+        }
+        let r = Response::parse(&answer);
+        if r.header("content-length").and_then(|n| n.parse::<usize>().ok()) == Some(r.body.len()) {
+            break;
+        }
+    }
+    let r = Response::parse(&answer);
+    let declared = r.header("content-length").and_then(|n| n.parse::<usize>().ok());
+    // A cut-off answer would be a 200 whose body stops short of its length.
+    assert_eq!(
+        (r.status, Some(r.body.len())),
+        (200, declared),
+        "the answer was cut off"
+    );
+    assert_eq!(r.result().as_str().map(str::len), Some(6_000_000));
+    assert_serving(&server);
+}

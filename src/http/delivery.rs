@@ -89,6 +89,29 @@ impl hyper::body::Body for AnswerBody {
     }
 }
 
+/// At most this many bytes of an answer wait unsent in a connection's socket. Without it, Linux
+/// reports a socket writable again only once a third of its send buffer is free, and that
+/// buffer grows to 4 MiB: a client reading steadily but slowly would show no progress for
+/// longer than the deadline and be cut off. With it, every few KiB the client takes let the
+/// next write through. (It also keeps what waits for a slow client here, counted.)
+const UNSENT_IN_SOCKET: libc::c_int = 32 << 10;
+
+/// Gives an accepted connection's socket the bound on unsent bytes its deadline relies on.
+pub fn limit_unsent(stream: &tokio::net::TcpStream) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: setsockopt on a socket this process owns, reading a c_int that outlives the call.
+    // Failing leaves the kernel's default: slow readers may then be cut off sooner.
+    unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_NOTSENT_LOWAT,
+            (&UNSENT_IN_SOCKET as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}
+
 /// A connection's socket whose writes fail once they have made no progress for `limit`.
 pub struct WriteDeadline<S> {
     inner: S,

@@ -114,6 +114,7 @@ pub async fn serve<L: Launcher>(listener: TcpListener, app: Arc<App<L>>, shutdow
                     }
                 };
                 let _ = stream.set_nodelay(true);
+                delivery::limit_unsent(&stream);
                 let app = app.clone();
                 let ids = app.clone();
                 let stream = delivery::WriteDeadline::new(stream, app.settings.answer_write_timeout);
