@@ -28,8 +28,9 @@ pub(super) fn detail(script: &str, reported: usize, kind: &FStringErrorType) -> 
             _ => "f-string: empty expression not allowed".to_string(),
         },
         // rustpython stops at a backslash or `#` in an expression without naming it.
-        FStringErrorType::UnterminatedString | FStringErrorType::InvalidExpression(_) => match first_problem()? {
-            Problem::CannotInclude(c) => cannot_include(c),
+        FStringErrorType::UnterminatedString | FStringErrorType::InvalidExpression(_) => match first_problem() {
+            Some(Problem::CannotInclude(c)) => cannot_include(c),
+            _ if matches!(kind, FStringErrorType::UnterminatedString) => "f-string: unterminated string".to_string(),
             _ => return None,
         },
         other => format!("f-string: {other}"),

@@ -171,11 +171,24 @@ fn indentation_detail(script: &str, message: &str, line: usize) -> Option<(Strin
         "unexpected indent" => Some((message.to_string(), indent.max(1))),
         "unindent does not match any outer indentation level" => Some((message.to_string(), text.chars().count() + 1)),
         "expected an indented block" => {
-            let message = match block_header(script, line) {
+            let header = block_header(script, line);
+            let message = match header {
                 Some((what, header_line)) => format!("{message} after {what} on line {header_line}"),
                 None => message.to_string(),
             };
-            Some((message, indent + 1))
+            // A line dedented past the header is a DEDENT token to CPython, placed one column
+            // earlier (0, shown as 1, at the margin).
+            let header_indent = header
+                .and_then(|(_, header_line)| script.split('\n').nth(header_line - 1))
+                .map_or(0, |text| {
+                    text.chars().take_while(|c| matches!(c, ' ' | '\t' | '\x0c')).count()
+                });
+            let column = if indent < header_indent {
+                indent.max(1)
+            } else {
+                indent + 1
+            };
+            Some((message, column))
         }
         _ => None,
     }
@@ -287,8 +300,9 @@ fn lexical_cause(script: &str, reported: usize, at_end: bool) -> Option<(String,
                         break;
                     }
                     // A character no token starts with: CPython's tokenizer refuses one past
-                    // ASCII; one in ASCII (`$`, `?`) is the parser's to refuse.
-                    LexicalErrorType::UnrecognizedToken { tok } if !tok.is_ascii() => {
+                    // ASCII or a control character; a printable one in ASCII (`$`, `?`) is the
+                    // parser's to refuse.
+                    LexicalErrorType::UnrecognizedToken { tok } if !tok.is_ascii() || tok.is_ascii_control() => {
                         return Some((invalid_character(tok), char_at(script, at, tok)));
                     }
                     _ => return None,
@@ -297,10 +311,16 @@ fn lexical_cause(script: &str, reported: usize, at_end: bool) -> Option<(String,
         };
         let (start, end) = (range.start().to_usize(), range.end().to_usize());
         last_end = end;
-        // rustpython reads `12abc` as two tokens; CPython's tokenizer refuses it first.
-        if matches!(tok, Tok::Int { .. } | Tok::Float { .. } | Tok::Complex { .. }) && start <= reported {
+        // rustpython reads `12abc` as two tokens, and takes `a😀` for a name; CPython's
+        // tokenizer refuses both, wherever they are.
+        if matches!(tok, Tok::Int { .. } | Tok::Float { .. } | Tok::Complex { .. }) {
             if let Some(cause) = number::literal_error(script, start) {
                 return Some(cause);
+            }
+        }
+        if let Tok::Name { name } = &tok {
+            if let Some((i, c)) = name.char_indices().find(|&(_, c)| is_symbol(c)) {
+                return Some((invalid_character(c), start + i));
             }
         }
         let close = match tok {
@@ -348,6 +368,18 @@ fn invalid_character(c: char) -> String {
     } else {
         format!("invalid character '{c}' (U+{:04X})", c as u32)
     }
+}
+
+/// A symbol rustpython lets into a name and CPython does not (emoji, arrows, math, `×`, `°`):
+/// past ASCII, neither a letter nor a digit, in the blocks of symbols and punctuation.
+fn is_symbol(c: char) -> bool {
+    const SYMBOLS: [std::ops::RangeInclusive<char>; 4] = [
+        '\u{a0}'..='\u{ff}',
+        '\u{2000}'..='\u{2bff}',
+        '\u{3000}'..='\u{303f}',
+        '\u{1f000}'..='\u{1faff}',
+    ];
+    !c.is_alphanumeric() && SYMBOLS.iter().any(|r| r.contains(&c))
 }
 
 /// The byte offset of `c` where rustpython reported it: at `at`, or just before.

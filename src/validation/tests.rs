@@ -261,6 +261,14 @@ fn common_mistakes_are_worded_and_placed_as_cpython_does() {
             2,
             14,
         ),
+        // A line dedented past the block's header: CPython's column is one less.
+        (
+            "def main():\n    if True:\n        if x:\n    y = 1\n",
+            "IndentationError",
+            "expected an indented block after 'if' statement on line 3",
+            4,
+            4,
+        ),
         // A block never started: the script ends after its header.
         (
             "def main():\n    # TODO\n",
@@ -382,6 +390,11 @@ fn string_mistakes_are_worded_and_placed_as_cpython_does() {
         ("x = “hello”\n", "invalid character '“' (U+201C)", 1, 5),
         ("x = 1 +\u{a0}2\n", "invalid non-printable character U+00A0", 1, 8),
         ("x$ = 1\n", "invalid syntax", 1, 2),
+        ("x = 1\u{1b}\n", "invalid non-printable character U+001B", 1, 6),
+        ("x = f(a😀)\n", "invalid character '😀' (U+1F600)", 1, 8),
+        ("x = f\"{x'}\"\n", "f-string: unterminated string", 1, 12),
+        // CPython's tokenizer reads the whole source once its parser has failed.
+        ("x = f(1 2)\ny = 12abc\n", "invalid decimal literal", 2, 6),
     ] {
         let script = format!("{script}def main():\n    pass\n");
         let err = validate(&script).expect_err(&script);
