@@ -47,68 +47,114 @@ fn cannot_include(c: char) -> String {
 }
 
 #[derive(Debug, PartialEq)]
-enum Problem {
+pub(super) enum Problem {
     ExpressionRequiredBefore(char),
     CannotInclude(char),
 }
 
 /// The first of CPython 3.11's scanner errors in one f-string literal (its source, prefix and
-/// quotes included), scanning its replacement fields left to right as CPython does: a field
-/// with no expression before `!`, `:` or `=`, or a backslash (anywhere) or `#` (outside
-/// quotes) in an expression. Other strings have none.
+/// quotes included). Other strings have none.
 fn first_problem(literal: &str) -> Option<Problem> {
     let (prefix, _, body) = literal_parts(literal)?;
     if !prefix.contains(['f', 'F']) {
         return None;
     }
-    let mut chars = body.chars().peekable();
+    scan(body, prefix.contains(['r', 'R'])).1
+}
+
+/// An f-string's body (`raw`: an rf-string's) walked as CPython 3.11's f-string scanner walks
+/// it, left to right: its pieces of literal text (offset in the body, text), which CPython
+/// decodes one by one, and the first replacement field it refuses: one with no expression
+/// before `!`, `:` or `=`, or a backslash (anywhere) or `#` (outside quotes) in an expression.
+/// The walk stops at that field.
+pub(super) fn scan(body: &str, raw: bool) -> (Vec<(usize, &str)>, Option<Problem>) {
+    let mut pieces = Vec::new();
+    let mut piece_start = 0;
+    let mut chars = body.char_indices().peekable();
     // Nesting of fields: each entry is the bracket depth inside that field's expression, or
     // `None` once its expression is over (in its conversion or format spec).
     let mut fields: Vec<Option<usize>> = Vec::new();
     let mut quote = None::<char>;
-    while let Some(c) = chars.next() {
+    while let Some((i, c)) = chars.next() {
         match fields.last_mut() {
             // Literal text, at the top or in a format spec.
             None | Some(None) => match c {
-                '{' if fields.is_empty() && chars.next_if_eq(&'{').is_some() => {}
-                '}' if fields.is_empty() => {
-                    chars.next_if_eq(&'}');
+                // `\N{...}` names a character: its brace opens no field (`\\N{` is an escaped
+                // backslash, then text and a field).
+                '\\' if !raw => {
+                    if chars.next_if(|&(_, n)| n == 'N').is_some() {
+                        if chars.next_if(|&(_, n)| n == '{').is_some() {
+                            while chars.next_if(|&(_, n)| n != '}').is_some() {}
+                            chars.next();
+                        }
+                    } else {
+                        chars.next_if(|&(_, n)| n == '\\');
+                    }
                 }
+                // A doubled brace ends a piece at its first half.
+                '{' | '}' if fields.is_empty() && chars.next_if(|&(_, n)| n == c).is_some() => {
+                    pieces.push((piece_start, &body[piece_start..=i]));
+                    piece_start = i + 2;
+                }
+                '}' if fields.is_empty() => {}
+                // The end of a format spec, and of its field.
                 '}' => {
                     fields.pop();
+                    if fields.is_empty() {
+                        piece_start = i + 1;
+                    }
                 }
                 '{' => {
-                    while chars.next_if(|c| c.is_whitespace()).is_some() {}
+                    if fields.is_empty() {
+                        pieces.push((piece_start, &body[piece_start..i]));
+                    }
+                    while chars.next_if(|&(_, n)| n.is_whitespace()).is_some() {}
                     match chars.peek() {
-                        Some(&c @ ('!' | ':' | '=')) => return Some(Problem::ExpressionRequiredBefore(c)),
+                        Some(&(_, n @ ('!' | ':' | '='))) => {
+                            return (pieces, Some(Problem::ExpressionRequiredBefore(n)));
+                        }
                         _ => fields.push(Some(0)),
                     }
                 }
                 _ => {}
             },
             Some(Some(depth)) => match (c, quote) {
-                ('\\', _) => return Some(Problem::CannotInclude('\\')),
+                ('\\', _) => return (pieces, Some(Problem::CannotInclude('\\'))),
                 (_, Some(open)) if c == open => quote = None,
                 (_, Some(_)) => {}
-                ('#', None) => return Some(Problem::CannotInclude('#')),
+                ('#', None) => return (pieces, Some(Problem::CannotInclude('#'))),
                 ('\'' | '"', None) => quote = Some(c),
                 ('(' | '[' | '{', None) => *depth += 1,
                 ('}', None) if *depth == 0 => {
                     fields.pop();
+                    if fields.is_empty() {
+                        piece_start = i + 1;
+                    }
                 }
                 (')' | ']' | '}', None) => *depth = depth.saturating_sub(1),
-                ('!', None) if *depth == 0 && chars.peek() != Some(&'=') => *fields.last_mut()? = None,
-                (':', None) if *depth == 0 => *fields.last_mut()? = None,
+                ('!', None) if *depth == 0 && chars.peek().map(|&(_, n)| n) != Some('=') => {
+                    if let Some(field) = fields.last_mut() {
+                        *field = None;
+                    }
+                }
+                (':', None) if *depth == 0 => {
+                    if let Some(field) = fields.last_mut() {
+                        *field = None;
+                    }
+                }
                 _ => {}
             },
         }
     }
-    None
+    if fields.is_empty() {
+        pieces.push((piece_start, &body[piece_start..]));
+    }
+    (pieces, None)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{first_problem, Problem};
+    use super::{first_problem, scan, Problem};
 
     #[test]
     fn the_first_field_cpython_would_refuse_is_found() {
@@ -128,9 +174,21 @@ mod tests {
             ("f'{x:{=}}'", Some(Problem::ExpressionRequiredBefore('='))),
             ("f'{x:{y}}{#}'", Some(Problem::CannotInclude('#'))),
             ("F\"{d['#']}\"", None),
+            ("f'\\N{EN DASH}{#}'", Some(Problem::CannotInclude('#'))),
         ];
         for (literal, expected) in cases {
             assert_eq!(first_problem(literal), expected, "{literal}");
         }
+    }
+
+    #[test]
+    fn literal_pieces_lie_between_fields() {
+        assert_eq!(
+            scan("a{x}b{{c}}d{y:{z}}e\\N{EN DASH}", false).0,
+            vec![(0, "a"), (4, "b{"), (7, "c}"), (10, "d"), (18, "e\\N{EN DASH}")]
+        );
+        // In an rf-string, `\N{x}` is a backslash, an N and a field.
+        assert_eq!(scan("\\N{x}y", true).0, vec![(0, "\\N"), (5, "y")]);
+        assert_eq!(scan("\\\\N{x}y", false).0, vec![(0, "\\\\N"), (6, "y")]);
     }
 }

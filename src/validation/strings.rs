@@ -60,7 +60,7 @@ pub(super) fn escape_error(script: &str, reported: usize) -> Option<(String, usi
         let bytes = prefix.contains(['b', 'B']);
         // An f-string's literal parts are decoded one by one, each from its own start.
         let pieces = if prefix.contains(['f', 'F']) {
-            literal_pieces(body)
+            super::fstring::scan(body, false).0
         } else {
             vec![(0, body)]
         };
@@ -72,55 +72,6 @@ pub(super) fn escape_error(script: &str, reported: usize) -> Option<(String, usi
         }
     }
     None
-}
-
-/// The literal text of an f-string's body, between its replacement fields: (offset, text).
-fn literal_pieces(body: &str) -> Vec<(usize, &str)> {
-    let mut pieces = Vec::new();
-    let (mut piece_start, mut depth, mut quote) = (0, 0usize, None::<char>);
-    let mut chars = body.char_indices().peekable();
-    while let Some((i, c)) = chars.next() {
-        if depth == 0 {
-            match c {
-                // `\N{...}` names a character: its brace opens no field.
-                '\\' if chars.peek().map(|&(_, n)| n) == Some('N') => {
-                    chars.next();
-                    if chars.next_if(|&(_, n)| n == '{').is_some() {
-                        while chars.next_if(|&(_, n)| n != '}').is_some() {}
-                        chars.next();
-                    }
-                }
-                '{' | '}' if chars.peek().map(|&(_, n)| n) == Some(c) => {
-                    chars.next();
-                    pieces.push((piece_start, &body[piece_start..i + 1]));
-                    piece_start = i + 2;
-                }
-                '{' => {
-                    pieces.push((piece_start, &body[piece_start..i]));
-                    depth = 1;
-                }
-                _ => {}
-            }
-            continue;
-        }
-        match (c, quote) {
-            (_, Some(open)) if c == open => quote = None,
-            (_, Some(_)) => {}
-            ('\'' | '"', None) => quote = Some(c),
-            ('{' | '[' | '(', None) => depth += 1,
-            ('}' | ']' | ')', None) => {
-                depth -= 1;
-                if depth == 0 {
-                    piece_start = i + 1;
-                }
-            }
-            _ => {}
-        }
-    }
-    if depth == 0 {
-        pieces.push((piece_start, &body[piece_start..]));
-    }
-    pieces
 }
 
 /// The first escape CPython 3.11's decoder refuses in one piece of a literal, worded as it
@@ -218,7 +169,7 @@ fn first_bad_escape(piece: &str, bytes: bool, flagged: Option<usize>) -> Option<
 
 #[cfg(test)]
 mod tests {
-    use super::{escape_error, first_bad_escape, literal_pieces};
+    use super::{escape_error, first_bad_escape};
 
     #[test]
     fn escapes_are_refused_as_cpython_decodes_them() {
@@ -258,10 +209,6 @@ mod tests {
 
     #[test]
     fn an_fstring_is_decoded_piece_by_piece() {
-        assert_eq!(
-            literal_pieces("a{x}b{{c}}d{y:{z}}e"),
-            vec![(0, "a"), (4, "b{"), (7, "c}"), (10, "d"), (18, "e")]
-        );
         let script = "x = f'{1}\\N{DASH}'\n";
         let (message, after) = escape_error(script, 12).unwrap();
         assert!(

@@ -166,7 +166,7 @@ fn expression_start(tokens: &[(Tok, usize)]) -> Option<usize> {
 /// was expected after.
 fn indentation_detail(script: &str, message: &str, line: usize) -> Option<(String, usize)> {
     let text = script.split('\n').nth(line.checked_sub(1)?)?.trim_end_matches('\r');
-    let indent = text.chars().take_while(|c| matches!(c, ' ' | '\t' | '\x0c')).count();
+    let indent = indent_of(text);
     match message {
         "unexpected indent" => Some((message.to_string(), indent.max(1))),
         "unindent does not match any outer indentation level" => Some((message.to_string(), text.chars().count() + 1)),
@@ -180,9 +180,7 @@ fn indentation_detail(script: &str, message: &str, line: usize) -> Option<(Strin
             // earlier (0, shown as 1, at the margin).
             let header_indent = header
                 .and_then(|(_, header_line)| script.split('\n').nth(header_line - 1))
-                .map_or(0, |text| {
-                    text.chars().take_while(|c| matches!(c, ' ' | '\t' | '\x0c')).count()
-                });
+                .map_or(0, indent_of);
             let column = if indent < header_indent {
                 indent.max(1)
             } else {
@@ -192,6 +190,11 @@ fn indentation_detail(script: &str, message: &str, line: usize) -> Option<(Strin
         }
         _ => None,
     }
+}
+
+/// How many characters of indentation a line starts with.
+fn indent_of(text: &str) -> usize {
+    text.chars().take_while(|c| matches!(c, ' ' | '\t' | '\x0c')).count()
 }
 
 /// The compound statement whose block should have started on `line`: the last logical line
