@@ -9,6 +9,7 @@ use rustpython_parser::lexer::LexicalErrorType;
 use rustpython_parser::{Parse, ParseErrorType};
 
 mod calls;
+mod expected;
 mod fstring;
 mod indentation;
 mod number;

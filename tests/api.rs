@@ -323,12 +323,17 @@ fn bearer_token_when_api_token_is_set() {
     let right = format!("Bearer {token}");
     let wrong = format!("Bearer {token}x");
     let basic = format!("Basic {token}");
+    // The scheme is case-insensitive (RFC 9110, 11.1); the token is not.
+    let shouted = format!("BEARER {token}");
+    let token_shouted = format!("Bearer {}", token.to_uppercase());
     for (authorization, status) in [
         (None, 401),
         (Some(wrong.as_str()), 401),
         (Some("Bearer "), 401),
         (Some(basic.as_str()), 401),
         (Some(token), 401),
+        (Some(token_shouted.as_str()), 401),
+        (Some(shouted.as_str()), 200),
         (Some(right.as_str()), 200),
     ] {
         let headers: Vec<(&str, &str)> = authorization.map(|a| vec![("Authorization", a)]).unwrap_or_default();

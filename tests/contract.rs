@@ -477,6 +477,30 @@ fn content_types() {
     assert!(r.json()["error"].as_str().unwrap().contains("gzip"), "{}", r.text());
     let r = server.request("POST", "/execute", &[json[0], ("Content-Encoding", "identity")], body);
     assert_eq!(r.status, 200, "identity: {}", r.text());
+    // So is one compressed as a transfer coding (HTTP decodes only `chunked` itself).
+    let mut raw = b"POST /execute HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nTransfer-Encoding: gzip, chunked\r\n\r\n16\r\n".to_vec();
+    raw.extend_from_slice(&gzipped);
+    raw.extend_from_slice(b"\r\n0\r\n\r\n");
+    let mut stream = server.connect();
+    stream.write_all(&raw).unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let r = common::Response::parse(&answer);
+    assert_eq!(
+        (r.status, r.kind().as_str()),
+        (415, "unsupported_media_type"),
+        "{}",
+        r.text()
+    );
+    assert!(r.json()["error"].as_str().unwrap().contains("gzip"), "{}", r.text());
+    // Content-Type is one value: a second one (which of them is meant?) is refused.
+    let r = server.request("POST", "/execute", &[json[0], ("Content-Type", "text/plain")], body);
+    assert_eq!(
+        (r.status, r.kind().as_str()),
+        (415, "unsupported_media_type"),
+        "{}",
+        r.text()
+    );
 }
 
 #[test]
@@ -659,14 +683,54 @@ fn unavailable_when_a_sandbox_cannot_start_and_the_message_has_no_internals() {
 }
 
 /// A client that writes its whole body before reading (Python's urllib and requests do) gets
-/// the JSON 413, not a reset connection, for bodies up to several times the limit.
+/// the JSON refusal, not a reset connection, for bodies up to several times the limit: a 413,
+/// and the answers given without reading the body (401, 404, 405, 415).
 #[test]
-fn an_oversized_body_written_whole_still_gets_its_413() {
+fn a_refused_body_written_whole_still_gets_its_answer() {
     let server = Server::shared();
-    for size in [12usize << 20, 3 << 20] {
+    let token = "t0ken";
+    let guarded = Server::shared_with(&[("API_TOKEN", "t0ken")]);
+    let big = 8usize << 20;
+    let cases = [
+        (
+            server,
+            "POST /execute",
+            "application/json",
+            12usize << 20,
+            413,
+            "payload_too_large",
+        ),
+        (
+            server,
+            "POST /execute",
+            "application/json",
+            3 << 20,
+            413,
+            "payload_too_large",
+        ),
+        (
+            server,
+            "POST /execute",
+            "text/plain",
+            big,
+            415,
+            "unsupported_media_type",
+        ),
+        (server, "POST /nowhere", "application/json", big, 404, "not_found"),
+        (
+            server,
+            "PUT /execute",
+            "application/json",
+            big,
+            405,
+            "method_not_allowed",
+        ),
+        (guarded, "POST /execute", "application/json", big, 401, "unauthorized"),
+    ];
+    for (server, request_line, content_type, size, status, kind) in cases {
         let body = format!("{{\"script\": \"{}\"}}", "x".repeat(size));
         let mut raw = format!(
-            "POST /execute HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            "{request_line} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
             body.len()
         )
         .into_bytes();
@@ -676,18 +740,26 @@ fn an_oversized_body_written_whole_still_gets_its_413() {
         stream
             .set_read_timeout(Some(std::time::Duration::from_secs(30)))
             .unwrap();
-        stream
-            .write_all(&raw)
-            .unwrap_or_else(|e| panic!("{size} bytes: the service stopped reading the body: {e}"));
+        stream.write_all(&raw).unwrap_or_else(|e| {
+            panic!("{request_line}, {content_type}, {size} bytes: the service stopped reading the body: {e}")
+        });
         let mut answer = Vec::new();
         let _ = stream.read_to_end(&mut answer);
-        assert!(
-            answer.starts_with(b"HTTP/1.1 413"),
-            "{size} bytes: {:?}",
-            String::from_utf8_lossy(&answer[..answer.len().min(200)])
-        );
         let r = common::Response::parse(&answer);
-        assert_eq!(r.kind(), "payload_too_large");
+        assert_eq!(
+            (r.status, r.kind()),
+            (status, kind.to_string()),
+            "{request_line}, {content_type}, {size} bytes: {}",
+            String::from_utf8_lossy(&answer[..answer.len().min(300)])
+        );
     }
     assert_serving(&server);
+    let authorization = format!("Bearer {token}");
+    let r = guarded.request(
+        "POST",
+        "/execute",
+        &[("Content-Type", "application/json"), ("Authorization", &authorization)],
+        b"{\"script\": \"def main():\\n    return 1\\n\"}",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
 }

@@ -33,7 +33,9 @@ NR = {"ptrace": 101, "mount": 165, "umount2": 166, "unshare": 272, "setns": 308,
       "set_mempolicy_home_node": 450, "migrate_pages": 256, "move_pages": 279, "ustat": 136,
       "sysfs": 139, "lsm_list_modules": 461, "lsm_get_self_attr": 459, "pidfd_open": 434,
       "getpid": 39, "uselib": 134, "_sysctl": 156, "nfsservctl": 180, "lookup_dcookie": 212,
-      "create_module": 174, "get_kernel_syms": 177, "query_module": 178, "vserver": 236}
+      "create_module": 174, "get_kernel_syms": 177, "query_module": 178, "vserver": 236,
+      "io_setup": 206, "io_destroy": 207, "io_getevents": 208, "io_submit": 209, "io_cancel": 210,
+      "io_pgetevents": 333}
 
 def sc(name, *args):
     ctypes.set_errno(0)
@@ -159,6 +161,11 @@ def filtered():
     out["io_uring_setup"] = sc("io_uring_setup", 1, 0)
     out["io_uring_enter"] = sc("io_uring_enter", 0, 0, 0, 0, 0, 0)
     out["io_uring_register"] = sc("io_uring_register", 0, 0, 0, 0)
+    # Linux AIO contexts come from one host-wide budget (fs.aio-max-nr).
+    ctx = ctypes.c_ulong(0)
+    out["io_setup"] = sc("io_setup", 1, ctypes.addressof(ctx))
+    for call in ("io_destroy", "io_getevents", "io_submit", "io_cancel", "io_pgetevents"):
+        out[call] = sc(call, 0, 0, 0, 0, 0, 0)
     out["init_module"] = sc("init_module", 0, 0, 0)
     out["finit_module"] = sc("finit_module", 0, 0, 0)
     out["delete_module"] = sc("delete_module", 0, 0)

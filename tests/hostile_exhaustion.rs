@@ -104,6 +104,74 @@ fn memory_bombs_end_in_memory_limit() {
     });
 }
 
+/// Socket buffers are memory the kernel holds for a jail: cgroup v2 counts them in its memory,
+/// v1 only with a socket limit set. Unbounded, one jail's loopback sockets held gigabytes and
+/// reached the host's TCP limit, failing connections all over the host (the service's own).
+#[test]
+fn socket_buffers_count_against_the_memory_limit() {
+    let server = hostile::shared_server();
+    contained(&server, || {
+        // TCP pairs and UDP receivers with the largest buffers a process may ask for, filled
+        // and never read; then every byte still held is counted.
+        let script = r#"import socket
+def main():
+    big = 4 << 20
+    listener = socket.socket()
+    listener.bind(('127.0.0.1', 0))
+    listener.listen(128)
+    tcp, pairs = 0, []
+    for i in range(80):
+        c = socket.socket()
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, big)
+        c.connect(listener.getsockname())
+        s, _ = listener.accept()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, big)
+        c.setblocking(False)
+        while True:
+            try:
+                tcp += c.send(b'x' * (1 << 20))
+            except BlockingIOError:
+                break
+        pairs.append((c, s))
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sender.setblocking(False)
+    receivers = []
+    for i in range(60):
+        r = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        r.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, big)
+        r.bind(('127.0.0.1', 0))
+        r.setblocking(False)
+        for k in range(150):
+            try:
+                sender.sendto(b'y' * 60000, r.getsockname())
+            except BlockingIOError:
+                pass
+        receivers.append(r)
+    udp = 0
+    for r in receivers:
+        while True:
+            try:
+                udp += len(r.recv(65536))
+            except BlockingIOError:
+                break
+    return [tcp, udp]
+"#;
+        let r = server.post_json("/execute", &json!({"script": script, "memory_mb": 64}));
+        if r.status == 200 {
+            let held = r.result();
+            let (tcp, udp) = (held[0].as_u64().unwrap_or(0), held[1].as_u64().unwrap_or(0));
+            assert!(tcp > 1 << 20, "the sockets were not filled: {held}");
+            assert!(
+                tcp + udp < 128 << 20,
+                "a 64 MiB jail held {tcp} bytes in TCP and {udp} in UDP buffers"
+            );
+        } else {
+            // cgroup v2 may end it as any other allocation over the limit.
+            assert_error(&r, 400, "memory_limit");
+        }
+    });
+}
+
 #[test]
 fn disk_inodes_and_shared_memory_are_capped() {
     let server = hostile::shared_server();

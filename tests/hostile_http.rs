@@ -78,9 +78,10 @@ fn malformed_and_oversized_bodies_get_clear_json_errors() {
                 "invalid_json",
             ),
             (
-                "a number beyond f64",
+                // JSON, but no limit: out of range as any other (what the field may be is said).
+                "a limit beyond f64",
                 br#"{"script": "def main():\n    return 1\n", "timeout_seconds": 1e999}"#.to_vec(),
-                "invalid_json",
+                "invalid_request",
             ),
             (
                 "NUL bytes in the script",

@@ -222,6 +222,63 @@ fn a_script_runs_as_python_script_py_runs_it() {
 }
 
 #[test]
+fn what_python_does_when_a_program_ends_happens_before_the_answer() {
+    // Work that `python script.py` finishes at exit: a file written through a handle never
+    // closed (here by pandas), a thread that is not a daemon, a job left in an executor, an
+    // atexit function. A daemon thread is not waited for, as Python does not.
+    let script = r#"import atexit, threading, time
+from concurrent.futures import ThreadPoolExecutor
+import pandas as pd
+report = open('report.csv', 'w')
+pool = ThreadPoolExecutor(1)
+atexit.register(print, 'atexit ran')
+def late():
+    time.sleep(0.2)
+    print('thread done')
+def main():
+    pd.DataFrame({'a': [1, 2]}).to_csv(report, index=False)
+    threading.Thread(target=late).start()
+    pool.submit(print, 'job ran')
+    threading.Thread(target=time.sleep, args=(600,), daemon=True).start()
+    return 'done'
+"#;
+    for server in servers() {
+        let r = server.post_json("/execute", &json!({"script": script, "collect": ["*.csv"]}));
+        assert_eq!(r.status, 200, "{}", r.text());
+        let body = r.json();
+        assert_eq!(body["result"], "done");
+        let mut lines: Vec<&str> = body["stdout"].as_str().unwrap().lines().collect();
+        lines.sort();
+        assert_eq!(lines, ["atexit ran", "job ran", "thread done"], "{body}");
+        assert_eq!(body["files"]["report.csv"]["base64"], "YQoxCjIK", "{body}");
+        // "a\n1\n2\n"
+    }
+}
+
+#[test]
+fn python_in_a_subprocess_is_the_sandboxs_own_with_its_packages() {
+    // `python3` and `python` on PATH, as a script's subprocess finds them, are the interpreter
+    // running the script (a virtualenv's, on a development machine), not another one without
+    // numpy and pandas.
+    let script = r#"import subprocess, sys
+def main():
+    code = 'import sys, numpy, pandas; print(sys.executable)'
+    return [sys.executable] + [subprocess.run([name, '-c', code], capture_output=True, text=True).stdout.strip() for name in ('python3', 'python')]
+"#;
+    for server in servers() {
+        let r = server.execute(script);
+        assert_eq!(r.status, 200, "{}", r.text());
+        let paths = r.result();
+        assert_eq!(paths[1], paths[0], "{paths}");
+        assert_eq!(
+            paths[2].as_str().map(|p| p.rsplit_once('/').map(|(dir, _)| dir)),
+            paths[0].as_str().map(|p| p.rsplit_once('/').map(|(dir, _)| dir)),
+            "{paths}"
+        );
+    }
+}
+
+#[test]
 fn numpy_and_pandas_results_just_work() {
     let cases = [
         ("np.int64(3)", "3"),

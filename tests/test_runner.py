@@ -439,6 +439,38 @@ class Protocol(unittest.TestCase):
         tag, payload, _ = run_main(script, {"result_limit_bytes": 1400, "collect": ["*.bin"]})
         self.assertEqual(ok_parts(payload)["files"]["a.bin"]["size"], 600)
 
+    def test_what_python_does_at_exit_happens_before_the_report(self):
+        # A file written through a handle never closed, an archive never closed, a thread that
+        # is not a daemon and an atexit function: after `python script.py` the files are whole
+        # and the lines printed; so they are in the answer. A daemon thread is not waited for.
+        script = (
+            "import atexit, threading, time, zipfile\n"
+            "out = open('report.txt', 'w')\n"
+            "archive = zipfile.ZipFile('a.zip', 'w')\n"
+            "atexit.register(print, 'atexit ran')\n"
+            "def late():\n"
+            "    time.sleep(0.2)\n"
+            "    print('thread done')\n"
+            "def main():\n"
+            "    out.write('hello report')\n"
+            "    archive.writestr('x.txt', 'data')\n"
+            "    threading.Thread(target=late).start()\n"
+            "    threading.Thread(target=time.sleep, args=(60,), daemon=True).start()\n"
+            "    return 'done'\n"
+        )
+        started = time.monotonic()
+        tag, payload, _ = run_main(script, {"result_limit_bytes": 1 << 20, "collect": ["*.txt", "*.zip"]})
+        self.assertLess(time.monotonic() - started, 30)
+        body = ok_parts(payload)
+        self.assertEqual(body["value"], "done")
+        files = {name: base64.b64decode(f["base64"]) for name, f in body["files"].items()}
+        self.assertEqual(files["report.txt"], b"hello report")
+        archive = pathlib.Path(scratch("runner-zip-")) / "a.zip"
+        archive.write_bytes(files["a.zip"])
+        import zipfile
+        with zipfile.ZipFile(archive) as z:
+            self.assertEqual(z.read("x.txt"), b"data")
+
     def test_no_collect_after_an_error(self):
         tag, payload, _ = run_main("def main():\n    open('a.png', 'w').write('x')\n    raise ValueError('no')\n",
                                    {"result_limit_bytes": 1000, "collect": ["*"]})

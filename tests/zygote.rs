@@ -294,7 +294,7 @@ def main():
         let v = result(&server, check);
         assert_eq!(
             v,
-            json!({"dumps": "[1]", "frame": true, "ordered": true, "env": [], "path": "/usr/local/bin:/usr/bin:/bin",
+            json!({"dumps": "[1]", "frame": true, "ordered": true, "env": [], "path": "/opt/venv/bin:/usr/local/bin:/usr/bin:/bin",
                    "tmp": [], "seeded": [false, false]}),
         );
     }

@@ -218,6 +218,32 @@ def main():
     return "flooded"
 '''
 
+# Loopback sockets with the largest buffers, filled and never read: bytes held outside the
+# heap, which the jail's memory limit must bound (v2 counts them in memory.max).
+SOCKET_BUFFERS = '''
+import socket
+def main():
+    big = 4 << 20
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(128)
+    held, pairs = 0, []
+    for i in range(80):
+        c = socket.socket()
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, big)
+        c.connect(listener.getsockname())
+        s, _ = listener.accept()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, big)
+        c.setblocking(False)
+        while True:
+            try:
+                held += c.send(b"x" * (1 << 20))
+            except BlockingIOError:
+                break
+        pairs.append((c, s))
+    return held
+'''
+
 
 def hostile(base):
     h = health(base)
@@ -238,6 +264,11 @@ def hostile(base):
     check("memory_mb 48, 100 MiB asked for", status == 400 and kind == "memory_limit", f"HTTP {status} kind={kind}")
     status, body = execute(base, "def main():\n    return 'small'\n", memory_mb=32)
     check("memory_mb 32, hello", status == 200 and isinstance(body, dict) and body.get("result") == "small", f"HTTP {status} {json.dumps(body)[:200]}")
+    status, body = execute(base, SOCKET_BUFFERS, memory_mb=64)
+    held = body.get("result") if isinstance(body, dict) else None
+    kind = body.get("kind") if isinstance(body, dict) else body
+    ok = (status == 200 and isinstance(held, int) and (1 << 20) < held < (128 << 20)) or (status == 400 and kind == "memory_limit")
+    check("socket buffers under memory_mb 64", ok, f"HTTP {status} held={held} kind={kind}")
     status, body = execute(base, FLOOD)
     ok = status == 200 and isinstance(body, dict) and body.get("result") == "flooded" and body.get("stdout_truncated") is True
     size = len(body.get("stdout", "")) if isinstance(body, dict) else 0

@@ -24,8 +24,12 @@ pub fn authorize(settings: &Settings, headers: &HeaderMap) -> Result<(), ApiErro
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .unwrap_or("");
+        // The scheme is case-insensitive (RFC 9110, 11.1).
+        .and_then(|v| {
+            v.split_once(' ')
+                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("Bearer"))
+        })
+        .map_or("", |(_, token)| token);
     if constant_time_eq(presented.trim().as_bytes(), token.as_bytes()) {
         Ok(())
     } else {
@@ -61,9 +65,29 @@ pub fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
             ));
         }
     }
-    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+    // hyper decodes `chunked` and leaves any other transfer coding (`gzip, chunked`) on the body.
+    for coding in headers.get_all(header::TRANSFER_ENCODING) {
+        let coding = String::from_utf8_lossy(coding.as_bytes());
+        if coding.split(',').any(|c| !c.trim().eq_ignore_ascii_case("chunked")) {
+            return Err(ApiError::new(
+                ErrorKind::UnsupportedMediaType,
+                format!(
+                    "Transfer-Encoding {:?} is not supported: send the JSON body chunked or with a Content-Length",
+                    coding.trim()
+                ),
+            ));
+        }
+    }
+    let mut types = headers.get_all(header::CONTENT_TYPE).iter();
+    let Some(value) = types.next() else {
         return Ok(());
     };
+    if types.next().is_some() {
+        return Err(ApiError::new(
+            ErrorKind::UnsupportedMediaType,
+            "Content-Type must be given once, as application/json",
+        ));
+    }
     let essence = value
         .to_str()
         .unwrap_or("")
@@ -127,6 +151,25 @@ pub struct ReadBody {
     pub room: Option<OwnedSemaphorePermit>,
 }
 
+/// Whether a body refused unread is read and dropped beside the answer. A client that waits
+/// for `100 Continue` sends nothing more: there is nothing to drain.
+fn drainable(headers: &HeaderMap) -> bool {
+    let expects_continue = headers
+        .get(header::EXPECT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
+    !expects_continue && declared_length(headers).is_none_or(|n| n <= DRAIN_BYTES)
+}
+
+/// A request answered without its body (401, 404, 405, 415, ...): the body is drained beside
+/// the answer, so that a client that writes it whole before reading gets the answer.
+pub fn refuse_unread(request: Request<Incoming>, error: ApiError) -> ApiError {
+    if drainable(request.headers()) {
+        tokio::spawn(drain(request.into_body()));
+    }
+    error
+}
+
 fn declared_length(headers: &HeaderMap) -> Option<u64> {
     headers
         .get(header::CONTENT_LENGTH)
@@ -147,14 +190,8 @@ pub async fn read_body(
         )
         .with("limit_bytes", limit)
     };
-    let headers = request.headers();
-    let declared = declared_length(headers);
-    // A client that waits for `100 Continue` sends nothing more: there is nothing to drain.
-    let expects_continue = headers
-        .get(header::EXPECT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
-    let drainable = !expects_continue && declared.is_none_or(|n| n <= DRAIN_BYTES);
+    let declared = declared_length(request.headers());
+    let drainable = drainable(request.headers());
     let mut body = request.into_body();
     if declared.is_some_and(|n| n > limit as u64) {
         if drainable {

@@ -26,17 +26,10 @@ const PYTHON_MAX_INT_DIGITS: usize = 4300;
 /// wrote them).
 pub fn parse(
     input: Option<&RawValue>,
-    files: Option<&RawValue>,
-    collect: Option<&RawValue>,
-    include: Option<&RawValue>,
+    files: Option<Value>,
+    collect: Option<Value>,
+    include: Option<Value>,
 ) -> Result<JobData, ApiError> {
-    let value = |raw: Option<&RawValue>| -> Result<Value, ApiError> {
-        match raw {
-            None => Ok(Value::Null),
-            Some(raw) => serde_json::from_str(raw.get())
-                .map_err(|e| ApiError::new(ErrorKind::InvalidJson, format!("the body is not valid JSON: {e}"))),
-        }
-    };
     // `"input": null` is no input, as a client that always sends the field means it.
     let input = input.filter(|raw| raw.get().trim() != "null").map(RawValue::to_owned);
     if input
@@ -49,9 +42,9 @@ pub fn parse(
     }
     Ok(JobData {
         input,
-        files: parse_files(value(files)?)?,
-        collect: parse_collect(value(collect)?)?,
-        include: parse_include(value(include)?)?,
+        files: parse_files(files.unwrap_or(Value::Null))?,
+        collect: parse_collect(collect.unwrap_or(Value::Null))?,
+        include: parse_include(include.unwrap_or(Value::Null))?,
     })
 }
 
@@ -268,8 +261,12 @@ mod tests {
         RawValue::from_string(text.to_string()).unwrap()
     }
 
+    fn value(text: &str) -> Value {
+        serde_json::from_str(text).unwrap()
+    }
+
     fn files(text: &str) -> Result<Vec<InputFile>, String> {
-        parse(None, Some(&raw(text)), None, None)
+        parse(None, Some(value(text)), None, None)
             .map(|d| d.files)
             .map_err(|e| e.message)
     }
@@ -379,7 +376,7 @@ mod tests {
 
     #[test]
     fn collect_patterns_are_checked() {
-        let collect = |text: &str| parse(None, None, Some(&raw(text)), None).map(|d| d.collect);
+        let collect = |text: &str| parse(None, None, Some(value(text)), None).map(|d| d.collect);
         assert_eq!(collect(r#"["*.png", "out/**/*.csv"]"#).unwrap().unwrap().len(), 2);
         assert_eq!(collect("[]").unwrap(), Some(vec![]));
         assert_eq!(collect("null").unwrap(), None);
@@ -405,7 +402,7 @@ mod tests {
 
     #[test]
     fn include_names_are_checked() {
-        let include = |text: &str| parse(None, None, None, Some(&raw(text))).map(|d| d.include);
+        let include = |text: &str| parse(None, None, None, Some(value(text))).map(|d| d.include);
         assert_eq!(
             include(r#"["usage", "stderr"]"#).unwrap(),
             Include {

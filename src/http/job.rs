@@ -55,11 +55,19 @@ fn parse_job(settings: &Settings, body: &[u8]) -> Result<(String, Duration, u64,
         ));
     }
     let members: HashMap<String, &RawValue> = serde_json::from_str(whole.get()).map_err(invalid_json)?;
-    let member = |name: &str| -> Result<Option<Value>, ApiError> {
+    // The body is JSON, yet a member may hold what serde_json does not read as a value (a
+    // number beyond f64, a lone surrogate escape): said at its place in the body.
+    let member_or = |name: &str| -> Result<Option<Value>, serde_json::Error> {
         members
             .get(name)
-            .map(|raw| serde_json::from_str::<Value>(raw.get()).map_err(invalid_json))
+            .map(|raw| serde_json::from_str::<Value>(raw.get()))
             .transpose()
+    };
+    let member = |name: &str| -> Result<Option<Value>, ApiError> {
+        member_or(name).map_err(|e| {
+            let at = members.get(name).map_or(0, |raw| offset_in(body, raw.get()));
+            invalid_json_at(body, at, &e)
+        })
     };
     let script = match member("script")? {
         Some(Value::String(s)) if s.is_empty() => {
@@ -84,7 +92,11 @@ fn parse_job(settings: &Settings, body: &[u8]) -> Result<(String, Duration, u64,
         ));
     }
     let limits = &settings.limits;
-    let timeout = match member("timeout_seconds")?.as_ref() {
+    // A limit serde_json cannot read (1e400) is out of range like any other.
+    let timeout = match member_or("timeout_seconds")
+        .unwrap_or(Some(Value::Bool(false)))
+        .as_ref()
+    {
         None | Some(Value::Null) => limits.timeout,
         Some(value) => {
             let max = limits.timeout.as_secs_f64();
@@ -99,7 +111,7 @@ fn parse_job(settings: &Settings, body: &[u8]) -> Result<(String, Duration, u64,
             }
         }
     };
-    let memory_bytes = match member("memory_mb")?.as_ref() {
+    let memory_bytes = match member_or("memory_mb").unwrap_or(Some(Value::Bool(false))).as_ref() {
         None | Some(Value::Null) => limits.memory_bytes,
         Some(value) => {
             let max = limits.memory_bytes / (1024 * 1024);
@@ -123,11 +135,36 @@ fn parse_job(settings: &Settings, body: &[u8]) -> Result<(String, Duration, u64,
     };
     let data = data::parse(
         members.get("input").copied(),
-        members.get("files").copied(),
-        members.get("collect").copied(),
-        members.get("include").copied(),
+        member("files")?,
+        member("collect")?,
+        member("include")?,
     )?;
     Ok((script, timeout, memory_bytes, data))
+}
+
+/// Where `part` (a slice of `body`, as serde_json's raw values are) starts in `body`.
+fn offset_in(body: &[u8], part: &str) -> usize {
+    (part.as_ptr() as usize)
+        .saturating_sub(body.as_ptr() as usize)
+        .min(body.len())
+}
+
+/// serde_json's complaint about a member that starts `at` bytes into the body, placed in the
+/// body (its own line and column count from the member's first byte).
+fn invalid_json_at(body: &[u8], at: usize, error: &serde_json::Error) -> ApiError {
+    let text = error.to_string();
+    let what = text.rfind(" at line ").map_or(text.as_str(), |end| &text[..end]);
+    let before = &body[..at];
+    let line = before.iter().filter(|&&b| b == b'\n').count() + error.line();
+    let column = if error.line() == 1 {
+        before.iter().rev().take_while(|&&b| b != b'\n').count() + error.column()
+    } else {
+        error.column()
+    };
+    ApiError::new(
+        ErrorKind::InvalidJson,
+        format!("the body is not valid JSON: {what} at line {line} column {column}"),
+    )
 }
 
 #[cfg(test)]
@@ -165,6 +202,33 @@ mod tests {
         assert_eq!(kind("{\"script\": \"x\", \"memory_mb\": 128}"), Ok(()));
         assert_eq!(kind("{\"script\": \"x\", \"memory_mb\": 1.5}"), Err("invalid_request"));
         assert_eq!(kind("{\"script\": \"x\", \"memory_mb\": 128.0}"), Ok(()));
+        // JSON, but beyond what a limit can be: out of range like 11.
+        assert_eq!(
+            kind("{\"script\": \"x\", \"timeout_seconds\": 1e400}"),
+            Err("invalid_request")
+        );
+        assert_eq!(
+            kind("{\"script\": \"x\", \"memory_mb\": -1e400}"),
+            Err("invalid_request")
+        );
+    }
+
+    #[test]
+    fn a_member_serde_json_cannot_read_is_placed_in_the_body() {
+        let s = Settings::defaults();
+        let message = |body: &str| {
+            parse_job(&s, body.as_bytes())
+                .err()
+                .map(|e| (e.kind.as_str(), e.message))
+        };
+        let (kind, text) = message("{\"script\": \"x\",\n \"files\": {\"a\": \"\\ud800\"}}").unwrap();
+        assert_eq!(kind, "invalid_json");
+        assert!(
+            text.ends_with("unexpected end of hex escape at line 2 column 24"),
+            "{text}"
+        );
+        let (_, text) = message("{\"script\": \"\\udc00\"}").unwrap();
+        assert!(text.ends_with("at line 1 column 18"), "{text}");
     }
 
     #[test]

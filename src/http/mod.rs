@@ -291,7 +291,7 @@ async fn route<L: Launcher>(
             *timings = Some((Duration::ZERO, Timings::default()));
             match *request.method() {
                 Method::POST => run_script(app, request, timings).await,
-                _ => Err(ApiError::method_not_allowed("POST")),
+                _ => Err(body::refuse_unread(request, ApiError::method_not_allowed("POST"))),
             }
         }
         "/health" => match *request.method() {
@@ -300,15 +300,15 @@ async fn route<L: Launcher>(
                 let body = health::health(&app.settings, &app.executor, &app.python, &app.parser_threads, draining)?;
                 Ok(json_response(StatusCode::OK, body.to_string()))
             }
-            _ => Err(ApiError::method_not_allowed("GET, HEAD")),
+            _ => Err(body::refuse_unread(request, ApiError::method_not_allowed("GET, HEAD"))),
         },
         "/openapi.json" => match *request.method() {
             Method::GET | Method::HEAD => Ok(json_response(StatusCode::OK, OPENAPI_JSON.to_string())),
-            _ => Err(ApiError::method_not_allowed("GET, HEAD")),
+            _ => Err(body::refuse_unread(request, ApiError::method_not_allowed("GET, HEAD"))),
         },
-        _ => Err(ApiError::new(
-            ErrorKind::NotFound,
-            "no such endpoint; try POST /execute",
+        _ => Err(body::refuse_unread(
+            request,
+            ApiError::new(ErrorKind::NotFound, "no such endpoint; try POST /execute"),
         )),
     }
 }
@@ -319,16 +319,22 @@ async fn run_script<L: Launcher>(
     request: Request<Incoming>,
     timings: &mut Option<(Duration, Timings)>,
 ) -> Result<Response<Body>, ApiError> {
-    if app.draining.load(Ordering::Acquire) {
-        return Err(ApiError::new(ErrorKind::Unavailable, "shutting down"));
-    }
     let settings = &app.settings;
-    body::authorize(settings, request.headers())?;
-    body::check_content_type(request.headers())?;
-    if app.waiting.is_full() {
-        let mut refused = ApiError::overloaded(Duration::from_secs(1));
-        refused.message = "too many answers are waiting for their clients to read them; retry later".into();
-        return Err(refused);
+    let before_the_body = || {
+        if app.draining.load(Ordering::Acquire) {
+            return Err(ApiError::new(ErrorKind::Unavailable, "shutting down"));
+        }
+        body::authorize(settings, request.headers())?;
+        body::check_content_type(request.headers())?;
+        if app.waiting.is_full() {
+            let mut refused = ApiError::overloaded(Duration::from_secs(1));
+            refused.message = "too many answers are waiting for their clients to read them; retry later".into();
+            return Err(refused);
+        }
+        Ok(())
+    };
+    if let Err(refused) = before_the_body() {
+        return Err(body::refuse_unread(request, refused));
     }
     let body::ReadBody {
         bytes: body,

@@ -2,6 +2,7 @@
 (or raises) into a frame. A part of the runner: see the docstring of src/runner.py."""
 
 import errno
+import gc
 import io
 import os
 import sys
@@ -409,20 +410,65 @@ def child(request, script, result_w, dumps):
     except OSError:
         pass
     me = _getpid()
+    # What the runner and the warm modules made lives as long as the process: the script's
+    # garbage collections need not walk it (nor write to its pages, copies of the parent's).
+    gc.freeze()
     try:
         reply = run_script(request, script, dumps)
     except SystemExit:
+        if _getpid() == me:
+            end_as_python_does()
         flush_std()
         raise
     if _getpid() != me:
         # A process the script forked returned through the runner: it has nothing to report.
         _exit(0)
+    end_as_python_does()
     flush_std()
     try:
         write_all(result_w, reply)
     except OSError:
         _exit(CLOSED_EXIT)
     _exit(0)
+
+
+# Files as `open` makes them; others (gzip, zip) wrap one of these.
+OPEN_FILE_TYPES = (io.TextIOWrapper, io.BufferedWriter, io.BufferedRandom)
+
+
+def end_as_python_does():
+    """What the interpreter does when a program ends, which the child's os._exit would skip:
+    wait for the threads that are not daemons, run the atexit functions, let go of what the
+    script's module holds (closing a file or an archive only it refers to), and flush every file
+    still open. So a file written through a handle never closed, a thread's last lines and an
+    atexit's output reach `collect` and stdout as they would after `python script.py`."""
+    threading = sys.modules.get("threading")
+    if threading is not None:
+        try:
+            threading._shutdown()
+        except BaseException:
+            pass
+    try:
+        import atexit
+
+        atexit._run_exitfuncs()
+    except BaseException:
+        pass
+    try:
+        module = sys.modules.pop("__script__", None)
+        if module is not None:
+            module.__dict__.clear()
+        del module
+        gc.collect()
+    except BaseException:
+        pass
+    for obj in gc.get_objects():  # the script's own: everything older is frozen
+        if type(obj) in OPEN_FILE_TYPES:
+            try:
+                if not obj.closed:
+                    obj.flush()
+            except BaseException:
+                pass
 
 
 def flush_std():

@@ -1,7 +1,7 @@
 //! A script's syntax error as the API answers it: `syntax_error` with a 1-based line and
 //! column, whichever pass found it.
 
-use super::{calls, fstring, number, strings};
+use super::{calls, expected, fstring, number, strings};
 use crate::error::ApiError;
 use rustpython_parser::lexer::{lex, LexicalErrorType};
 use rustpython_parser::source_code::RandomLocator;
@@ -67,9 +67,9 @@ pub(super) fn parse_error(script: &str, err: &rustpython_parser::ParseError) -> 
     syntax_error(&message, line, column)
 }
 
-/// CPython's hints for three common mistakes where its parser gives them: Python 2's
-/// `print x`, two expressions in brackets without a comma between them, and `=` for `==` in
-/// a condition. The message and the byte offset CPython reports.
+/// CPython's hints for common mistakes where its parser gives them: a missing colon or
+/// `else` (`expected`), Python 2's `print x`, two expressions in brackets without a comma
+/// between them, and `=` for `==` in a condition. The message and the byte offset CPython reports.
 fn parser_hint(script: &str, offset: usize) -> Option<(String, usize)> {
     let mut line: Vec<(Tok, usize)> = Vec::new(); // the logical line's tokens before the error
     let mut unexpected = None;
@@ -77,7 +77,7 @@ fn parser_hint(script: &str, offset: usize) -> Option<(String, usize)> {
         let (tok, range) = token.ok()?;
         let start = range.start().to_usize();
         if start >= offset {
-            unexpected = Some(tok);
+            unexpected = Some((tok, start));
             break;
         }
         match tok {
@@ -86,7 +86,10 @@ fn parser_hint(script: &str, offset: usize) -> Option<(String, usize)> {
             tok => line.push((tok, start)),
         }
     }
-    let unexpected = unexpected?;
+    let (unexpected, unexpected_at) = unexpected?;
+    if let Some(hint) = expected::detail(&line, &unexpected, unexpected_at) {
+        return Some(hint);
+    }
     let (previous, previous_at) = line.last()?;
     let starts_expression = matches!(
         unexpected,

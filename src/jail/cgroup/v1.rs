@@ -45,6 +45,12 @@ pub(super) fn setup() -> Result<Cgroups, String> {
     })
 }
 
+/// Socket buffer memory a jail may hold on cgroup v1, where it is counted apart from its memory:
+/// enough for any loopback use a script has, far from the host's TCP budget.
+pub(super) fn socket_buffers_v1(memory_bytes: u64) -> u64 {
+    memory_bytes.min(32 << 20)
+}
+
 /// Writes a jail's limits into its v1 directories (one per controller).
 pub(super) fn apply(dirs: &[PathBuf], limits: &CgroupLimits) -> io::Result<()> {
     let quota = ((limits.cpus * PERIOD_US as f64) as u64).max(1000);
@@ -55,6 +61,13 @@ pub(super) fn apply(dirs: &[PathBuf], limits: &CgroupLimits) -> io::Result<()> {
                 &dir.join("memory.memsw.limit_in_bytes"),
                 &limits.memory_bytes.to_string(),
             );
+            // v1 counts no socket buffer against a jail's memory unless this is set (v2 counts
+            // them in memory.max): without it, one jail's loopback sockets could hold gigabytes
+            // and reach the host's TCP and UDP limits, failing every connection on the host.
+            let sockets = dir.join("memory.kmem.tcp.limit_in_bytes");
+            if sockets.exists() {
+                write(&sockets, &socket_buffers_v1(limits.memory_bytes).to_string())?;
+            }
         } else if dir.join("pids.max").exists() {
             write(&dir.join("pids.max"), &limits.max_processes.to_string())?;
         } else if dir.join("cpu.cfs_quota_us").exists() {

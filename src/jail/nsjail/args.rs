@@ -14,6 +14,8 @@ const JAIL_SIGPENDING: u32 = 128;
 /// it, and it cannot be set on nsjail itself: the user namespace takes its creator's limit as
 /// the ceiling for what it charges to root, a count every jail shares.
 const PRLIMIT: &str = "/usr/bin/prlimit";
+/// A jail's PATH behind the virtualenv's bin when nsjail.cfg sets none (the C library's default).
+const DEFAULT_PATH: &str = "/bin:/usr/bin";
 
 impl Nsjail {
     /// nsjail's arguments for one jail (everything but the fds, which `spawn` sets up).
@@ -88,6 +90,10 @@ impl Nsjail {
         }
         if self.venv.is_some() {
             args.extend(["--bindmount_ro".into(), format!("{}:{JAIL_VENV}", super::venv::STAGE)]);
+            // `python3`, `python` and `pip` in a script's subprocess are the sandbox's own, with
+            // its packages, as in an activated virtualenv (the host's /usr has another Python).
+            let path = self.config_facts.path.as_deref().unwrap_or(DEFAULT_PATH);
+            args.extend(["--env".into(), format!("PATH={JAIL_VENV}/bin:{path}")]);
         }
         let address_space_mb = self.address_space_mb(spec.memory_bytes);
         args.extend([

@@ -8,6 +8,8 @@ pub(super) struct ConfigFacts {
     /// The namespaces the configuration asks for (the user namespace is the probe's choice).
     pub(super) namespaces: Vec<&'static str>,
     pub(super) seccomp: bool,
+    /// The jail's PATH (`envar: "PATH=..."`), if the configuration sets one.
+    pub(super) path: Option<String>,
 }
 
 impl ConfigFacts {
@@ -38,6 +40,21 @@ impl ConfigFacts {
             .lines()
             .map(str::trim)
             .any(|l| l.starts_with("seccomp_string:") || l.starts_with("seccomp_policy_file:"));
-        Ok(ConfigFacts { namespaces, seccomp })
+        let path = text
+            .lines()
+            .map(str::trim)
+            .filter_map(|l| {
+                l.strip_prefix("envar:")?
+                    .trim()
+                    .strip_prefix("\"PATH=")?
+                    .strip_suffix('"')
+            })
+            .last()
+            .map(str::to_string);
+        Ok(ConfigFacts {
+            namespaces,
+            seccomp,
+            path,
+        })
     }
 }
