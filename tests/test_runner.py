@@ -451,6 +451,16 @@ class Protocol(unittest.TestCase):
             "def late():\n"
             "    time.sleep(0.2)\n"
             "    print('thread done')\n"
+            # A finalizer that needs the module's globals, also from a reference cycle: Python
+            # runs it with its globals there.
+            "import os\n"
+            "class Cleanup:\n"
+            "    def __init__(self, name):\n"
+            "        self.name, self.me = name, self\n"
+            "    def __del__(self):\n"
+            "        os.close(os.open(self.name, os.O_CREAT | os.O_WRONLY))\n"
+            "plain, cyclic = Cleanup('plain.txt'), Cleanup('cyclic.txt')\n"
+            "del plain.me\n"
             "def main():\n"
             "    out.write('hello report')\n"
             "    archive.writestr('x.txt', 'data')\n"
@@ -459,12 +469,30 @@ class Protocol(unittest.TestCase):
             "    return 'done'\n"
         )
         started = time.monotonic()
-        tag, payload, _ = run_main(script, {"result_limit_bytes": 1 << 20, "collect": ["*.txt", "*.zip"]})
+        tag, payload, stderr = run_main(script, {"result_limit_bytes": 1 << 20, "collect": ["*.txt", "*.zip"]})
         self.assertLess(time.monotonic() - started, 30)
+        self.assertEqual(stderr, "")
         body = ok_parts(payload)
         self.assertEqual(body["value"], "done")
         files = {name: base64.b64decode(f["base64"]) for name, f in body["files"].items()}
+        self.assertEqual(sorted(files), ["a.zip", "cyclic.txt", "plain.txt", "report.txt"])
         self.assertEqual(files["report.txt"], b"hello report")
+        # A daemon thread that keeps using the module's globals runs on untouched to the end.
+        spinning = (
+            "import threading, time\n"
+            "COUNT = 0\n"
+            "def spin():\n"
+            "    global COUNT\n"
+            "    while True:\n"
+            "        COUNT += 1\n"
+            "        time.sleep(0.001)\n"
+            "def main():\n"
+            "    threading.Thread(target=spin, daemon=True).start()\n"
+            "    time.sleep(0.05)\n"
+            "    return 'spun'\n"
+        )
+        tag, payload, stderr = run_main(spinning)
+        self.assertEqual((ok_parts(payload)["value"], stderr), ("spun", ""))
         archive = pathlib.Path(scratch("runner-zip-")) / "a.zip"
         archive.write_bytes(files["a.zip"])
         import zipfile

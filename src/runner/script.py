@@ -434,20 +434,25 @@ def child(request, script, result_w, dumps):
 
 # Files as `open` makes them; others (gzip, zip) wrap one of these.
 OPEN_FILE_TYPES = (io.TextIOWrapper, io.BufferedWriter, io.BufferedRandom)
+# Bound now: what the script rebinds (gc.get_objects = ..., builtins.type = ...) must not turn
+# the runner's own end into the script's failure.
+_collect, _get_objects, _type, _modules, _listdir = gc.collect, gc.get_objects, type, sys.modules, os.listdir
 
 
 def end_as_python_does():
     """What the interpreter does when a program ends, which the child's os._exit would skip:
-    wait for the threads that are not daemons, run the atexit functions, let go of what the
-    script's module holds (closing a file or an archive only it refers to), and flush every file
-    still open. So a file written through a handle never closed, a thread's last lines and an
-    atexit's output reach `collect` and stdout as they would after `python script.py`."""
-    threading = sys.modules.get("threading")
-    if threading is not None:
-        try:
+    wait for the threads that are not daemons, run the atexit functions, flush every file open
+    for writing, let go of the script's module and collect what only it held (finalizers run
+    while its globals still exist: an archive only it refers to is closed, whole). So a file
+    written through a handle never closed, a thread's last lines and an atexit's output reach
+    `collect` and stdout as after `python script.py`. Daemon threads run on untouched, as
+    CPython leaves them."""
+    try:
+        threading = _modules.get("threading")
+        if threading is not None:
             threading._shutdown()
-        except BaseException:
-            pass
+    except BaseException:
+        pass
     try:
         import atexit
 
@@ -455,20 +460,43 @@ def end_as_python_does():
     except BaseException:
         pass
     try:
-        module = sys.modules.pop("__script__", None)
-        if module is not None:
-            module.__dict__.clear()
-        del module
-        gc.collect()
+        # Flushed first: the collection below finalizes a file's layers in no set order (its
+        # raw file may be closed before the buffer in front of it is written).
+        flush_open_files()
+        _modules.pop("__script__", None)
+        _collect()
+        flush_open_files()  # what finalizers wrote to files still open
     except BaseException:
         pass
-    for obj in gc.get_objects():  # the script's own: everything older is frozen
-        if type(obj) in OPEN_FILE_TYPES:
-            try:
-                if not obj.closed:
-                    obj.flush()
-            except BaseException:
-                pass
+
+
+def flush_open_files():
+    if writable_files_open():
+        for obj in _get_objects():  # the script's own: everything older is frozen
+            if _type(obj) in OPEN_FILE_TYPES:
+                try:
+                    if not obj.closed:
+                        obj.flush()
+                except BaseException:
+                    pass
+
+
+def writable_files_open():
+    """Whether the script's process has a file, pipe or socket of its own open for writing: only
+    then can a file object hold unwritten data (looking among every object costs time and
+    memory when the script keeps millions of them)."""
+    for name in _listdir("/proc/self/fd"):
+        try:
+            fd = int(name)
+            if fd in (0, 1, 2, HIGH_FD):
+                continue
+            with open("/proc/self/fdinfo/%d" % fd) as info:
+                flags = int(info.read().split("flags:", 1)[1].split()[0], 8)
+            if flags & (os.O_WRONLY | os.O_RDWR):
+                return True
+        except (OSError, ValueError, IndexError):
+            continue
+    return False
 
 
 def flush_std():

@@ -7,7 +7,10 @@ use rustpython_parser::Tok;
 
 /// CPython's message and byte offset, given the logical line's tokens before the one the
 /// parser did not expect (each with its byte offset), that token and its offset.
-pub(super) fn detail(line: &[(Tok, usize)], unexpected: &Tok, at: usize) -> Option<(String, usize)> {
+/// `gap` is the source between the last of `line` and the unexpected token: a comment ending
+/// the line is where CPython stands when the line ends.
+pub(super) fn detail(line: &[(Tok, usize)], unexpected: &Tok, at: usize, gap: &str) -> Option<(String, usize)> {
+    let ends_at = gap.find('#').map_or(at, |comment| at - gap.len() + comment);
     let outside = outside_brackets(line);
     // Past a header's colon (or a lambda's), nothing here applies.
     if outside.iter().any(|(tok, _)| *tok == Tok::Colon) {
@@ -16,13 +19,8 @@ pub(super) fn detail(line: &[(Tok, usize)], unexpected: &Tok, at: usize) -> Opti
     match unexpected {
         Tok::Newline => {
             let conditional = outside.iter().skip(1).any(|(tok, _)| *tok == Tok::If);
-            let waits_for_colon = matches!(
-                header(line),
-                Some(Tok::If | Tok::Elif | Tok::While | Tok::For | Tok::With | Tok::Except | Tok::Def | Tok::Class)
-                    | Some(Tok::Try | Tok::Finally | Tok::Else)
-            );
-            if waits_for_colon && !conditional {
-                Some(("expected ':'".to_string(), at))
+            if header_is_whole(line) && !conditional {
+                Some(("expected ':'".to_string(), ends_at))
             } else {
                 missing_else(&outside)
             }
@@ -34,16 +32,61 @@ pub(super) fn detail(line: &[(Tok, usize)], unexpected: &Tok, at: usize) -> Opti
         _ => {
             let forced = match header(line) {
                 Some(Tok::Try | Tok::Finally | Tok::Else) => line.len() == 1,
-                Some(Tok::Def) => {
-                    closed(line)
-                        && (matches!(line.last(), Some((Tok::Rpar, _)))
-                            || outside.iter().any(|(tok, _)| *tok == Tok::Rarrow))
-                }
+                Some(Tok::Def) => def_is_whole(line, &outside),
                 _ => false,
             };
             forced.then(|| ("expected ':'".to_string(), at))
         }
     }
+}
+
+/// A compound statement's header complete but for its colon: CPython says "invalid syntax"
+/// for one that stops halfway (`if x and`, `for x`, `with f() as`).
+fn header_is_whole(line: &[(Tok, usize)]) -> bool {
+    let outside = outside_brackets(line);
+    match header(line) {
+        Some(Tok::Try | Tok::Finally | Tok::Else) => line.len() == 1,
+        Some(Tok::Except) => line.len() == 1 || ends_an_expression(line),
+        Some(Tok::For) => ends_an_expression(line) && outside.iter().any(|(tok, _)| *tok == Tok::In),
+        Some(Tok::If | Tok::Elif | Tok::While | Tok::With | Tok::Class) => line.len() > 1 && ends_an_expression(line),
+        Some(Tok::Def) => def_is_whole(line, &outside),
+        _ => false,
+    }
+}
+
+/// `def name(...)`, with `-> annotation` if any, all brackets closed.
+fn def_is_whole(line: &[(Tok, usize)], outside: &[(Tok, usize)]) -> bool {
+    let start = usize::from(matches!(line.first(), Some((Tok::Async, _))));
+    let named = matches!(
+        line.get(start..start + 3),
+        Some([(Tok::Def, _), (Tok::Name { .. }, _), (Tok::Lpar, _)])
+    );
+    let annotated = outside.iter().any(|(tok, _)| *tok == Tok::Rarrow);
+    named
+        && closed(line)
+        && (matches!(line.last(), Some((Tok::Rpar, _))) && !annotated || annotated && ends_an_expression(line))
+}
+
+/// The line's last token can end an expression (a name, a literal, a closing bracket).
+fn ends_an_expression(line: &[(Tok, usize)]) -> bool {
+    matches!(
+        line.last(),
+        Some((
+            Tok::Name { .. }
+                | Tok::Int { .. }
+                | Tok::Float { .. }
+                | Tok::Complex { .. }
+                | Tok::String { .. }
+                | Tok::Rpar
+                | Tok::Rsqb
+                | Tok::Rbrace
+                | Tok::Ellipsis
+                | Tok::None
+                | Tok::True
+                | Tok::False,
+            _
+        ))
+    )
 }
 
 /// The keyword a compound statement's header starts with (after `async`).
@@ -95,7 +138,6 @@ fn missing_else(tokens: &[(Tok, usize)]) -> Option<(String, usize)> {
                     | Tok::Return
                     | Tok::Yield
                     | Tok::Assert
-                    | Tok::Await
                     | Tok::Del
                     | Tok::Raise
             ) || is_augmented_assignment(tok)
@@ -192,7 +234,28 @@ mod tests {
             ("def f(x) return x\n", 1, 10, "expected ':'"),
             ("def f() -> int return 1\n", 1, 16, "expected ':'"),
             ("try pass\n", 1, 5, "expected ':'"),
+            ("if x == 1 # comment\n    pass\n", 1, 11, "expected ':'"),
+            ("for i in range(3)  # loop\n    pass\n", 1, 20, "expected ':'"),
+            ("if (a and  # why\n    b)\n    pass\n", 2, 7, "expected ':'"),
         ]);
+        // A header that stops halfway is not missing only its colon: CPython says "invalid
+        // syntax" there (this service adds rustpython's words).
+        for script in [
+            "if x and\n",
+            "for x in\n",
+            "for x\n",
+            "with open(f) as\n",
+            "while\n",
+            "class\n",
+            "def f\n",
+        ] {
+            let error = validate(&format!("{script}def main():\n    return 1\n")).expect_err(script);
+            assert!(
+                !error.message.starts_with("SyntaxError: expected"),
+                "{script:?}: {}",
+                error.message
+            );
+        }
     }
 
     #[test]
@@ -210,6 +273,12 @@ mod tests {
             ("x = {'a': 1 if y}\n", 1, 11, "expected 'else' after 'if' expression"),
             ("f(a=1 if y)\n", 1, 5, "expected 'else' after 'if' expression"),
             ("x = [1, 2 if y, 3]\n", 1, 9, "expected 'else' after 'if' expression"),
+            (
+                "async def f():\n    x = await a if b\n",
+                2,
+                9,
+                "expected 'else' after 'if' expression",
+            ),
         ]);
     }
 }

@@ -73,6 +73,7 @@ pub(super) fn parse_error(script: &str, err: &rustpython_parser::ParseError) -> 
 fn parser_hint(script: &str, offset: usize) -> Option<(String, usize)> {
     let mut line: Vec<(Tok, usize)> = Vec::new(); // the logical line's tokens before the error
     let mut unexpected = None;
+    let mut last_end = 0;
     for token in lex(script, Mode::Module) {
         let (tok, range) = token.ok()?;
         let start = range.start().to_usize();
@@ -80,6 +81,7 @@ fn parser_hint(script: &str, offset: usize) -> Option<(String, usize)> {
             unexpected = Some((tok, start));
             break;
         }
+        last_end = range.end().to_usize();
         match tok {
             Tok::Newline => line.clear(),
             Tok::Indent | Tok::Dedent => {}
@@ -87,7 +89,8 @@ fn parser_hint(script: &str, offset: usize) -> Option<(String, usize)> {
         }
     }
     let (unexpected, unexpected_at) = unexpected?;
-    if let Some(hint) = expected::detail(&line, &unexpected, unexpected_at) {
+    let gap = script.get(last_end..unexpected_at).unwrap_or("");
+    if let Some(hint) = expected::detail(&line, &unexpected, unexpected_at, gap) {
         return Some(hint);
     }
     let (previous, previous_at) = line.last()?;
