@@ -460,6 +460,11 @@ class Protocol(unittest.TestCase):
             "    def __del__(self):\n"
             "        os.close(os.open(self.name, os.O_CREAT | os.O_WRONLY))\n"
             "plain, cyclic = Cleanup('plain.txt'), Cleanup('cyclic.txt')\n"
+            "import io\n"
+            "class Text(io.TextIOWrapper):\n"
+            "    pass\n"
+            "own = Text(open('own.txt', 'wb'), encoding='utf-8', write_through=False)\n"
+            "own.write('abc')\n"
             "del plain.me\n"
             "def main():\n"
             "    out.write('hello report')\n"
@@ -475,7 +480,8 @@ class Protocol(unittest.TestCase):
         body = ok_parts(payload)
         self.assertEqual(body["value"], "done")
         files = {name: base64.b64decode(f["base64"]) for name, f in body["files"].items()}
-        self.assertEqual(sorted(files), ["a.zip", "cyclic.txt", "plain.txt", "report.txt"])
+        self.assertEqual(sorted(files), ["a.zip", "cyclic.txt", "own.txt", "plain.txt", "report.txt"])
+        self.assertEqual(files["own.txt"], b"abc")
         self.assertEqual(files["report.txt"], b"hello report")
         # A daemon thread that keeps using the module's globals runs on untouched to the end.
         spinning = (

@@ -432,11 +432,11 @@ def child(request, script, result_w, dumps):
     _exit(0)
 
 
-# Files as `open` makes them; others (gzip, zip) wrap one of these.
+# Files as `open` makes them (and their subclasses); others (gzip, zip) wrap one of these.
 OPEN_FILE_TYPES = (io.TextIOWrapper, io.BufferedWriter, io.BufferedRandom)
 # Bound now: what the script rebinds (gc.get_objects = ..., builtins.type = ...) must not turn
 # the runner's own end into the script's failure.
-_collect, _get_objects, _type, _modules, _listdir = gc.collect, gc.get_objects, type, sys.modules, os.listdir
+_collect, _get_objects, _isinstance, _modules, _listdir = gc.collect, gc.get_objects, isinstance, sys.modules, os.listdir
 
 
 def end_as_python_does():
@@ -473,7 +473,7 @@ def end_as_python_does():
 def flush_open_files():
     if writable_files_open():
         for obj in _get_objects():  # the script's own: everything older is frozen
-            if _type(obj) in OPEN_FILE_TYPES:
+            if _isinstance(obj, OPEN_FILE_TYPES):
                 try:
                     if not obj.closed:
                         obj.flush()

@@ -44,14 +44,64 @@ pub(super) fn detail(line: &[(Tok, usize)], unexpected: &Tok, at: usize, gap: &s
 /// for one that stops halfway (`if x and`, `for x`, `with f() as`).
 fn header_is_whole(line: &[(Tok, usize)]) -> bool {
     let outside = outside_brackets(line);
+    // A comprehension in a header may be an unparenthesized generator, which CPython names.
+    let comprehension = line.iter().skip(1).any(|(tok, _)| *tok == Tok::For);
+    let body = &line[usize::from(matches!(line.first(), Some((Tok::Async, _))))..];
     match header(line) {
         Some(Tok::Try | Tok::Finally | Tok::Else) => line.len() == 1,
-        Some(Tok::Except) => line.len() == 1 || ends_an_expression(line),
-        Some(Tok::For) => ends_an_expression(line) && outside.iter().any(|(tok, _)| *tok == Tok::In),
-        Some(Tok::If | Tok::Elif | Tok::While | Tok::With | Tok::Class) => line.len() > 1 && ends_an_expression(line),
+        Some(Tok::Except) => line.len() == 1 || last_ends_an_expression(line),
+        Some(Tok::For) => {
+            let targets: Vec<&(Tok, usize)> = body.iter().skip(1).take_while(|(tok, _)| *tok != Tok::In).collect();
+            last_ends_an_expression(line)
+                && outside.iter().any(|(tok, _)| *tok == Tok::In)
+                && assignable(&targets)
+                && !body.iter().skip(1).any(|(tok, _)| *tok == Tok::For)
+        }
+        Some(Tok::With) => {
+            // Each `as` names a target CPython can assign to.
+            let mut targets = Vec::new();
+            let mut after_as = false;
+            for token in line {
+                match token.0 {
+                    Tok::As => after_as = true,
+                    Tok::Comma if outside.contains(token) => after_as = false,
+                    _ if after_as => targets.push(token),
+                    _ => {}
+                }
+            }
+            let no_target = !line.iter().any(|(tok, _)| *tok == Tok::As);
+            line.len() > 1 && last_ends_an_expression(line) && (no_target || assignable(&targets)) && !comprehension
+        }
+        // `class Name` or `class Name(...)`, nothing else (3.11 has no type parameters).
+        Some(Tok::Class) => {
+            matches!(line.get(1), Some((Tok::Name { .. }, _)))
+                && (line.len() == 2 || matches!(line.get(2), Some((Tok::Lpar, _))) && closed(line))
+                && last_ends_an_expression(line)
+                && !comprehension
+        }
+        Some(Tok::If | Tok::Elif | Tok::While) => line.len() > 1 && last_ends_an_expression(line) && !comprehension,
         Some(Tok::Def) => def_is_whole(line, &outside),
         _ => false,
     }
+}
+
+/// Tokens that can only make a target CPython assigns to (names, attributes, tuples and
+/// lists of them, starred): a literal, an operator or a call there is its own error.
+fn assignable(targets: &[&(Tok, usize)]) -> bool {
+    let calls = targets.windows(2).any(|pair| {
+        matches!(
+            (&pair[0].0, &pair[1].0),
+            (Tok::Name { .. } | Tok::Rpar | Tok::Rsqb, Tok::Lpar)
+        )
+    });
+    !targets.is_empty()
+        && !calls
+        && targets.iter().all(|(tok, _)| {
+            matches!(
+                tok,
+                Tok::Name { .. } | Tok::Comma | Tok::Lpar | Tok::Rpar | Tok::Lsqb | Tok::Rsqb | Tok::Dot | Tok::Star
+            )
+        })
 }
 
 /// `def name(...)`, with `-> annotation` if any, all brackets closed.
@@ -61,31 +111,44 @@ fn def_is_whole(line: &[(Tok, usize)], outside: &[(Tok, usize)]) -> bool {
         line.get(start..start + 3),
         Some([(Tok::Def, _), (Tok::Name { .. }, _), (Tok::Lpar, _)])
     );
+    // A bare `*` with no parameter after it is its own error.
+    let bare_star = line.windows(3).any(|w| {
+        matches!(
+            (&w[0].0, &w[1].0, &w[2].0),
+            (Tok::Lpar | Tok::Comma, Tok::Star, Tok::Rpar)
+        ) || matches!(
+            (&w[0].0, &w[1].0, &w[2].0),
+            (Tok::Star, Tok::Comma, Tok::DoubleStar | Tok::Rpar)
+        )
+    });
     let annotated = outside.iter().any(|(tok, _)| *tok == Tok::Rarrow);
     named
+        && !bare_star
         && closed(line)
-        && (matches!(line.last(), Some((Tok::Rpar, _))) && !annotated || annotated && ends_an_expression(line))
+        && (matches!(line.last(), Some((Tok::Rpar, _))) && !annotated || annotated && last_ends_an_expression(line))
 }
 
-/// The line's last token can end an expression (a name, a literal, a closing bracket).
-fn ends_an_expression(line: &[(Tok, usize)]) -> bool {
+/// The line's last token can end an expression.
+fn last_ends_an_expression(line: &[(Tok, usize)]) -> bool {
+    line.last().is_some_and(|(tok, _)| ends_an_expression(tok))
+}
+
+/// A token that can end an expression: a name, a literal, a closing bracket.
+pub(super) fn ends_an_expression(tok: &Tok) -> bool {
     matches!(
-        line.last(),
-        Some((
-            Tok::Name { .. }
-                | Tok::Int { .. }
-                | Tok::Float { .. }
-                | Tok::Complex { .. }
-                | Tok::String { .. }
-                | Tok::Rpar
-                | Tok::Rsqb
-                | Tok::Rbrace
-                | Tok::Ellipsis
-                | Tok::None
-                | Tok::True
-                | Tok::False,
-            _
-        ))
+        tok,
+        Tok::Name { .. }
+            | Tok::Int { .. }
+            | Tok::Float { .. }
+            | Tok::Complex { .. }
+            | Tok::String { .. }
+            | Tok::Rpar
+            | Tok::Rsqb
+            | Tok::Rbrace
+            | Tok::Ellipsis
+            | Tok::None
+            | Tok::True
+            | Tok::False
     )
 }
 
@@ -143,6 +206,8 @@ fn missing_else(tokens: &[(Tok, usize)]) -> Option<(String, usize)> {
             ) || is_augmented_assignment(tok)
         })
         .map_or(0, |i| i + 1);
+    // `*a if b` in a call or a display: the operand is `a`.
+    let start = start + usize::from(matches!(tokens.get(start), Some((Tok::Star | Tok::DoubleStar, _))));
     let (first, offset) = tokens.get(start).filter(|_| start < condition)?;
     if matches!(first, Tok::If | Tok::Elif | Tok::While) {
         return None;
@@ -237,9 +302,12 @@ mod tests {
             ("if x == 1 # comment\n    pass\n", 1, 11, "expected ':'"),
             ("for i in range(3)  # loop\n    pass\n", 1, 20, "expected ':'"),
             ("if (a and  # why\n    b)\n    pass\n", 2, 7, "expected ':'"),
+            ("for a.b, (c, *d) in e\n    pass\n", 1, 22, "expected ':'"),
+            ("with a as (b, c), d as e.f\n    pass\n", 1, 27, "expected ':'"),
         ]);
-        // A header that stops halfway is not missing only its colon: CPython says "invalid
-        // syntax" there (this service adds rustpython's words).
+        // A header that stops halfway, or has another error CPython names first (a target it
+        // cannot assign to, type parameters, a bare `*`, an unparenthesized generator), is not
+        // missing only its colon.
         for script in [
             "if x and\n",
             "for x in\n",
@@ -248,6 +316,18 @@ mod tests {
             "while\n",
             "class\n",
             "def f\n",
+            "for 1 in x\n",
+            "for f() in x\n",
+            "for x + 1 in y\n",
+            "for (a := 1) in b\n",
+            "with a as f()\n",
+            "with a as 1\n",
+            "with a as b + c\n",
+            "class A[T]\n",
+            "class A[T](B)\n",
+            "def f(*, **k)\n",
+            "if f(x for x in y, 1)\n",
+            "class A(x for x in y, 1)\n",
         ] {
             let error = validate(&format!("{script}def main():\n    return 1\n")).expect_err(script);
             assert!(
@@ -256,6 +336,16 @@ mod tests {
                 error.message
             );
         }
+    }
+
+    #[test]
+    fn keyword_constants_end_and_start_expressions_for_the_comma_hint() {
+        let hint = "invalid syntax. Perhaps you forgot a comma?";
+        check(&[
+            ("x = [None True]\n", 1, 6, hint),
+            ("f(1 None)\n", 1, 3, hint),
+            ("x = (... 2)\n", 1, 6, hint),
+        ]);
     }
 
     #[test]
@@ -273,6 +363,9 @@ mod tests {
             ("x = {'a': 1 if y}\n", 1, 11, "expected 'else' after 'if' expression"),
             ("f(a=1 if y)\n", 1, 5, "expected 'else' after 'if' expression"),
             ("x = [1, 2 if y, 3]\n", 1, 9, "expected 'else' after 'if' expression"),
+            ("f(*a if b)\n", 1, 4, "expected 'else' after 'if' expression"),
+            ("f(**a if b)\n", 1, 5, "expected 'else' after 'if' expression"),
+            ("x = a * b if c\n", 1, 5, "expected 'else' after 'if' expression"),
             (
                 "async def f():\n    x = await a if b\n",
                 2,

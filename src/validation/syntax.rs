@@ -96,7 +96,16 @@ fn parser_hint(script: &str, offset: usize) -> Option<(String, usize)> {
     let (previous, previous_at) = line.last()?;
     let starts_expression = matches!(
         unexpected,
-        Tok::Name { .. } | Tok::Int { .. } | Tok::Float { .. } | Tok::Complex { .. } | Tok::String { .. } | Tok::Lbrace
+        Tok::Name { .. }
+            | Tok::Int { .. }
+            | Tok::Float { .. }
+            | Tok::Complex { .. }
+            | Tok::String { .. }
+            | Tok::Lbrace
+            | Tok::Ellipsis
+            | Tok::None
+            | Tok::True
+            | Tok::False
     );
     if let Tok::Name { name } = previous {
         if (name == "print" || name == "exec") && starts_expression {
@@ -109,17 +118,7 @@ fn parser_hint(script: &str, offset: usize) -> Option<(String, usize)> {
         Tok::Rpar | Tok::Rsqb | Tok::Rbrace => depth - 1,
         _ => depth,
     });
-    let ends_expression = matches!(
-        previous,
-        Tok::Name { .. }
-            | Tok::Int { .. }
-            | Tok::Float { .. }
-            | Tok::Complex { .. }
-            | Tok::String { .. }
-            | Tok::Rpar
-            | Tok::Rsqb
-            | Tok::Rbrace
-    );
+    let ends_expression = expected::ends_an_expression(previous);
     let prefix_typo = matches!((previous, &unexpected), (Tok::Name { .. }, Tok::String { .. }));
     // Names in an import's brackets or a def's parameters are not expressions.
     let not_expressions = matches!(line.first(), Some((Tok::Import | Tok::From | Tok::Def | Tok::Async, _)));
