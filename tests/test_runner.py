@@ -447,6 +447,8 @@ class Protocol(unittest.TestCase):
             "import atexit, threading, time, zipfile\n"
             "out = open('report.txt', 'w')\n"
             "archive = zipfile.ZipFile('a.zip', 'w')\n"
+            "wrapped = zipfile.ZipFile(open('b.zip', 'wb'), 'w')\n"
+            "wrapped.writestr('y.txt', 'more')\n"
             "atexit.register(print, 'atexit ran')\n"
             "def late():\n"
             "    time.sleep(0.2)\n"
@@ -480,7 +482,7 @@ class Protocol(unittest.TestCase):
         body = ok_parts(payload)
         self.assertEqual(body["value"], "done")
         files = {name: base64.b64decode(f["base64"]) for name, f in body["files"].items()}
-        self.assertEqual(sorted(files), ["a.zip", "cyclic.txt", "own.txt", "plain.txt", "report.txt"])
+        self.assertEqual(sorted(files), ["a.zip", "b.zip", "cyclic.txt", "own.txt", "plain.txt", "report.txt"])
         self.assertEqual(files["own.txt"], b"abc")
         self.assertEqual(files["report.txt"], b"hello report")
         # A daemon thread that keeps using the module's globals runs on untouched to the end.
@@ -504,6 +506,9 @@ class Protocol(unittest.TestCase):
         import zipfile
         with zipfile.ZipFile(archive) as z:
             self.assertEqual(z.read("x.txt"), b"data")
+        archive.write_bytes(files["b.zip"])
+        with zipfile.ZipFile(archive) as z:
+            self.assertEqual(z.read("y.txt"), b"more")
 
     def test_no_collect_after_an_error(self):
         tag, payload, _ = run_main("def main():\n    open('a.png', 'w').write('x')\n    raise ValueError('no')\n",

@@ -443,7 +443,8 @@ def end_as_python_does():
     """What the interpreter does when a program ends, which the child's os._exit would skip:
     wait for the threads that are not daemons, run the atexit functions, flush every file open
     for writing, let go of the script's module and collect what only it held (finalizers run
-    while its globals still exist: an archive only it refers to is closed, whole). So a file
+    while its globals still exist: an archive only it refers to is closed, whole, its file
+    still open under it). So a file
     written through a handle never closed, a thread's last lines and an atexit's output reach
     `collect` and stdout as after `python script.py`. Daemon threads run on untouched, as
     CPython leaves them."""
@@ -460,25 +461,41 @@ def end_as_python_does():
     except BaseException:
         pass
     try:
-        # Flushed first: the collection below finalizes a file's layers in no set order (its
-        # raw file may be closed before the buffer in front of it is written).
-        flush_open_files()
+        files = open_files()
+        flush(files)
         _modules.pop("__script__", None)
+        # The files are held through the collection: the collector finalizes in no set order,
+        # and what wraps a file (a zip or gzip stream, a text layer) must be finalized while
+        # that file is still open, as at CPython's exit.
         _collect()
-        flush_open_files()  # what finalizers wrote to files still open
+        flush(files)
+        files.clear()  # the last in first: a text layer before the file under it
     except BaseException:
         pass
 
 
-def flush_open_files():
-    if writable_files_open():
-        for obj in _get_objects():  # the script's own: everything older is frozen
-            if _isinstance(obj, OPEN_FILE_TYPES):
-                try:
-                    if not obj.closed:
-                        obj.flush()
-                except BaseException:
-                    pass
+def open_files():
+    """The script's file objects still open (none looked for without a file open for writing)."""
+    if not writable_files_open():
+        return []
+    found = []
+    for obj in _get_objects():  # the script's own: everything older is frozen
+        if _isinstance(obj, OPEN_FILE_TYPES):
+            try:
+                if not obj.closed:
+                    found.append(obj)
+            except BaseException:
+                pass
+    return found
+
+
+def flush(files):
+    for file in files:
+        try:
+            if not file.closed:
+                file.flush()
+        except BaseException:
+            pass
 
 
 def writable_files_open():
