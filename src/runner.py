@@ -1,8 +1,8 @@
 """python-executor's runner: the first process inside every jail (protocol v2).
 
-The runner is one module in three files: src/runner/files.py (data in and out),
-src/runner/script.py (running the script), then this one (the protocol and `main`), joined in
-that order by `jail::protocol::RUNNER_SOURCE` (and by tests/test_runner.py).
+The runner is one module in four files: src/runner/files.py (data in and out),
+src/runner/script.py (running the script), src/runner/ending.py (what CPython does when a
+program ends), then this one (the protocol and `main`), joined in that order by `jail::protocol::RUNNER_SOURCE` (and by tests/test_runner.py).
 
 The service starts it as `python3 -I -B -c <the runner> warm|cold [module ...]` inside nsjail, where it is
 PID 1 of the jail's PID namespace. It:

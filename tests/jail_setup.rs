@@ -6,6 +6,20 @@ use crate::common;
 use common::Server;
 use serde_json::json;
 
+/// Jails load the runner compiled once by the start-up probe (a tenth of compiling it in each
+/// jail): it must stay within what one command-line argument can carry.
+#[test]
+fn jails_get_the_runner_compiled() {
+    let server = Server::start_cold();
+    assert_eq!(server.execute("def main():\n    return 1\n").result(), json!(1));
+    let not_compiled: Vec<_> = server
+        .log_lines()
+        .into_iter()
+        .filter(|l| l["message"].as_str().is_some_and(|m| m.contains("compiled runner")))
+        .collect();
+    assert!(not_compiled.is_empty(), "{not_compiled:?}");
+}
+
 #[test]
 fn dev_stdout_and_friends_write_to_the_captured_output() {
     let server = Server::start();

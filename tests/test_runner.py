@@ -22,7 +22,12 @@ SCRATCH = []
 SRC = pathlib.Path(__file__).resolve().parent.parent / "src"
 # The runner as the service runs it: one module made of its parts and runner.py, in the order
 # of jail::protocol::RUNNER_SOURCE.
-RUNNER_FILES = (SRC / "runner" / "files.py", SRC / "runner" / "script.py", SRC / "runner.py")
+RUNNER_FILES = (
+    SRC / "runner" / "files.py",
+    SRC / "runner" / "script.py",
+    SRC / "runner" / "ending.py",
+    SRC / "runner.py",
+)
 SCRATCH.append(tempfile.mkdtemp(prefix="runner-source-"))
 RUNNER = pathlib.Path(SCRATCH[-1]) / "runner.py"
 RUNNER.write_text("".join(path.read_text() for path in RUNNER_FILES))

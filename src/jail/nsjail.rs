@@ -111,11 +111,13 @@ impl Nsjail {
 
     /// From now on jails load the runner from `code` (base64 of its marshalled code object, as
     /// the sandbox's Python made it) instead of compiling its source; too long a code is not used.
-    pub fn use_compiled_runner(&mut self, code: String) {
+    /// Whether it is used.
+    pub fn use_compiled_runner(&mut self, code: String) -> bool {
         let valid = code.bytes().all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b));
         if valid && !code.is_empty() && code.len() <= protocol::MAX_COMPILED_RUNNER {
             self.compiled_runner = Some(code);
         }
+        self.compiled_runner.is_some()
     }
 
     /// Whether a script that reports this uid and gid ran as one of this launcher's jails:

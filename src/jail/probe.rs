@@ -23,8 +23,9 @@ use std::time::{Duration, Instant};
 const PROBE_SCRIPT: &str = r#"import binascii, marshal, os, sys
 
 def main(runner):
-    # "<string>": the filename `-c` gives the runner's source.
-    code = binascii.b2a_base64(marshal.dumps(compile(runner, "<string>", "exec")), newline=False).decode()
+    # "<string>": the filename `-c` gives the runner's source. Without its docstrings
+    # (optimize=2; it has no assert): a command line's argument holds 128 KiB at most.
+    code = binascii.b2a_base64(marshal.dumps(compile(runner, "<string>", "exec", optimize=2)), newline=False).decode()
     packages = {}
     for directory in sys.path:
         try:
@@ -100,7 +101,12 @@ pub async fn probe(settings: &Settings) -> Result<(Nsjail, ProbeReport), String>
             let mut launcher = launcher;
             match run_probe(&launcher, settings.limits.memory_bytes).await {
                 Ok((python, compiled_runner)) => {
-                    launcher.use_compiled_runner(compiled_runner);
+                    if !launcher.use_compiled_runner(compiled_runner) {
+                        crate::logging::warning(
+                            "the compiled runner is not used: every jail compiles the runner's source",
+                            crate::fields! {},
+                        );
+                    }
                     let took = started.elapsed();
                     if !skipped.is_empty() {
                         // Weaker isolation than this host could give with the right set-up:
