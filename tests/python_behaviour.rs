@@ -256,6 +256,22 @@ def main():
 }
 
 #[test]
+fn a_pool_left_open_in_a_global_ends_quietly() {
+    // As after `python script.py`: the answer, and nothing on stderr from the pool's end.
+    let script = "import multiprocessing as mp\ndef square(x):\n    return x * x\npool = None\ndef main():\n    global pool\n    pool = mp.Pool(2)\n    return sum(pool.map(square, range(10)))\n";
+    for server in servers() {
+        let r = server.post_json("/execute", &json!({"script": script, "include": ["stderr"]}));
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(
+            (&r.json()["result"], &r.json()["stderr"]),
+            (&json!(285), &json!("")),
+            "{}",
+            r.text()
+        );
+    }
+}
+
+#[test]
 fn python_in_a_subprocess_is_the_sandboxs_own_with_its_packages() {
     // `python3` and `python` on PATH, as a script's subprocess finds them, are the interpreter
     // running the script (a virtualenv's, on a development machine), not another one without

@@ -19,10 +19,9 @@ def end_as_python_does():
     wait for the threads that are not daemons, run the atexit functions, flush every file open
     for writing, let go of the script's module and collect what only it held (finalizers run
     while its globals still exist: an archive only it refers to is closed, whole, its file
-    still open under it). So a file
-    written through a handle never closed, a thread's last lines and an atexit's output reach
-    `collect` and stdout as after `python script.py`. Daemon threads run on untouched, as
-    CPython leaves them."""
+    still open under it). So a file written through a handle never closed, a thread's last
+    lines and an atexit's output reach `collect` and stdout as after `python script.py`.
+    Daemon threads run on untouched, as CPython leaves them."""
     try:
         threading = _modules.get("threading")
         if threading is not None:
@@ -39,9 +38,10 @@ def end_as_python_does():
         files = open_files()
         flush(files)
         _modules.pop("__script__", None)
-        # The files are held through the collection: the collector finalizes in no set order,
-        # and what wraps a file (a zip or gzip stream, a text layer) must be finalized while
-        # that file is still open, as at CPython's exit.
+        # The files (and multiprocessing's pipe ends) are held through the collection: the
+        # collector finalizes in no set order, and what wraps one (a zip or gzip stream, a text
+        # layer, a Pool that says goodbye to its workers) must be finalized while it is still
+        # open, as at CPython's exit.
         _collect()
         flush(files)
         files.clear()  # the last in first: a text layer before the file under it
@@ -53,9 +53,11 @@ def open_files():
     """The script's file objects still open (none looked for without a file open for writing)."""
     if not writable_files_open():
         return []
+    connection = _modules.get("multiprocessing.connection")
+    held = OPEN_FILE_TYPES + ((connection.Connection,) if connection is not None else ())
     found = []
     for obj in _get_objects():  # the script's own: everything older is frozen
-        if _isinstance(obj, OPEN_FILE_TYPES):
+        if _isinstance(obj, held):
             try:
                 if not obj.closed:
                     found.append(obj)
@@ -67,7 +69,7 @@ def open_files():
 def flush(files):
     for file in files:
         try:
-            if not file.closed:
+            if _isinstance(file, OPEN_FILE_TYPES) and not file.closed:
                 file.flush()
         except BaseException:
             pass
