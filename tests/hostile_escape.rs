@@ -31,7 +31,7 @@ NR = {"ptrace": 101, "mount": 165, "umount2": 166, "unshare": 272, "setns": 308,
       "capset": 126, "quotactl": 179, "quotactl_fd": 443, "vhangup": 153, "inotify_init": 253,
       "inotify_init1": 294, "flock": 73, "mbind": 237, "set_mempolicy": 238, "get_mempolicy": 239,
       "set_mempolicy_home_node": 450, "migrate_pages": 256, "move_pages": 279, "ustat": 136,
-      "sysfs": 139, "lsm_list_modules": 461, "lsm_get_self_attr": 459, "pidfd_open": 434,
+      "sysfs": 139, "cachestat": 451, "lsm_list_modules": 461, "lsm_get_self_attr": 459, "pidfd_open": 434,
       "getpid": 39, "uselib": 134, "_sysctl": 156, "nfsservctl": 180, "lookup_dcookie": 212,
       "create_module": 174, "get_kernel_syms": 177, "query_module": 178, "vserver": 236,
       "io_setup": 206, "io_destroy": 207, "io_getevents": 208, "io_submit": 209, "io_cancel": 210,
@@ -204,6 +204,7 @@ def filtered():
     out["ustat"] = sc("ustat", os.stat("/").st_dev, ctypes.addressof(buf))
     out["sysfs(count)"] = sc("sysfs", 3)
     out["lsm_list_modules"] = sc("lsm_list_modules", 0, 0, 0)
+    out["cachestat(stdin)"] = sc("cachestat", 0, ctypes.addressof(buf), ctypes.addressof(buf), 0)
     out["lsm_get_self_attr"] = sc("lsm_get_self_attr", 0, 0, 0, 0)
     out["clone(NEWUSER)"] = sc("clone", CLONE_NEWUSER | SIGCHLD, 0, 0, 0, 0)
     out["clone(NEWNS)"] = sc("clone", CLONE_NEWNS | SIGCHLD, 0, 0, 0, 0)

@@ -388,12 +388,24 @@ impl JailCgroup {
 impl Drop for JailCgroup {
     fn drop(&mut self) {
         let dirs = std::mem::take(&mut self.dirs);
-        let remove = move || dirs.iter().for_each(|dir| remove_jail_dir(dir));
+        let remove = move || {
+            dirs.iter().for_each(|dir| remove_jail_dir(dir));
+            collect_unix_garbage();
+        };
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => drop(runtime.spawn_blocking(remove)),
             Err(_) => remove(),
         }
     }
+}
+
+/// Frees what the jail's processes left in flight on Unix sockets: descriptors sent over a
+/// socket that is itself in flight (a cycle) outlive every process, with what they hold
+/// (memfds, a /tmp tmpfs: up to the jail's memory limit, charged to the service once its
+/// cgroup is gone). The kernel collects such cycles only when some Unix socket is released,
+/// so the service releases one of its own once a jail's processes are all gone.
+fn collect_unix_garbage() {
+    drop(std::os::unix::net::UnixDatagram::pair());
 }
 
 #[cfg(test)]
