@@ -1,7 +1,7 @@
 //! The service's life: settings → isolation probe → capacity → pool → serve until the shutdown
 //! signal → drain → stop the pool → remove the cgroups. Returns the process's exit code.
 
-use crate::config::{Settings, StrategyChoice};
+use crate::config::{self, Settings, StrategyChoice};
 use crate::exec::admission::Admission;
 use crate::exec::Executor;
 use crate::fields;
@@ -38,7 +38,7 @@ impl Capacity {
         });
         // Warm jails per flavour: by default as many as can run at once (a warm jail is
         // taken by an execution, so it counts against that execution's memory share).
-        let pool_size = settings.pool_size.unwrap_or(slots);
+        let pool_size = settings.pool_size.unwrap_or(slots.min(config::MAX_POOL_SIZE));
         Capacity { slots, pool_size }
     }
 }
@@ -47,7 +47,7 @@ impl Capacity {
 /// full-size jails fit in `memory` after the service's own share.
 pub fn default_slots(cpus: usize, memory: u64, memory_per_jail: u64) -> usize {
     let by_memory = (memory.saturating_sub(SERVICE_MEMORY_BYTES) / memory_per_jail.max(1)) as usize;
-    (2 * cpus).min(by_memory).max(1)
+    (2 * cpus).min(by_memory).clamp(1, config::MAX_SLOTS)
 }
 
 /// The memory limit of the service's own cgroup (a container's, say) if it has one, else the
@@ -190,4 +190,16 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = &'static str
     }
     logging::info("stopped", fields! {});
     0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_derived_from_the_machine_fit_in_the_services_ids() {
+        assert_eq!(default_slots(2, 24 << 30, 512 << 20), 4);
+        assert_eq!(default_slots(8, 2 << 30, 512 << 20), 3);
+        assert_eq!(default_slots(4096, u64::MAX, 1), config::MAX_SLOTS);
+    }
 }

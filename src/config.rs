@@ -11,6 +11,12 @@ const MIB: u64 = 1024 * 1024;
 
 /// How many host ids the service owns from `JAIL_UID_BASE` on (`jail::ids`).
 pub const JAIL_ID_RANGE: u32 = 1024;
+/// Executions at once, at most, and warm jails per flavour: every jail that exists at once
+/// (executions, each of the three flavours' warm jails, the zygotes and the probe) takes an id
+/// of its own, so together they must fit in the range, with room for ids given back late.
+pub const MAX_SLOTS: usize = 256;
+pub const MAX_POOL_SIZE: usize = 128;
+const _: () = assert!(MAX_SLOTS + 3 * MAX_POOL_SIZE + 16 <= JAIL_ID_RANGE as usize);
 /// Ids below this are the host's own users (and 65534, nobody).
 const LOWEST_JAIL_UID_BASE: u32 = 65536;
 /// Some tools treat ids as signed: the whole range stays below 2^31.
@@ -275,8 +281,19 @@ impl Settings {
             }
         };
         let warm = WarmFlavours::parse(&raw.warm_flavours)?;
-        if let Some(0) = raw.max_concurrent {
-            return Err("invalid configuration: MAX_CONCURRENT must be at least 1".into());
+        match raw.max_concurrent {
+            Some(0) => return Err("invalid configuration: MAX_CONCURRENT must be at least 1".into()),
+            Some(n) if n > MAX_SLOTS => {
+                return Err(format!(
+                    "invalid configuration: MAX_CONCURRENT must be at most {MAX_SLOTS} (every jail takes one of the {JAIL_ID_RANGE} ids from JAIL_UID_BASE), got {n}"
+                ))
+            }
+            _ => {}
+        }
+        if let Some(n) = raw.pool_size.filter(|&n| n > MAX_POOL_SIZE) {
+            return Err(format!(
+                "invalid configuration: POOL_SIZE must be at most {MAX_POOL_SIZE} (every jail takes one of the {JAIL_ID_RANGE} ids from JAIL_UID_BASE), got {n}"
+            ));
         }
         let api_token = raw.api_token.filter(|t| !t.is_empty());
         Ok(Settings {
@@ -373,6 +390,21 @@ mod tests {
         assert!(err.contains("SANDBOX_CGROUP"), "{err}");
         let err = Settings::from_iter(vars(&[("MEMORY_LIMIT_MB", "-1")])).unwrap_err();
         assert!(err.contains("MEMORY_LIMIT_MB"), "{err}");
+    }
+
+    #[test]
+    fn jails_at_once_fit_in_the_services_ids() {
+        let max = MAX_SLOTS.to_string();
+        assert_eq!(
+            Settings::from_iter(vars(&[("MAX_CONCURRENT", &max)])).map(|s| s.max_concurrent),
+            Ok(Some(MAX_SLOTS))
+        );
+        let over = (MAX_SLOTS + 1).to_string();
+        let err = Settings::from_iter(vars(&[("MAX_CONCURRENT", &over)])).unwrap_err();
+        assert!(err.contains("MAX_CONCURRENT must be at most 256"), "{err}");
+        let over = (MAX_POOL_SIZE + 1).to_string();
+        let err = Settings::from_iter(vars(&[("POOL_SIZE", &over)])).unwrap_err();
+        assert!(err.contains("POOL_SIZE must be at most 128"), "{err}");
     }
 
     #[test]

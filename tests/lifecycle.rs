@@ -12,8 +12,11 @@ fn a_bad_setting_stops_start_up_naming_the_variable() {
         ("TIMEOUT_SECONDS", "-1"),
         ("MEMORY_LIMIT_MB", "lots"),
         ("MAX_CONCURRENT", "0"),
+        // More jails than the service has host ids for (1024 from JAIL_UID_BASE).
+        ("MAX_CONCURRENT", "2000"),
         ("SANDBOX_CGROUP", "v9"),
         ("POOL_SIZE", "-3"),
+        ("POOL_SIZE", "1000"),
         ("JAIL_UID_BASE", "4294967295"),
         ("NSJAIL_PATH", "/nonexistent/nsjail"),
         ("NSJAIL_CONFIG", ""),

@@ -203,6 +203,57 @@ fn multiprocessing_works_with_every_start_method() {
     }
 }
 
+/// `import __main__` is the script, as for `python script.py`: timeit's `from __main__ import`,
+/// doctest.testmod() and unittest.main() find its names, and nothing of the sandbox's own
+/// (the runner's or a zygote's module) is there to see. The script's `__name__` stays
+/// `__script__`, so its guarded block does not run.
+#[test]
+fn the_main_module_is_the_script() {
+    let script = r#"import doctest, io, timeit, unittest
+import __main__
+
+LIMIT = 5
+
+def add(a, b):
+    """
+    >>> add(1, 2)
+    3
+    """
+    return a + b
+
+class AddTest(unittest.TestCase):
+    def test_add(self):
+        self.assertEqual(add(2, 2), 4)
+
+def main():
+    program = unittest.main(exit=False, argv=["tests"], testRunner=unittest.TextTestRunner(stream=io.StringIO()))
+    names = sorted(name for name in vars(__main__) if not name.startswith("__"))
+    return {
+        "timeit": timeit.timeit("add(1, 2)", setup="from __main__ import add", number=3) > 0,
+        "doctest": list(doctest.testmod()),
+        "unittest": [program.result.testsRun, len(program.result.failures)],
+        "globals": [__main__.LIMIT, __name__, names],
+    }
+
+if __name__ == "__main__":
+    print("guarded")
+"#;
+    for server in servers() {
+        let r = server.execute(script);
+        assert_eq!(
+            r.json(),
+            json!({"result": {
+                "timeit": true,
+                "doctest": [0, 1],
+                "unittest": [1, 0],
+                "globals": [5, "__script__", ["AddTest", "LIMIT", "add", "doctest", "io", "main", "timeit", "unittest"]],
+            }, "stdout": ""}),
+            "{}",
+            r.text()
+        );
+    }
+}
+
 #[test]
 fn a_script_runs_as_python_script_py_runs_it() {
     // A byte order mark (an editor's) is skipped, and the script's own DeprecationWarnings
@@ -345,6 +396,14 @@ fn nan_stays_not_json_and_a_dataframe_gets_a_hint() {
     let message = r.json()["error"].as_str().unwrap().to_string();
     assert!(
         message.contains("DataFrame") && message.contains(".to_dict()"),
+        "{message}"
+    );
+    // A Series is told only what a Series has (`Series.to_dict('records')` raises).
+    let r = server.execute("import pandas as pd\ndef main():\n    return pd.Series([1])\n");
+    assert_eq!((r.status, r.kind().as_str()), (400, "result_not_json"));
+    let message = r.json()["error"].as_str().unwrap().to_string();
+    assert!(
+        message.contains("Series") && message.contains(".tolist()") && !message.contains("'records'"),
         "{message}"
     );
 }

@@ -46,7 +46,12 @@ def parse(frame):
 
 def run(script, **fields):
     fields.setdefault("result_limit_bytes", 1 << 20)
-    return parse(runner.run_script(fields, script, dumps))
+    # The script becomes `__main__` (as_main); this process's own is put back after it.
+    main = sys.modules["__main__"]
+    try:
+        return parse(runner.run_script(fields, script, dumps))
+    finally:
+        sys.modules["__main__"] = main
 
 
 class Frames(unittest.TestCase):
@@ -89,6 +94,10 @@ class RunScript(unittest.TestCase):
 
     def test_module_name_is_not_main(self):
         self.assertEqual(run("def main():\n    return __name__\n"), ("ok", b'"__script__"'))
+
+    def test_the_main_module_is_the_script(self):
+        script = "import __main__\nX = 5\ndef main():\n    from __main__ import X as same\n    return [same, __main__.__name__]\n"
+        self.assertEqual(run(script), ("ok", b'[5, "__script__"]'))
 
     def test_syntax_error_has_line_and_column(self):
         tag, payload = run("def main():\n    return (\n")

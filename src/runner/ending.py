@@ -37,7 +37,10 @@ def end_as_python_does():
     try:
         files = open_files()
         flush(files)
-        _modules.pop("__script__", None)
+        script = _modules.pop("__script__", None)
+        if script is not None and _modules.get("__main__") is script:
+            _modules["__main__"] = OUTER_MAIN
+        del script
         # The files (and multiprocessing's pipe ends) are held through the collection: the
         # collector finalizes in no set order, and what wraps one (a zip or gzip stream, a text
         # layer, a Pool that says goodbye to its workers) must be finalized while it is still

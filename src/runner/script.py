@@ -7,6 +7,9 @@ import io
 import os
 import sys
 
+# What `__main__` was before the script became it (see `as_main`), put back at its end.
+OUTER_MAIN = None
+
 
 # ---- The script ----
 
@@ -165,12 +168,13 @@ def to_json(value):
             return value.tolist()
     pandas = sys.modules.get("pandas")
     if pandas is not None:
-        for name in ("DataFrame", "Series"):
+        for name, instead in (("DataFrame", ".to_dict() (or .to_dict('records'))"),
+                              ("Series", ".to_dict() (or .tolist())")):
             cls = getattr(pandas, name, None)
             if isinstance(cls, type) and isinstance(value, cls):
                 raise NotJson(
                     "main() returned a pandas %s, which is not JSON-serialisable: return its "
-                    ".to_dict() (or .to_dict('records')) instead" % name
+                    "%s instead" % (name, instead)
                 )
     raise TypeError("Object of type %s is not JSON serializable" % type(value).__name__)
 
@@ -289,6 +293,20 @@ def importable_by_spawned_processes(script):
     sys.path.append(directory)
 
 
+def as_main(module):
+    """`import __main__` is the script, as for `python script.py`: `from __main__ import f`
+    (timeit's setup), doctest.testmod() and unittest.main() find the script's names. The module
+    stays `__script__` to itself; its spec says `__main__`, so multiprocessing's spawned
+    children leave their own `__main__` alone and import the script's functions from
+    `__script__` (above), running its module code once, as they do for a file."""
+    from importlib.machinery import ModuleSpec
+
+    global OUTER_MAIN
+    OUTER_MAIN = sys.modules.get("__main__")
+    module.__spec__ = ModuleSpec("__main__", None)
+    sys.modules["__main__"] = module
+
+
 def run_script(request, script, dumps):
     """Runs in the child. Returns the frame to send to the parent."""
     import linecache
@@ -335,6 +353,7 @@ def run_script(request, script, dumps):
     module = types.ModuleType("__script__")
     module.__file__ = SCRIPT_NAME
     sys.modules["__script__"] = module
+    as_main(module)
     try:
         exec(code, module.__dict__)
         entry = module.__dict__.get("main")

@@ -53,9 +53,20 @@ fn expand(script: &str) -> String {
 
 pub(super) fn parse_with_tabs(script: &str) -> Result<Suite, ApiError> {
     let expanded = expand(script);
-    let suite = ast::Suite::parse(&expanded, "<script>").map_err(|err| parse_error(&expanded, &err))?;
-    check_consistency(script, &expanded)?;
-    Ok(suite)
+    let tab_error = check_consistency(script, &expanded).err();
+    match ast::Suite::parse(&expanded, "<script>") {
+        Ok(suite) => tab_error.map_or(Ok(suite), Err),
+        Err(err) => {
+            // CPython's tokenizer raises the TabError as the parser reaches its line: first,
+            // unless the parser failed on an earlier line (an expanded block that looks empty
+            // is not one: `\tif 1:` then 8 spaces).
+            let error = parse_error(&expanded, &err);
+            match tab_error {
+                Some(tab) if tab.fields["line"].as_u64() <= error.fields["line"].as_u64() => Err(tab),
+                _ => Err(error),
+            }
+        }
+    }
 }
 
 /// CPython's indentation stack, over the lines where a logical line starts.
@@ -135,5 +146,19 @@ mod tests {
         // 8 spaces and one tab reach column 8 by one measure and differ by the other.
         let err = parse_with_tabs("def main():\n        x = 1\n\treturn x\n").unwrap_err();
         assert_eq!(err.fields["line"], 3);
+        // Expanded, the block under `if` looks empty; CPython's tokenizer stops first.
+        let err = parse_with_tabs("def main():\n\tif 1:\n        return 1\n").unwrap_err();
+        assert_eq!(
+            (err.fields["line"].as_u64(), err.fields["column"].as_u64()),
+            (Some(3), Some(1))
+        );
+        assert!(
+            err.message.starts_with("TabError: inconsistent use of tabs"),
+            "{}",
+            err.message
+        );
+        // A syntax error on an earlier line is reported first, as CPython's parser stops there.
+        let err = parse_with_tabs("def main():\n\tx = = 1\n        return 1\n").unwrap_err();
+        assert_eq!(err.fields["line"], 2);
     }
 }
