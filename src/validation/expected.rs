@@ -1,9 +1,11 @@
-//! Two of CPython 3.11's "expected ..." messages for a logical line its parser gave up on: a
-//! compound statement's header without its colon (`for i in range(3)`, `def main()`), and a
-//! conditional expression without its `else` (`x = 1 if y`). Among the commonest mistakes;
-//! rustpython only says which token it did not expect.
+//! Three of CPython 3.11's "expected ..." messages for a logical line its parser gave up on: a
+//! compound statement's header without its colon (`for i in range(3)`, `def main()`), a
+//! conditional expression without its `else` (`x = 1 if y`), and a `try` block without
+//! `except` or `finally`. Among the commonest mistakes; rustpython only says which token it
+//! did not expect.
 
-use rustpython_parser::Tok;
+use rustpython_parser::lexer::lex;
+use rustpython_parser::{Mode, Tok};
 
 /// CPython's message and byte offset, given the logical line's tokens before the one the
 /// parser did not expect (each with its byte offset), that token and its offset.
@@ -38,6 +40,51 @@ pub(super) fn detail(line: &[(Tok, usize)], unexpected: &Tok, at: usize, gap: &s
             forced.then(|| ("expected ':'".to_string(), at))
         }
     }
+}
+
+/// CPython's "expected 'except' or 'finally' block" and its byte offset: a `try` block ended
+/// by a statement that is neither (at the `try`'s own indentation, or further out), or by the
+/// end of the script (CPython then stands at the end of the last line).
+pub(super) fn missing_handler(script: &str, reported: usize) -> Option<(String, usize)> {
+    const MESSAGE: &str = "expected 'except' or 'finally' block";
+    let mut open: Vec<Option<Tok>> = Vec::new(); // the first token of each open block's header
+    let mut closed: Vec<Option<Tok>> = Vec::new(); // the blocks the last dedents closed, inner first
+    let (mut line, mut previous_line): (Option<Tok>, Option<Tok>) = (None, None);
+    for token in lex(script, Mode::Module) {
+        let (tok, range) = token.ok()?;
+        let start = range.start().to_usize();
+        if start >= reported && script[start..].trim().is_empty() {
+            // CPython stands at the script's last line break, or at its end if it has none there.
+            let end = script.strip_suffix('\n').map_or(script.len(), str::len);
+            return open.contains(&Some(Tok::Try)).then(|| (MESSAGE.to_string(), end));
+        }
+        // rustpython puts a dedent where the next statement starts: it is read, not reported.
+        if start >= reported && !matches!(tok, Tok::Dedent) {
+            let handler = matches!(tok, Tok::Except | Tok::Finally);
+            let (outermost, inner) = closed.split_last()?;
+            let inner_try = inner.contains(&Some(Tok::Try));
+            let missing = inner_try || (*outermost == Some(Tok::Try) && !handler);
+            // CPython stops at a dedent there, which it places a column before the statement.
+            let at = if inner_try && script[..start].ends_with([' ', '\t']) {
+                start - 1
+            } else {
+                start
+            };
+            return (line.is_none() && missing).then(|| (MESSAGE.to_string(), at));
+        }
+        match tok {
+            Tok::Newline => {
+                previous_line = line.take();
+                closed.clear();
+            }
+            Tok::Indent => open.push(previous_line.take()),
+            Tok::Dedent => closed.push(open.pop().flatten()),
+            tok => {
+                line.get_or_insert(tok);
+            }
+        }
+    }
+    None
 }
 
 /// A compound statement's header complete but for its colon: CPython says "invalid syntax"
@@ -277,6 +324,52 @@ mod tests {
                     &serde_json::json!(column)
                 ),
                 "{script:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_try_without_except_or_finally_is_expected_except() {
+        let message = "expected 'except' or 'finally' block";
+        check(&[
+            ("try:\n    pass\nx = 1\n", 3, 1, message),
+            ("try:\n    pass\nelse:\n    pass\n", 3, 1, message),
+            ("class A:\n    try:\n        pass\n\n    y = 2\n", 5, 5, message),
+            // Closed from further out, CPython stops a column before the statement.
+            (
+                "if 1:\n    if 2:\n        try:\n            pass\n    x = 1\n",
+                5,
+                4,
+                message,
+            ),
+            (
+                "if 1:\n    try:\n        if 2:\n            pass\n    x = 1\n",
+                5,
+                5,
+                message,
+            ),
+        ]);
+        // At the end of the script: at its last line break (or its end without one).
+        for (script, line, column) in [
+            ("def main():\n    try:\n        pass", 3, 13),
+            ("def main():\n    try:\n        pass  # c\n", 3, 18),
+            ("def main():\n    try:\n        pass\n  \n", 4, 3),
+            ("def main():\n    if 1:\n        try:\n            pass\n", 4, 17),
+        ] {
+            let error = validate(script).expect_err(script);
+            let expected = format!("SyntaxError: {message} (line {line}, column {column})");
+            assert_eq!(error.message, expected, "{script:?}");
+        }
+        // Not where the block has its handler, nor for another mistake after one.
+        for script in [
+            "def main():\n    try:\n        pass\n    except E:\n        pass\n    x = = 1\n",
+            "def main():\n    try:\n        pass\n    finally:\n        pass\n    except:\n        pass\n",
+        ] {
+            let error = validate(script).expect_err(script);
+            assert!(
+                error.message.starts_with("SyntaxError: invalid syntax"),
+                "{script:?}: {}",
+                error.message
             );
         }
     }

@@ -26,6 +26,12 @@ pub(super) fn parse_error(script: &str, err: &rustpython_parser::ParseError) -> 
             _ => None,
         });
         let cause = cause.or_else(|| match &err.error {
+            ParseErrorType::UnrecognizedToken(..) | ParseErrorType::Eof => {
+                expected::missing_handler(script, err.offset.to_usize())
+            }
+            _ => None,
+        });
+        let cause = cause.or_else(|| match &err.error {
             ParseErrorType::Lexical(LexicalErrorType::FStringError(kind)) => {
                 fstring::detail(script, err.offset.to_usize(), kind)
             }
