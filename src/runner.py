@@ -22,7 +22,8 @@ PID 1 of the jail's PID namespace. It:
    frame on the result channel:
    `ok <n>\\n{"value":<json text>,"files":{...},"usage":{...}}` (`files` only with `collect`),
    `error <n>\\n{"kind":...,"message":...,"usage":{...}}` or
-   `exited <n>\\n{"exit_code"|"signal":N,"usage":{...}}`.
+   `exited <n>\\n{"exit_code"|"signal":N,"usage":{...}}` (with `"after_main":true` once main
+   had returned its value: a thread or an atexit function ended the process).
 
 stdout and stderr (fds 1 and 2) are the jail's own pipes to the service, untouched.
 
@@ -379,7 +380,7 @@ def warm_up(everything=False):
     executions that need them. A cold jail loads only what it ends up using. Never asyncio
     (~30 ms: ssl and all, and ~5 MB a zygote's every fork would copy) nor inspect (~10 ms):
     only an async `main` or a decorated one needs them, and imports them then."""
-    import binascii, resource, select, signal, stat, types, warnings  # noqa
+    import binascii, mmap, resource, select, signal, stat, types, warnings  # noqa
 
     if everything:
         import fnmatch, linecache, traceback  # noqa
@@ -431,9 +432,13 @@ def main():
         os.close(RESULT_FD)
         return
 
+    import mmap
     import signal
 
     result_r, result_w = os.pipe()
+    # A byte the child sets once main() has returned its value: a process ended after that (by
+    # a thread, an atexit function) is told apart from one that ended before.
+    returned = mmap.mmap(-1, 1)
     # As PID 1 the runner only gets signals it handles, and Python handles SIGINT: ignored
     # here, a SIGINT the script sends to PID 1 cannot end the runner before it reports.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -443,13 +448,15 @@ def main():
         os.close(RESULT_FD)
         os.close(result_r)
         os.close(root_fd)
-        child(request, script, result_w, dumps)
+        child(request, script, result_w, dumps, returned)
         os._exit(0)
     os.close(result_w)
     reply, status = wait_child(pid, result_r)
     # Nothing else may run while the files are read, nor write to stdout or stderr after.
     end_everything_else()
     tag, fields = final_frame(reply, status, request, root_fd, dumps)
+    if tag == b"exited" and returned[0]:
+        fields["after_main"] = True
     usage = usage_of(started, monotonic)
     if tag == b"ok":
         value, files = fields

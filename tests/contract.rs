@@ -333,6 +333,19 @@ fn exits_before_main_returns() {
         let body = r.json();
         let (key, value) = field.as_object().unwrap().iter().next().unwrap();
         assert_eq!(&body[key], value, "{script}: {}", r.text());
+        let message = body["error"].as_str().unwrap_or_default();
+        assert!(message.ends_with("before main() returned"), "{script}: {message}");
+    }
+    // Ended after main() returned, before its value was sent: still `exited`, and said so.
+    for script in [
+        "import atexit, os\natexit.register(os._exit, 3)\ndef main():\n    return 'value'\n",
+        "import os, threading, time\ndef later():\n    time.sleep(0.1)\n    os._exit(3)\ndef main():\n    threading.Thread(target=later).start()\n    return 'value'\n",
+    ] {
+        let r = server.execute(script);
+        assert_eq!((r.status, r.kind().as_str()), (400, "exited"), "{script}: {}", r.text());
+        assert_eq!(r.json()["exit_code"], 3, "{script}: {}", r.text());
+        let message = r.json()["error"].as_str().unwrap_or_default().to_string();
+        assert!(message.contains("after main() returned"), "{script}: {message}");
     }
     let r = server.execute("import sys\ndef main():\n    print('partial')\n    sys.exit('bye')\n");
     assert_eq!(r.json()["stdout"], "partial\n");

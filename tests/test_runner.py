@@ -343,6 +343,12 @@ class Protocol(unittest.TestCase):
         tag, payload, _ = run_main("import os\ndef main():\n    os._exit(3)\n")
         body = json.loads(payload)
         self.assertEqual((tag, body["exit_code"]), ("exited", 3))
+        self.assertNotIn("after_main", body)
+
+    def test_an_exit_after_main_returned_says_so(self):
+        tag, payload, _ = run_main("import atexit, os\natexit.register(os._exit, 4)\ndef main():\n    return 1\n")
+        body = json.loads(payload)
+        self.assertEqual((tag, body["exit_code"], body["after_main"]), ("exited", 4, True))
 
     def test_argv_is_the_script_only_and_argparse_works(self):
         script = (

@@ -41,10 +41,11 @@ pub fn interpret(execution: Execution, job: &Job, result_limit: usize) -> Result
         Ending::Reported(Report::Exited {
             exit_code,
             signal,
+            after_main,
             usage,
         }) => {
             reported = usage;
-            exited(exit_code, signal, job, usage_of(usage, &accounting).wall_ms)
+            exited(exit_code, signal, after_main, job, usage_of(usage, &accounting).wall_ms)
         }
         Ending::TimedOut => timeout(job.timeout),
         Ending::Stopped => ApiError::new(
@@ -142,8 +143,14 @@ fn memory_limit(limit_mb: u64) -> ApiError {
     .with("limit_mb", limit_mb)
 }
 
-/// `wall_ms`: how long the script ran.
-fn exited(exit_code: Option<i64>, signal: Option<i64>, job: &Job, wall_ms: f64) -> ApiError {
+/// `wall_ms`: how long the script ran; `after_main`: main() had returned its value (a thread or
+/// an atexit function ended the process before the answer was sent).
+fn exited(exit_code: Option<i64>, signal: Option<i64>, after_main: bool, job: &Job, wall_ms: f64) -> ApiError {
+    let when = if after_main {
+        "after main() returned, before its value was sent (a thread or an atexit function ended it)"
+    } else {
+        "before main() returned"
+    };
     match (exit_code, signal) {
         // RLIMIT_CPU, the CPU-time backstop of the time limit, is only ever reached after the
         // time limit: a SIGXCPU sooner is the script's own (`os.kill(os.getpid(), SIGXCPU)`).
@@ -153,17 +160,14 @@ fn exited(exit_code: Option<i64>, signal: Option<i64>, job: &Job, wall_ms: f64) 
         (_, Some(sig)) => ApiError::new(
             ErrorKind::Exited,
             format!(
-                "the script's process was killed by signal {sig} ({}) before main() returned",
+                "the script's process was killed by signal {sig} ({}) {when}",
                 signal_name(sig)
             ),
         )
         .with("signal", sig),
-        (Some(code), None) => ApiError::new(
-            ErrorKind::Exited,
-            format!("the script exited with code {code} before main() returned"),
-        )
-        .with("exit_code", code),
-        (None, None) => ApiError::new(ErrorKind::Exited, "the script's process ended before main() returned"),
+        (Some(code), None) => ApiError::new(ErrorKind::Exited, format!("the script exited with code {code} {when}"))
+            .with("exit_code", code),
+        (None, None) => ApiError::new(ErrorKind::Exited, format!("the script's process ended {when}")),
     }
 }
 

@@ -420,7 +420,7 @@ def error_frame(dumps, kind, message, **fields):
     return frame(b"error", dumps(fields, ensure_ascii=True).encode("ascii"))
 
 
-def child(request, script, result_w, dumps):
+def child(request, script, result_w, dumps, returned):
     os.setsid()
     try:
         os.dup2(result_w, HIGH_FD, inheritable=False)
@@ -442,6 +442,8 @@ def child(request, script, result_w, dumps):
     if _getpid() != me:
         # A process the script forked returned through the runner: it has nothing to report.
         _exit(0)
+    if reply[:3] == b"ok ":
+        returned[0] = 1
     end_as_python_does()
     flush_std()
     try:

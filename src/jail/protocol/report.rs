@@ -60,10 +60,12 @@ pub enum Report {
         fields: Map<String, Value>,
         usage: Option<Usage>,
     },
-    /// The script's process ended before `main()` returned.
+    /// The script's process ended before its answer was sent: before `main()` returned, or
+    /// after it (`after_main`: a thread or an atexit function ended it).
     Exited {
         exit_code: Option<i64>,
         signal: Option<i64>,
+        after_main: bool,
         usage: Option<Usage>,
     },
 }
@@ -218,6 +220,7 @@ pub fn parse_frame(bytes: &[u8], collecting: bool) -> Result<Report, FrameError>
             Ok(Value::Object(mut fields)) => Ok(Report::Exited {
                 exit_code: fields.get("exit_code").and_then(Value::as_i64),
                 signal: fields.get("signal").and_then(Value::as_i64),
+                after_main: fields.get("after_main").and_then(Value::as_bool).unwrap_or(false),
                 usage: take_usage(&mut fields),
             }),
             _ => Err(FrameError::Malformed("exited frame is not an object")),
@@ -343,8 +346,9 @@ mod tests {
             Report::Exited {
                 exit_code,
                 signal,
+                after_main,
                 usage,
-            } => assert_eq!((exit_code, signal, usage), (None, Some(9), None)),
+            } => assert_eq!((exit_code, signal, after_main, usage), (None, Some(9), false, None)),
             other => panic!("{other:?}"),
         }
     }
