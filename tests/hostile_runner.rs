@@ -253,9 +253,18 @@ fn results_built_to_break_serialisation() {
             ));
             let body = assert_error(&r, 400, "runtime_error");
             assert_eq!(
-                body["exception"]["message"], "<exception message unavailable>",
+                body["exception"]["message"], "<exception str() failed>",
                 "{base}: {body}"
             );
+            // The traceback says it as CPython does, and so does the summary.
+            assert!(
+                body["traceback"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .ends_with("E: <exception str() failed>\n"),
+                "{base}: {body}"
+            );
+            assert_eq!(body["error"], "E: <exception str() failed>", "{base}: {body}");
         }
         // Deep but sane nesting is fine.
         let r = server.execute("def main():\n    a = 1\n    for i in range(500):\n        a = [a]\n    return a\n");

@@ -216,7 +216,7 @@ class ResultPipe(unittest.TestCase):
             def __str__(self):
                 raise SystemExit(3)
 
-        self.assertEqual(runner.describe(E())[1], "<exception message unavailable>")
+        self.assertEqual(runner.describe(E())[1], "<exception str() failed>")
 
 
 SANDBOX_PYTHON = sys.executable

@@ -27,7 +27,7 @@ def describe(exc):
     try:
         message = str(exc)
     except BaseException:
-        message = "<exception message unavailable>"
+        message = "<exception str() failed>"  # as CPython words it in a traceback
     return name, message
 
 
