@@ -4,6 +4,7 @@
 //! files planted for it. (The HTTP fields are tested in the contract and hostile suites.)
 
 use crate::common;
+use common::decode;
 
 use python_executor::config::Settings;
 use python_executor::jail::probe::probe;
@@ -65,24 +66,6 @@ fn error_kind(execution: &Execution) -> (String, String) {
         }
         other => panic!("{other:?} stderr: {}", execution.stderr.text()),
     }
-}
-
-fn decode(text: &str) -> Vec<u8> {
-    // Standard base64, padded (what the runner writes).
-    let table = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = Vec::new();
-    let mut buffer = 0u32;
-    let mut bits = 0;
-    for c in text.bytes().filter(|&c| c != b'=') {
-        let v = table.iter().position(|&t| t == c).expect("base64") as u32;
-        buffer = (buffer << 6) | v;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((buffer >> bits) as u8);
-        }
-    }
-    out
 }
 
 #[test]

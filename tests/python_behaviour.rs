@@ -307,6 +307,36 @@ def main():
 }
 
 #[test]
+fn globals_are_finalized_at_the_end_whatever_holds_the_main_module() {
+    // multiprocessing takes `__main__` (the script) as `__mp_main__` too: the script's globals
+    // are finalized all the same, an archive left open comes back whole.
+    let script = r#"import multiprocessing, zipfile
+archive = zipfile.ZipFile('out.zip', 'w')
+archive.writestr('a.txt', 'hello')
+class Goodbye:
+    def __del__(self):
+        print('finalized')
+goodbye = Goodbye()
+def main():
+    return 1
+"#;
+    for server in servers() {
+        let r = server.post_json("/execute", &json!({"script": script, "collect": ["*.zip"]}));
+        assert_eq!(r.status, 200, "{}", r.text());
+        let body = r.json();
+        assert_eq!(body["stdout"], "finalized\n", "{body}");
+        // A whole zip ends with its central directory's end record: "PK\5\6" and 18 bytes.
+        let zip = common::decode(body["files"]["out.zip"]["base64"].as_str().unwrap_or_default());
+        let end = zip.len().saturating_sub(22);
+        assert_eq!(
+            zip.get(end..end + 4),
+            Some(&b"PK\x05\x06"[..]),
+            "an incomplete zip: {body}"
+        );
+    }
+}
+
+#[test]
 fn a_pool_left_open_in_a_global_ends_quietly() {
     // As after `python script.py`: the answer, and nothing on stderr from the pool's end.
     let script = "import multiprocessing as mp\ndef square(x):\n    return x * x\npool = None\ndef main():\n    global pool\n    pool = mp.Pool(2)\n    return sum(pool.map(square, range(10)))\n";

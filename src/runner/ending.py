@@ -12,6 +12,7 @@ OPEN_FILE_TYPES = (io.TextIOWrapper, io.BufferedWriter, io.BufferedRandom)
 # Bound now: what the script rebinds (gc.get_objects = ..., builtins.type = ...) must not turn
 # the runner's own end into the script's failure.
 _collect, _get_objects, _isinstance, _modules, _listdir = gc.collect, gc.get_objects, isinstance, sys.modules, os.listdir
+_module_type = type(sys)
 
 
 def end_as_python_does():
@@ -37,10 +38,7 @@ def end_as_python_does():
     try:
         files = open_files()
         flush(files)
-        script = _modules.pop("__script__", None)
-        if script is not None and _modules.get("__main__") is script:
-            _modules["__main__"] = OUTER_MAIN
-        del script
+        let_go_of_the_script()
         # The files (and multiprocessing's pipe ends) are held through the collection: the
         # collector finalizes in no set order, and what wraps one (a zip or gzip stream, a text
         # layer, a Pool that says goodbye to its workers) must be finalized while it is still
@@ -50,6 +48,19 @@ def end_as_python_does():
         files.clear()  # the last in first: a text layer before the file under it
     except BaseException:
         pass
+
+
+def let_go_of_the_script():
+    """Takes the script's module out of sys.modules under every name it has there: its own,
+    `__main__`, and what took it as such (multiprocessing's `__mp_main__`), so that what only
+    it holds can be collected. `__main__` becomes an empty module (not the runner's)."""
+    script = _modules.pop("__script__", None)
+    if script is None:
+        return
+    for name, module in list(_modules.items()):
+        if module is script:
+            del _modules[name]
+    _modules["__main__"] = _module_type("__main__")
 
 
 def open_files():

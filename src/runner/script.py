@@ -7,9 +7,6 @@ import io
 import os
 import sys
 
-# What `__main__` was before the script became it (see `as_main`), put back at its end.
-OUTER_MAIN = None
-
 
 # ---- The script ----
 
@@ -301,8 +298,6 @@ def as_main(module):
     `__script__` (above), running its module code once, as they do for a file."""
     from importlib.machinery import ModuleSpec
 
-    global OUTER_MAIN
-    OUTER_MAIN = sys.modules.get("__main__")
     module.__spec__ = ModuleSpec("__main__", None)
     sys.modules["__main__"] = module
 

@@ -563,3 +563,21 @@ pub fn post_in_background(port: u16, body: Value) -> std::thread::JoinHandle<Res
         Response::parse(&answer)
     })
 }
+
+/// Standard padded base64 (what the runner writes for collected files), decoded.
+pub fn decode(text: &str) -> Vec<u8> {
+    let table = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = Vec::new();
+    let mut buffer = 0u32;
+    let mut bits = 0;
+    for c in text.bytes().filter(|&c| c != b'=') {
+        let v = table.iter().position(|&t| t == c).expect("base64") as u32;
+        buffer = (buffer << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((buffer >> bits) as u8);
+        }
+    }
+    out
+}
