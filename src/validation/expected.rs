@@ -5,6 +5,7 @@
 //! did not expect.
 
 use rustpython_parser::lexer::lex;
+use rustpython_parser::text_size::{TextRange, TextSize};
 use rustpython_parser::{Mode, Tok};
 
 /// CPython's message and byte offset, given the logical line's tokens before the one the
@@ -44,43 +45,66 @@ pub(super) fn detail(line: &[(Tok, usize)], unexpected: &Tok, at: usize, gap: &s
 
 /// CPython's "expected 'except' or 'finally' block" and its byte offset: a `try` block ended
 /// by a statement that is neither (at the `try`'s own indentation, or further out), or by the
-/// end of the script (CPython then stands at the end of the last line).
+/// end of the script (CPython then stands at its last line break). The body may be on the
+/// `try`'s own line (`try: pass`).
 pub(super) fn missing_handler(script: &str, reported: usize) -> Option<(String, usize)> {
     const MESSAGE: &str = "expected 'except' or 'finally' block";
-    let mut open: Vec<Option<Tok>> = Vec::new(); // the first token of each open block's header
-    let mut closed: Vec<Option<Tok>> = Vec::new(); // the blocks the last dedents closed, inner first
-    let (mut line, mut previous_line): (Option<Tok>, Option<Tok>) = (None, None);
-    for token in lex(script, Mode::Module) {
+    // The first token of each open block's header; of the blocks the last dedents closed,
+    // inner first; the first and last tokens of this logical line and of the one before.
+    let mut open: Vec<Option<Tok>> = Vec::new();
+    let mut closed: Vec<Option<Tok>> = Vec::new();
+    let (mut first, mut last): (Option<Tok>, Option<Tok>) = (None, None);
+    let mut previous: (Option<Tok>, Option<Tok>) = (None, None);
+    // The lexer gives no token at the very end, where rustpython may report: one is added.
+    let end = TextSize::try_from(script.len()).ok()?;
+    let tokens = lex(script, Mode::Module).chain(std::iter::once(Ok((Tok::EndOfFile, TextRange::empty(end)))));
+    for token in tokens {
         let (tok, range) = token.ok()?;
         let start = range.start().to_usize();
-        if start >= reported && script[start..].trim().is_empty() {
-            // CPython stands at the script's last line break, or at its end if it has none there.
-            let end = script.strip_suffix('\n').map_or(script.len(), str::len);
-            return open.contains(&Some(Tok::Try)).then(|| (MESSAGE.to_string(), end));
-        }
-        // rustpython puts a dedent where the next statement starts: it is read, not reported.
-        if start >= reported && !matches!(tok, Tok::Dedent) {
+        // rustpython reports a statement's start where its dedents are, and a script's end
+        // where the lexer adds the last line break: those are read, not reported.
+        let read_on = tok == Tok::Dedent || (tok == Tok::Newline && range.is_empty());
+        if start >= reported && !read_on {
+            // Only where a statement may start after a whole one: not inside a line, nor after
+            // a header whose block never started (`if x:`) or a decorator.
+            let after_whole = previous.1.as_ref().map_or(true, |t| {
+                ends_an_expression(t) || matches!(t, Tok::Pass | Tok::Break | Tok::Continue | Tok::Return)
+            });
+            if first.is_some() || !after_whole || previous.0 == Some(Tok::At) {
+                return None;
+            }
+            let same_line_try = previous.0 == Some(Tok::Try);
+            if script[start..].trim().is_empty() {
+                let end = script.strip_suffix('\n').map_or(script.len(), str::len);
+                let open_try = same_line_try || open.iter().chain(&closed).any(|b| *b == Some(Tok::Try));
+                return open_try.then(|| (MESSAGE.to_string(), end));
+            }
             let handler = matches!(tok, Tok::Except | Tok::Finally);
-            let (outermost, inner) = closed.split_last()?;
-            let inner_try = inner.contains(&Some(Tok::Try));
-            let missing = inner_try || (*outermost == Some(Tok::Try) && !handler);
+            let (inner_try, outermost_try) = match closed.split_last() {
+                Some((outermost, inner)) => (
+                    same_line_try || inner.contains(&Some(Tok::Try)),
+                    *outermost == Some(Tok::Try),
+                ),
+                None => (false, same_line_try),
+            };
             // CPython stops at a dedent there, which it places a column before the statement.
             let at = if inner_try && script[..start].ends_with([' ', '\t']) {
                 start - 1
             } else {
                 start
             };
-            return (line.is_none() && missing).then(|| (MESSAGE.to_string(), at));
+            return (inner_try || (outermost_try && !handler)).then(|| (MESSAGE.to_string(), at));
         }
         match tok {
             Tok::Newline => {
-                previous_line = line.take();
+                previous = (first.take(), last.take());
                 closed.clear();
             }
-            Tok::Indent => open.push(previous_line.take()),
+            Tok::Indent => open.push(previous.0.clone()),
             Tok::Dedent => closed.push(open.pop().flatten()),
             tok => {
-                line.get_or_insert(tok);
+                first.get_or_insert_with(|| tok.clone());
+                last = Some(tok);
             }
         }
     }
@@ -359,6 +383,33 @@ mod tests {
             let error = validate(script).expect_err(script);
             let expected = format!("SyntaxError: {message} (line {line}, column {column})");
             assert_eq!(error.message, expected, "{script:?}");
+        }
+        // A body on the `try`'s own line.
+        for (script, line, column) in [
+            ("try: pass\nx = 1\n", 2, 1),
+            ("def f():\n    try: pass\n    return 1\n", 3, 5),
+            ("try: pass\n", 1, 10),
+            ("try: pass\n# c\n\n", 3, 1),
+            ("if 1:\n    try:\n        try: x\n    y\n", 4, 4),
+            ("try:\n    f()\n", 2, 8),
+        ] {
+            let error = validate(script).expect_err(script);
+            let expected = format!("SyntaxError: {message} (line {line}, column {column})");
+            assert_eq!(error.message, expected, "{script:?}");
+        }
+        // Not where a try's block ends in a mistake of its own: a header whose block never
+        // started, a decorator without what it decorates, a statement cut short.
+        for script in [
+            "def main():\n    try:\n        if x:\n    return 1\n",
+            "try:\n    try:\n",
+            "try:\n    pass\n    @dec\nx = 1\n",
+            "try:\n    pass\n    @dec\n",
+            "def main():\n    try:\n        x = 1 +\n",
+            "try:\n    x = 1 +",
+            "try:\n    x.\n",
+        ] {
+            let error = validate(script).expect_err(script);
+            assert!(!error.message.contains(message), "{script:?}: {}", error.message);
         }
         // Not where the block has its handler, nor for another mistake after one.
         for script in [

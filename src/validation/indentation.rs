@@ -60,13 +60,43 @@ pub(super) fn parse_with_tabs(script: &str) -> Result<Suite, ApiError> {
             // CPython's tokenizer raises the TabError as the parser reaches its line: first,
             // unless the parser failed on an earlier line (an expanded block that looks empty
             // is not one: `\tif 1:` then 8 spaces).
-            let error = parse_error(&expanded, &err);
+            let error = at_original_column(parse_error(&expanded, &err), script, &expanded);
             match tab_error {
                 Some(tab) if tab.fields["line"].as_u64() <= error.fields["line"].as_u64() => Err(tab),
                 _ => Err(error),
             }
         }
     }
+}
+
+/// The error with its column in the script as sent: positions are found in the copy whose
+/// indentation is expanded to spaces, which is longer where the script's has tabs.
+fn at_original_column(error: ApiError, script: &str, expanded: &str) -> ApiError {
+    let (Some(line), Some(column)) = (error.fields["line"].as_u64(), error.fields["column"].as_u64()) else {
+        return error;
+    };
+    let row = (line as usize).saturating_sub(1);
+    let (Some(original), Some(copy)) = (
+        script.split_inclusive('\n').nth(row),
+        expanded.split_inclusive('\n').nth(row),
+    ) else {
+        return error;
+    };
+    let (_, _, indent) = measure(original);
+    let copied_indent = copy.len() - copy.trim_start_matches(' ').len();
+    let position = format!(" (line {line}, column {column})");
+    let (Some((class, message)), true) = (
+        error.message.strip_suffix(&position).and_then(|m| m.split_once(": ")),
+        indent != copied_indent,
+    ) else {
+        return error;
+    };
+    let column = if column as usize > copied_indent {
+        column - copied_indent as u64 + indent as u64
+    } else {
+        column.min(indent as u64 + 1)
+    };
+    ApiError::syntax_error(class, message, line, column)
 }
 
 /// CPython's indentation stack, over the lines where a logical line starts.
@@ -91,7 +121,12 @@ fn check_consistency(script: &str, expanded: &str) -> Result<(), ApiError> {
             _ if at_line_start => {
                 at_line_start = false;
                 let start = usize::from(range.start());
-                let row = line_starts.partition_point(|&s| s <= start).saturating_sub(1);
+                let mut row = line_starts.partition_point(|&s| s <= start).saturating_sub(1);
+                // A logical line starts where its first physical line does: lines of nothing but
+                // a backslash before its first token are part of it.
+                while row > 0 && lines[row - 1].trim_end_matches(['\n', '\r']).ends_with('\\') {
+                    row -= 1;
+                }
                 let Some(line) = lines.get(row) else { return Ok(()) };
                 let (col, altcol, _) = measure(line);
                 if !consistent(&mut stack, col, altcol) {
@@ -142,6 +177,22 @@ mod tests {
     }
 
     #[test]
+    fn columns_are_the_scripts_own_not_the_expanded_copys() {
+        // A space and a tab: 8 columns in the copy the parser sees, 2 characters in the script.
+        let err = parse_with_tabs("if 1:\n \tx = = 1\n").unwrap_err();
+        assert_eq!(
+            (err.fields["line"].as_u64(), err.fields["column"].as_u64()),
+            (Some(2), Some(7))
+        );
+        assert!(err.message.ends_with("(line 2, column 7)"), "{}", err.message);
+        let err = parse_with_tabs("if 1:\n \ttry:\n \t\tx\n \ty\n").unwrap_err();
+        assert_eq!(
+            err.message,
+            "SyntaxError: expected 'except' or 'finally' block (line 4, column 3)"
+        );
+    }
+
+    #[test]
     fn inconsistent_mixtures_are_tab_errors() {
         // 8 spaces and one tab reach column 8 by one measure and differ by the other.
         let err = parse_with_tabs("def main():\n        x = 1\n\treturn x\n").unwrap_err();
@@ -157,6 +208,9 @@ mod tests {
             "{}",
             err.message
         );
+        // A logical line measured from its first physical line, a lone backslash's (CPython
+        // accepts this).
+        assert!(parse_with_tabs("def f():\n \\\n   if e:\n\t if e:\n          a\n").is_ok());
         // A syntax error on an earlier line is reported first, as CPython's parser stops there.
         let err = parse_with_tabs("def main():\n\tx = = 1\n        return 1\n").unwrap_err();
         assert_eq!(err.fields["line"], 2);
