@@ -11,6 +11,7 @@ use rustpython_parser::{Parse, ParseErrorType};
 mod calls;
 mod expected;
 mod fstring;
+mod handlers;
 mod indentation;
 mod number;
 mod strings;

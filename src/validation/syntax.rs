@@ -1,7 +1,7 @@
 //! A script's syntax error as the API answers it: `syntax_error` with a 1-based line and
 //! column, whichever pass found it.
 
-use super::{calls, expected, fstring, number, strings};
+use super::{calls, expected, fstring, handlers, number, strings};
 use crate::error::ApiError;
 use rustpython_parser::lexer::{lex, LexicalErrorType};
 use rustpython_parser::source_code::RandomLocator;
@@ -27,7 +27,7 @@ pub(super) fn parse_error(script: &str, err: &rustpython_parser::ParseError) -> 
         });
         let cause = cause.or_else(|| match &err.error {
             ParseErrorType::UnrecognizedToken(..) | ParseErrorType::Eof => {
-                expected::missing_handler(script, err.offset.to_usize())
+                handlers::missing_handler(script, err.offset.to_usize())
             }
             _ => None,
         });
