@@ -449,10 +449,6 @@ fn invalid_requests() {
         b"{\"script\": \"\xff\xfe\"}",
     );
     assert_eq!(r.kind(), "invalid_json");
-    // A UTF-8 byte order mark before the JSON is ignored (RFC 8259 allows it); one alone is not JSON.
-    let r = post("\u{feff}{\"script\": \"def main():\\n    return 1\"}");
-    assert_eq!(r.json(), serde_json::json!({"result": 1, "stdout": ""}), "{}", r.text());
-    assert_eq!(post("\u{feff}").kind(), "invalid_json");
     assert_serving(&server);
 }
 

@@ -38,9 +38,6 @@ pub async fn job_from_body(settings: &Settings, parser: &ParserThreads, body: &[
 fn parse_job(settings: &Settings, body: &[u8]) -> Result<(String, Duration, u64, JobData), ApiError> {
     let invalid_json =
         |e: serde_json::Error| ApiError::new(ErrorKind::InvalidJson, format!("the body is not valid JSON: {e}"));
-    // A UTF-8 byte order mark before the JSON, as some clients write one: ignored (RFC 8259
-    // lets a parser do so).
-    let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
     // Members are kept as raw JSON text: `input` passes to main as the client wrote it.
     let whole: &RawValue = serde_json::from_slice(body).map_err(invalid_json)?;
     // Raw members skip serde_json's own nesting limit: the same limit, here, before any
