@@ -82,7 +82,9 @@ mod tests {
     #[test]
     fn a_try_without_except_or_finally_is_expected_except() {
         let message = "expected 'except' or 'finally' block";
-        // (script, line, column) as CPython 3.11 gives them, with a main after the script.
+        // (script, line, column) as CPython 3.11 gives them: after a statement, at the end of
+        // the script (at its last line break, or its end without one), with a body on the
+        // `try`'s own line.
         for (script, line, column) in [
             ("try:\n    pass\nx = 1\n", 3, 1),
             ("try:\n    pass\nelse:\n    pass\n", 3, 1),
@@ -90,25 +92,10 @@ mod tests {
             // Closed from further out, CPython stops a column before the statement.
             ("if 1:\n    if 2:\n        try:\n            pass\n    x = 1\n", 5, 4),
             ("if 1:\n    try:\n        if 2:\n            pass\n    x = 1\n", 5, 5),
-        ] {
-            let script = format!("{script}def main():\n    return 1\n");
-            let error = validate(&script).expect_err(&script);
-            let expected = format!("SyntaxError: {message} (line {line}, column {column})");
-            assert_eq!(error.message, expected, "{script:?}");
-        }
-        // At the end of the script: at its last line break (or its end without one).
-        for (script, line, column) in [
             ("def main():\n    try:\n        pass", 3, 13),
             ("def main():\n    try:\n        pass  # c\n", 3, 18),
             ("def main():\n    try:\n        pass\n  \n", 4, 3),
             ("def main():\n    if 1:\n        try:\n            pass\n", 4, 17),
-        ] {
-            let error = validate(script).expect_err(script);
-            let expected = format!("SyntaxError: {message} (line {line}, column {column})");
-            assert_eq!(error.message, expected, "{script:?}");
-        }
-        // A body on the `try`'s own line.
-        for (script, line, column) in [
             ("try: pass\nx = 1\n", 2, 1),
             ("def f():\n    try: pass\n    return 1\n", 3, 5),
             ("try: pass\n", 1, 10),
