@@ -8,12 +8,15 @@ use rustpython_parser::ast::{self, Stmt};
 use rustpython_parser::lexer::LexicalErrorType;
 use rustpython_parser::{Parse, ParseErrorType};
 
+mod blocks;
 mod calls;
+mod dicts;
 mod expected;
 mod fstring;
 mod handlers;
 mod indentation;
 mod number;
+mod python2;
 mod strings;
 mod syntax;
 

@@ -1,7 +1,8 @@
 //! A script's syntax error as the API answers it: `syntax_error` with a 1-based line and
 //! column, whichever pass found it.
 
-use super::{calls, expected, fstring, handlers, number, strings};
+use super::blocks::{block_never_started, indentation_detail};
+use super::{calls, dicts, expected, fstring, handlers, number, python2, strings};
 use crate::error::ApiError;
 use rustpython_parser::lexer::{lex, LexicalErrorType};
 use rustpython_parser::source_code::RandomLocator;
@@ -21,10 +22,12 @@ pub(super) fn parse_error(script: &str, err: &rustpython_parser::ParseError) -> 
             err.error,
             ParseErrorType::Eof | ParseErrorType::Lexical(LexicalErrorType::Eof)
         );
-        let cause = lexical_cause(script, err.offset.to_usize(), at_end).or_else(|| match &err.error {
-            ParseErrorType::UnrecognizedToken(..) => parser_hint(script, err.offset.to_usize()),
-            _ => None,
-        });
+        let cause = lexical_cause(script, err.offset.to_usize(), at_end)
+            .or_else(|| continued_past_the_end(script, &err.error))
+            .or_else(|| match &err.error {
+                ParseErrorType::UnrecognizedToken(..) => parser_hint(script, err.offset.to_usize()),
+                _ => None,
+            });
         let cause = cause.or_else(|| match &err.error {
             ParseErrorType::UnrecognizedToken(..) | ParseErrorType::Eof => {
                 handlers::missing_handler(script, err.offset.to_usize())
@@ -73,6 +76,23 @@ pub(super) fn parse_error(script: &str, err: &rustpython_parser::ParseError) -> 
     syntax_error(&message, line, column)
 }
 
+/// A script that ends in a line continuation (a backslash, then at most a line break):
+/// CPython's tokenizer meets the end of the file there, and says so just past the backslash.
+fn continued_past_the_end(script: &str, error: &ParseErrorType) -> Option<(String, usize)> {
+    let at_the_end = matches!(
+        error,
+        ParseErrorType::Eof | ParseErrorType::Lexical(LexicalErrorType::Eof | LexicalErrorType::LineContinuationError)
+    );
+    let body = script.strip_suffix('\n').unwrap_or(script);
+    let backslash = body.strip_suffix('\\')?.len();
+    // A comment may end in a backslash too: left to the other checks.
+    let last_line = &body[body.rfind('\n').map_or(0, |i| i + 1)..];
+    (at_the_end && !last_line.contains('#')).then(|| ("unexpected EOF while parsing".to_string(), backslash + 1))
+}
+
+/// How many tokens after the unexpected one are read for the forms that need them.
+const MAX_REST_TOKENS: usize = 256;
+
 /// CPython's hints for common mistakes where its parser gives them: a missing colon or
 /// `else` (`expected`), Python 2's `print x`, two expressions in brackets without a comma
 /// between them, and `=` for `==` in a condition. The message and the byte offset CPython reports.
@@ -80,7 +100,8 @@ fn parser_hint(script: &str, offset: usize) -> Option<(String, usize)> {
     let mut line: Vec<(Tok, usize)> = Vec::new(); // the logical line's tokens before the error
     let mut unexpected = None;
     let mut last_end = 0;
-    for token in lex(script, Mode::Module) {
+    let mut tokens = lex(script, Mode::Module);
+    for token in tokens.by_ref() {
         let (tok, range) = token.ok()?;
         let start = range.start().to_usize();
         if start >= offset {
@@ -95,9 +116,19 @@ fn parser_hint(script: &str, offset: usize) -> Option<(String, usize)> {
         }
     }
     let (unexpected, unexpected_at) = unexpected?;
+    // The rest of the logical line, for the forms CPython recognises by what follows.
+    let rest: Vec<(Tok, usize)> = tokens
+        .map_while(Result::ok)
+        .take_while(|(tok, _)| *tok != Tok::Newline)
+        .take(MAX_REST_TOKENS)
+        .map(|(tok, range)| (tok, range.start().to_usize()))
+        .collect();
     let gap = script.get(last_end..unexpected_at).unwrap_or("");
-    if let Some(hint) = expected::detail(&line, &unexpected, unexpected_at, gap) {
-        return Some(hint);
+    let hint = dicts::detail(script, &line, &unexpected, unexpected_at)
+        .or_else(|| expected::detail(&line, &unexpected, unexpected_at, gap))
+        .or_else(|| python2::detail(&line, &unexpected, unexpected_at, &rest));
+    if hint.is_some() {
+        return hint;
     }
     let (previous, previous_at) = line.last()?;
     let starts_expression = matches!(
@@ -170,119 +201,6 @@ fn expression_start(tokens: &[(Tok, usize)]) -> Option<usize> {
         }
     }
     Some(0)
-}
-
-/// CPython's wording and column for an indentation error on `line`: an unexpected indent at
-/// the indentation's width, an unindent past the line's end, and the block a missing indent
-/// was expected after.
-fn indentation_detail(script: &str, message: &str, line: usize) -> Option<(String, usize)> {
-    let text = script.split('\n').nth(line.checked_sub(1)?)?.trim_end_matches('\r');
-    let indent = indent_of(text);
-    match message {
-        "unexpected indent" => Some((message.to_string(), indent.max(1))),
-        "unindent does not match any outer indentation level" => Some((message.to_string(), text.chars().count() + 1)),
-        "expected an indented block" => {
-            let header = block_header(script, line);
-            let message = match header {
-                Some((what, header_line)) => format!("{message} after {what} on line {header_line}"),
-                None => message.to_string(),
-            };
-            // A line dedented past the header is a DEDENT token to CPython, placed one column
-            // earlier (0, shown as 1, at the margin).
-            let header_indent = header
-                .and_then(|(_, header_line)| script.split('\n').nth(header_line - 1))
-                .map_or(0, indent_of);
-            let column = if indent < header_indent {
-                indent.max(1)
-            } else {
-                indent + 1
-            };
-            Some((message, column))
-        }
-        _ => None,
-    }
-}
-
-/// How many characters of indentation a line starts with.
-fn indent_of(text: &str) -> usize {
-    text.chars().take_while(|c| matches!(c, ' ' | '\t' | '\x0c')).count()
-}
-
-/// The compound statement whose block should have started on `line`: the last logical line
-/// before it that ends with its `:`, as CPython names it, and the line it starts on.
-fn block_header(script: &str, line: usize) -> Option<(&'static str, usize)> {
-    let mut header = None;
-    let mut logical: Vec<(Tok, usize)> = Vec::new(); // the current logical line's tokens
-    for token in lex(script, Mode::Module) {
-        let (tok, range) = token.ok()?;
-        let (row, _) = line_column(script, range.start().to_usize());
-        match tok {
-            Tok::Indent | Tok::Dedent => {}
-            Tok::Newline => {
-                if let [(first, first_row), .., (Tok::Colon, _)] = &logical[..] {
-                    let second = logical.get(1).map(|(t, _)| t);
-                    header = compound_statement(first, second).map(|what| (what, *first_row));
-                }
-                logical.clear();
-            }
-            _ if row >= line => break,
-            tok => logical.push((tok, row)),
-        }
-    }
-    header
-}
-
-/// A script ending in a compound statement's header (only blank or comment lines after it),
-/// the parser having given up on the header's line or later: CPython's message, at the end of
-/// the script's last line.
-fn block_never_started(script: &str, reported_line: usize) -> Option<(String, usize)> {
-    let mut logical: Vec<(Tok, usize)> = Vec::new();
-    let mut last_header = None;
-    for token in lex(script, Mode::Module) {
-        let (tok, range) = token.ok()?;
-        match tok {
-            Tok::Indent | Tok::Dedent => {}
-            Tok::Newline => {
-                last_header = match &logical[..] {
-                    [(first, first_row), .., (Tok::Colon, _)] => {
-                        compound_statement(first, logical.get(1).map(|(t, _)| t)).map(|what| (what, *first_row))
-                    }
-                    _ => None,
-                };
-                logical.clear();
-            }
-            tok => logical.push((tok, line_column(script, range.start().to_usize()).0)),
-        }
-    }
-    let (what, header_line) = last_header.filter(|_| logical.is_empty())?;
-    if reported_line < header_line {
-        return None;
-    }
-    let body = script.strip_suffix('\n').unwrap_or(script);
-    Some((
-        format!("expected an indented block after {what} on line {header_line}"),
-        body.trim_end_matches('\r').len(),
-    ))
-}
-
-fn compound_statement(first: &Tok, second: Option<&Tok>) -> Option<&'static str> {
-    Some(match (first, second) {
-        (Tok::Def, _) | (Tok::Async, Some(Tok::Def)) => "function definition",
-        (Tok::Class, _) => "class definition",
-        (Tok::If, _) => "'if' statement",
-        (Tok::Elif, _) => "'elif' statement",
-        (Tok::Else, _) => "'else' statement",
-        (Tok::For, _) | (Tok::Async, Some(Tok::For)) => "'for' statement",
-        (Tok::While, _) => "'while' statement",
-        (Tok::With, _) | (Tok::Async, Some(Tok::With)) => "'with' statement",
-        (Tok::Try, _) => "'try' statement",
-        (Tok::Except, Some(Tok::Star)) => "'except*' statement",
-        (Tok::Except, _) => "'except' statement",
-        (Tok::Finally, _) => "'finally' statement",
-        (Tok::Match, _) => "'match' statement",
-        (Tok::Case, _) => "'case' statement",
-        _ => return None,
-    })
 }
 
 /// What CPython's tokenizer finds when the parser gives up (it reads the whole source then):

@@ -329,6 +329,18 @@ fn common_mistakes_are_worded_and_placed_as_cpython_does() {
             2,
             23,
         ),
+        // A line continuation at the end of the script: just past the backslash.
+        ("x = 1 + \\\n", "SyntaxError", "unexpected EOF while parsing", 1, 10),
+        ("x = 1 + \\", "SyntaxError", "unexpected EOF while parsing", 1, 10),
+        (
+            "def f():\n    return 1 + \\\n",
+            "SyntaxError",
+            "unexpected EOF while parsing",
+            2,
+            17,
+        ),
+        ("x = 'é' + \\\n", "SyntaxError", "unexpected EOF while parsing", 1, 12),
+        ("x = 1\n\\\n", "SyntaxError", "unexpected EOF while parsing", 2, 2),
     ] {
         let err = validate(script).unwrap_err();
         assert_eq!(
