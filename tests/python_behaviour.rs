@@ -84,6 +84,13 @@ fn stdout_behaves_as_a_pipe_and_keeps_what_was_printed() {
             json!(["caf\u{fffd}.csv", {"caf\u{fffd}.csv": "\u{1f600}"}]),
             "caf\u{fffd}.csv\n",
         ),
+        // In a numpy array too (os.listdir's names, as an array); a pair of surrogates is one
+        // character to JSON, as in the text json.dumps writes.
+        (
+            "import os\nimport numpy as np\ndef main():\n    name = os.fsdecode(b'caf\\xe9.csv')\n    return [np.array([name]), chr(0xD83D) + chr(0xDE00)]\n",
+            json!([["caf\u{fffd}.csv"], "\u{1f600}"]),
+            "",
+        ),
     ];
     for server in servers() {
         for (script, result, stdout) in &ok_cases {

@@ -729,6 +729,16 @@ class Conversion(unittest.TestCase):
         script = "def main():\n    return ['\\ud800x', ('\\udce9',), {'k\\udfff': '\U0001f600'}, '\\\\ud800']\n"
         self.assertEqual(run(script), ("ok", b'["\\ufffdx", ["\\ufffd"], {"k\\ufffd": "\\ud83d\\ude00"}, "\\\\ud800"]'))
 
+    def test_lone_surrogates_in_numpy_arrays_become_replacement_characters(self):
+        # A file name os.fsdecode made of undecodable bytes, in an array as os.listdir gives it.
+        script = "import numpy as np\ndef main():\n    return {'a': np.array(['caf\\udce9.csv', 'ok'])}\n"
+        self.assertEqual(run(script), ("ok", b'{"a": ["caf\\ufffd.csv", "ok"]}'))
+
+    def test_surrogate_pairs_stay_as_json_dumps_writes_them(self):
+        # Two code points that JSON reads as one character; only the lone ones around them go.
+        script = "def main():\n    return ['a' + chr(0xD83D) + chr(0xDE00), chr(0xDE00) + chr(0xD83D), chr(0xD83D) * 2 + chr(0xDE00)]\n"
+        self.assertEqual(run(script), ("ok", b'["a\\ud83d\\ude00", "\\ufffd\\ufffd", "\\ufffd\\ud83d\\ude00"]'))
+
     def test_a_numpy_key_without_a_json_form_is_still_refused(self):
         body = json.loads(run("import numpy as np\ndef main():\n    return {np.datetime64('2024-01-01'): 1}\n")[1])
         self.assertEqual(body["kind"], "result_not_json")

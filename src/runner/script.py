@@ -190,9 +190,11 @@ def result_json(dumps, value):
             raise
         value = plain_keys(value, getattr(numpy, "generic", ()))
         text = dumps(value, allow_nan=False, default=to_json)
-    # Only a string outside the BMP (written as a pair) or a lone surrogate is escaped so.
+    # Only a string outside the BMP (written as a pair) or a surrogate is escaped so. What
+    # `default` returns (an array's list) is made of strings too.
     if "\\ud" in text:
-        text = dumps(without_surrogates(value), allow_nan=False, default=to_json)
+        text = dumps(without_surrogates(value), allow_nan=False,
+                     default=lambda v: without_surrogates(to_json(v)))
     return text
 
 
@@ -247,18 +249,34 @@ def std_streams():
 def without_surrogates(value):
     """`value` with every lone surrogate in its strings made U+FFFD, as stdout's undecodable
     bytes are: an exception naming a file `os.fsdecode` read (`caf\udce9.csv`) is still an
-    error the host can read, whose JSON parser refuses lone surrogates."""
+    error the host can read, whose JSON parser refuses lone surrogates. A high surrogate
+    followed by a low one stays: json.dumps writes the pair, which JSON reads as one character
+    (`chr(0xD83D) + chr(0xDE00)` is 😀 to the client, as it is in `json.dumps`'s text)."""
     if isinstance(value, str):
         try:
             value.encode("utf-8")
             return value
         except UnicodeEncodeError:
-            return "".join("\ufffd" if "\ud800" <= c <= "\udfff" else c for c in value)
+            return paired_surrogates_only(value)
     if isinstance(value, dict):
         return {without_surrogates(k): without_surrogates(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [without_surrogates(v) for v in value]
     return value
+
+
+def paired_surrogates_only(text):
+    """`text` with each surrogate that is not half of a high-low pair made U+FFFD."""
+    chars = list(text)
+    paired = False  # chars[i - 1] was the high half of a pair
+    for i, c in enumerate(chars):
+        if paired:
+            paired = False
+        elif "\ud800" <= c <= "\udbff" and i + 1 < len(chars) and "\udc00" <= chars[i + 1] <= "\udfff":
+            paired = True
+        elif "\ud800" <= c <= "\udfff":
+            chars[i] = "\ufffd"
+    return "".join(chars)
 
 
 def is_coding_declaration(line):
