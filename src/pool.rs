@@ -194,19 +194,23 @@ impl<L: Launcher> Pool<L> {
         }
     }
 
+    /// Destroys the waiting jails that waited too long, or died waiting (killed from outside:
+    /// the host's OOM killer, an operator): the refill replaces them, and `/health` does not
+    /// count them meanwhile.
     fn retire_stale(&self) {
         for shelf in &self.shelves {
-            let retired: Vec<L::Jail> = match shelf.lock() {
-                Ok(mut shelf) => {
-                    let (keep, retire): (VecDeque<L::Jail>, VecDeque<L::Jail>) = shelf
-                        .ready
-                        .drain(..)
-                        .partition(|j| j.started().elapsed() < self.max_idle);
-                    shelf.ready = keep;
-                    retire.into_iter().collect()
+            let mut retired = Vec::new();
+            if let Ok(mut shelf) = shelf.lock() {
+                let mut keep = VecDeque::new();
+                for mut jail in shelf.ready.drain(..) {
+                    if jail.started().elapsed() < self.max_idle && jail.is_alive() {
+                        keep.push_back(jail);
+                    } else {
+                        retired.push(jail);
+                    }
                 }
-                Err(_) => Vec::new(),
-            };
+                shelf.ready = keep;
+            }
             drop(retired);
         }
     }

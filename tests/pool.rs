@@ -134,6 +134,34 @@ fn jails_that_waited_too_long_are_retired() {
     }
 }
 
+/// A waiting jail killed from outside (the host's OOM killer, an operator) is noticed while
+/// it waits: replaced by a new one, and not counted as ready meanwhile.
+#[test]
+fn a_waiting_jail_killed_from_outside_is_replaced_without_a_request() {
+    let server = pool_server(&[("POOL_SIZE", "1"), ("WARM_FLAVOURS", "none")]);
+    wait_for_ready(&server, "plain", 1);
+    let killed = common::jail_processes_of(server.pid());
+    assert!(!killed.is_empty(), "no jail process found");
+    for pid in &killed {
+        // SAFETY: kill(2) on a process of this test's own server.
+        unsafe { libc::kill(*pid as i32, libc::SIGKILL) };
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let now = common::jail_processes_of(server.pid());
+        let ready = server.get("/health").json()["pool"]["ready"]["plain"].as_u64();
+        if ready == Some(1) && !now.is_empty() && now.iter().all(|pid| !killed.contains(pid)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the killed jail was not replaced: ready {ready:?}, jail processes {now:?} (killed {killed:?})"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_serving(&server);
+}
+
 #[test]
 fn pool_size_zero_means_every_execution_starts_cold() {
     let server = pool_server(&[("POOL_SIZE", "0")]);
