@@ -64,6 +64,38 @@ fn available_memory() -> Option<u64> {
     }
 }
 
+/// Most the soft limit on open files is raised to.
+const OPEN_FILES_CEILING: u64 = 1 << 20;
+
+/// Raises the soft limit on open files to the hard one: every connection, idle ones too, holds
+/// a descriptor, and every jail holds pipes; at the usual soft limit (1024) a few hundred idle
+/// connections would leave jails none, and executions would fail. (nsjail.cfg sets each
+/// jail's own limit.)
+fn raise_open_file_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit on a struct we own.
+    let raised = unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return;
+        }
+        let wanted = limit.rlim_max.min(OPEN_FILES_CEILING);
+        if wanted <= limit.rlim_cur {
+            return;
+        }
+        limit.rlim_cur = wanted;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0
+    };
+    if !raised {
+        logging::warning(
+            "cannot raise the limit on open files",
+            fields! {"error" => std::io::Error::last_os_error().to_string()},
+        );
+    }
+}
+
 /// Why the service stops before serving: a CRITICAL log line (what Cloud Logging shows) and
 /// the same on stderr (what a terminal or `docker run` shows). The process's exit code.
 fn not_started(message: &str, fields: serde_json::Map<String, serde_json::Value>, said: String) -> i32 {
@@ -83,6 +115,7 @@ fn warm_flavours(settings: &Settings) -> Vec<&'static str> {
 /// Runs the service until `shutdown` resolves (with the signal's name); returns the exit code.
 pub async fn run(settings: Settings, shutdown: impl Future<Output = &'static str>) -> i32 {
     let started = Instant::now();
+    raise_open_file_limit();
     // Fail closed: without a working sandbox the service does not start at all.
     let (launcher, probe) = match probe::probe(&settings).await {
         Ok(found) => found,

@@ -327,6 +327,39 @@ fn hundreds_of_idle_connections_do_not_block_a_request() {
     });
 }
 
+/// Every connection holds one of the service's descriptors, idle ones too. Started with a
+/// soft limit of 256 (hard 4096), the service raises it: 400 idle connections leave its jails
+/// the descriptors they need (at 256 the request below got 503, its jail's pipes refused).
+#[test]
+fn idle_connections_do_not_use_up_the_descriptors_jails_need() {
+    let server = Server::start_with_open_files(256, 4096, &[]);
+    let script = b"{\"script\": \"def main():\\n    return 1\\n\"}";
+    // Accepted before the flood, sent after it.
+    let mut waiting = server.connect();
+    assert_serving(&server);
+    let idle: Vec<TcpStream> = (0..400).map(|_| server.connect()).collect();
+    // Time for the service to accept them (a connection only waits in the kernel before that).
+    std::thread::sleep(Duration::from_millis(500));
+    let head = format!(
+        "POST /execute HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        script.len()
+    );
+    waiting.write_all(head.as_bytes()).unwrap();
+    waiting.write_all(script).unwrap();
+    waiting.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut answer = Vec::new();
+    let _ = waiting.read_to_end(&mut answer);
+    let r = Response::parse(&answer);
+    assert_eq!(
+        (r.status, r.json()),
+        (200, json!({"result": 1, "stdout": ""})),
+        "{}",
+        r.text()
+    );
+    drop(idle);
+    assert_serving(&server);
+}
+
 #[test]
 fn scripts_built_to_choke_the_validator_get_clear_answers() {
     let server = hostile::shared_server();

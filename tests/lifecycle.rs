@@ -2,7 +2,7 @@
 
 use crate::common;
 use common::{assert_serving, Server};
-use serde_json::json;
+use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
 #[test]
@@ -166,6 +166,7 @@ fn shutdown_does_not_wait_past_its_grace_period() {
     );
     std::thread::sleep(Duration::from_millis(700));
     let pid = server.pid();
+    let logs = server.logs.clone();
     let started = Instant::now();
     let status = server.terminate();
     assert!(status.success(), "{status}");
@@ -198,8 +199,41 @@ fn shutdown_does_not_wait_past_its_grace_period() {
     assert_eq!(body["stdout"], "started\n", "{body}");
     assert_eq!(body["stderr"], "", "{body}");
     assert!(body["usage"]["wall_ms"].as_f64().unwrap() > 500.0, "{body}");
+    // Refusals the service meant: warnings, not errors (Cloud Logging alerts on errors).
+    let refusals: Vec<Value> = logged(&logs)
+        .into_iter()
+        .filter(|line| line["message"] == "request" && line["status"] == 503)
+        .collect();
+    assert_eq!(refusals.len(), 2, "{refusals:?}");
+    assert!(
+        refusals.iter().all(|line| line["severity"] == "WARNING"),
+        "{refusals:?}"
+    );
     std::thread::sleep(Duration::from_millis(300));
     common::assert_no_jail_left(pid);
+}
+
+/// A shutdown is no fault: zygotes still starting (as the warm flavours' are just after
+/// start-up) are let go without an error logged.
+#[test]
+fn a_shutdown_right_after_start_up_logs_no_error() {
+    let server = Server::start_with(&[("WARM_FLAVOURS", "data,chart")]);
+    let logs = server.logs.clone();
+    let status = server.terminate();
+    assert!(status.success(), "{status}");
+    let lines = logged(&logs);
+    assert!(lines.iter().any(|line| line["message"] == "stopped"), "{lines:?}");
+    let errors: Vec<&Value> = lines.iter().filter(|line| line["severity"] == "ERROR").collect();
+    assert!(errors.is_empty(), "{errors:?}");
+}
+
+/// The JSON lines a server logged.
+fn logged(logs: &std::sync::Mutex<Vec<String>>) -> Vec<Value> {
+    let lines = logs.lock().unwrap();
+    lines
+        .iter()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect()
 }
 
 #[test]

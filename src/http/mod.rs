@@ -216,10 +216,12 @@ async fn handle<L: Launcher>(app: Arc<App<L>>, request: Request<Incoming>) -> Re
     if let Some((key, value)) = trace {
         line.insert(key.into(), value.into());
     }
-    let severity = if status >= 500 {
-        logging::Severity::Error
-    } else {
-        logging::Severity::Info
+    // A 503 is a refusal the service meant (shutting down, no sandbox for now: logged on its
+    // own where it happens), not a fault of its own: every rollout's drain would page.
+    let severity = match status {
+        503 => logging::Severity::Warning,
+        500.. => logging::Severity::Error,
+        _ => logging::Severity::Info,
     };
     logging::log(severity, "request", line);
     Ok(response)

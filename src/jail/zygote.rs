@@ -18,6 +18,7 @@ use crate::jail::cgroup::{CgroupLimits, Cgroups};
 use crate::jail::nsjail::{Nsjail, NsjailJail};
 use crate::jail::{deadline, Flavour, IsolationFacts, JailError, JailSpec, Launcher};
 use fork::{ForkLimits, Zygote, ZygoteCommand};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -70,6 +71,9 @@ struct Zygotes {
     slots: [Mutex<Slot>; 3],
     /// Woken when a flavour's zygote start ended, started or not.
     started: [Notify; 3],
+    /// Set by `stop`: the service is shutting down, no zygote is started or replaced (a start
+    /// under way fails as its jail is killed, which is no fault to log).
+    stopped: AtomicBool,
 }
 
 fn index(flavour: Flavour) -> usize {
@@ -100,6 +104,7 @@ impl Launchers {
             limits,
             slots: Default::default(),
             started: Default::default(),
+            stopped: AtomicBool::new(false),
         });
         let plain = Arc::new(zygotes.spawn(Flavour::Plain).await?);
         probe::prove(&zygotes, &plain).await?;
@@ -136,6 +141,7 @@ impl Launchers {
     /// Stops every zygote (their children die with them).
     pub fn stop(&self) {
         if let Some(zygotes) = &self.zygotes {
+            zygotes.stopped.store(true, Ordering::SeqCst);
             for slot in &zygotes.slots {
                 let gone = slot.lock().ok().and_then(|mut s| s.current.take());
                 drop(gone);
@@ -282,6 +288,9 @@ impl Zygotes {
 
     /// Starts a new zygote for `flavour` in the background, unless one is starting already.
     fn replace(self: &Arc<Self>, flavour: Flavour) {
+        if self.stopped.load(Ordering::SeqCst) {
+            return;
+        }
         {
             let Ok(mut slot) = self.slots[index(flavour)].lock() else {
                 return;
@@ -294,7 +303,16 @@ impl Zygotes {
         let zygotes = self.clone();
         tokio::spawn(async move {
             loop {
-                match zygotes.spawn(flavour).await {
+                let started = zygotes.spawn(flavour).await;
+                if zygotes.stopped.load(Ordering::SeqCst) {
+                    // The zygote, if it started, is let go; whoever waits for it goes cold.
+                    if let Ok(mut slot) = zygotes.slots[index(flavour)].lock() {
+                        slot.failing = true;
+                    }
+                    zygotes.started[index(flavour)].notify_waiters();
+                    return;
+                }
+                match started {
                     Ok(zygote) => {
                         if let Ok(mut slot) = zygotes.slots[index(flavour)].lock() {
                             slot.current = Some(Arc::new(zygote));

@@ -82,9 +82,14 @@ impl Server {
         }
     }
 
+    /// Starts the service with these soft and hard limits on open files.
+    pub fn start_with_open_files(soft: u64, hard: u64, extra: &[(&str, &str)]) -> Server {
+        Server::launch(extra, false, Some((soft, hard))).unwrap_or_else(|e| panic!("server did not start: {e}"))
+    }
+
     /// Starts the service; `Err` carries its exit status and stderr if it stops instead.
     pub fn try_start(extra: &[(&str, &str)]) -> Result<Server, String> {
-        Server::launch(extra, false)
+        Server::launch(extra, false, None)
     }
 
     /// `shared`: the service gets SIGTERM when the thread that starts it ends (a thread that
@@ -96,17 +101,28 @@ impl Server {
     /// for the zygote it started, as every request finding its zygote starting does in
     /// production; under the pool it gets a jail started for it, and the pool keeps data jails
     /// from then on. The pool and zygote suites test the production default itself.
-    fn launch(extra: &[(&str, &str)], shared: bool) -> Result<Server, String> {
+    /// `open_files`: the soft and hard limits on open files the service starts with.
+    fn launch(extra: &[(&str, &str)], shared: bool, open_files: Option<(u64, u64)>) -> Result<Server, String> {
+        use std::os::unix::process::CommandExt;
         let mut command = Command::new(env!("CARGO_BIN_EXE_python-executor"));
-        if shared {
-            use std::os::unix::process::CommandExt;
-            // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
-            unsafe {
-                command.pre_exec(|| {
+        // SAFETY: prctl and setrlimit are async-signal-safe; nothing else runs between fork
+        // and exec.
+        unsafe {
+            command.pre_exec(move || {
+                if shared {
                     libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-                    Ok(())
-                });
-            }
+                }
+                if let Some((soft, hard)) = open_files {
+                    let limit = libc::rlimit {
+                        rlim_cur: soft,
+                        rlim_max: hard,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            });
         }
         command
             .env_clear()
@@ -207,7 +223,7 @@ impl Server {
         let (tx, rx) = std::sync::mpsc::channel();
         // The starting thread must outlive every test: the service dies with it.
         std::thread::spawn(move || {
-            let _ = tx.send(Server::launch(settings, true));
+            let _ = tx.send(Server::launch(settings, true, None));
             loop {
                 std::thread::park();
             }
