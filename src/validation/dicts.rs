@@ -13,6 +13,10 @@ const MAX_KEY_TOKENS: usize = 64;
 /// CPython's message and byte offset, given the logical line's tokens before the one the
 /// parser did not expect, that token and its offset.
 pub(super) fn detail(script: &str, line: &[(Tok, usize)], unexpected: &Tok, at: usize) -> Option<(String, usize)> {
+    // A `case` line's braces are a mapping pattern, not a display.
+    if matches!(line.first(), Some((Tok::Case, _))) {
+        return None;
+    }
     let (open, _) = innermost_open(line)?;
     let items = top_level_items(&line[open + 1..]);
     let (last, before) = items.split_last()?;
@@ -171,8 +175,12 @@ mod tests {
     }
 
     #[test]
-    fn sets_and_values_keep_their_own_errors() {
-        // A set is no dictionary; a value missing its `else` is the conditional's error.
+    fn sets_patterns_and_values_keep_their_own_errors() {
+        // A mapping pattern is no display.
+        let pattern = message_of("match v:\n    case {'k': }:\n        pass\n");
+        assert!(pattern.starts_with("SyntaxError: invalid syntax"), "{pattern}");
+        assert!(pattern.ends_with("(line 2, column 16)"), "{pattern}");
+        // Nor is a set; a value missing its `else` is the conditional's error.
         let cases = [
             (
                 "x = {1, 2 3}\n",

@@ -18,12 +18,16 @@ pub(super) fn parse_error(script: &str, err: &rustpython_parser::ParseError) -> 
         )
     );
     if generic {
-        let at_end = matches!(
-            err.error,
-            ParseErrorType::Eof | ParseErrorType::Lexical(LexicalErrorType::Eof)
-        );
+        // A script ending in a line continuation ends there too: a bracket still open is
+        // what CPython names then, else the continuation.
+        let continued = continued_past_the_end(script, &err.error);
+        let at_end = continued.is_some()
+            || matches!(
+                err.error,
+                ParseErrorType::Eof | ParseErrorType::Lexical(LexicalErrorType::Eof)
+            );
         let cause = lexical_cause(script, err.offset.to_usize(), at_end)
-            .or_else(|| continued_past_the_end(script, &err.error))
+            .or(continued)
             .or_else(|| match &err.error {
                 ParseErrorType::UnrecognizedToken(..) => parser_hint(script, err.offset.to_usize()),
                 _ => None,
@@ -231,6 +235,8 @@ fn lexical_cause(script: &str, reported: usize, at_end: bool) -> Option<(String,
                         }
                         break;
                     }
+                    // The script's last line continued past its end (`continued_past_the_end`).
+                    LexicalErrorType::LineContinuationError if at_end => break,
                     // A character no token starts with: CPython's tokenizer refuses one past
                     // ASCII or a control character; a printable one in ASCII (`$`, `?`) is the
                     // parser's to refuse.
