@@ -5,6 +5,7 @@
 mod body;
 mod data;
 mod delivery;
+mod hangup;
 mod health;
 mod job;
 mod unparsed;
@@ -115,6 +116,7 @@ pub async fn serve<L: Launcher>(listener: TcpListener, app: Arc<App<L>>, shutdow
                 };
                 let _ = stream.set_nodelay(true);
                 delivery::limit_unsent(&stream);
+                let hangup = hangup::Hangup::watch(&stream);
                 let app = app.clone();
                 let ids = app.clone();
                 let stream = delivery::WriteDeadline::new(stream, app.settings.answer_write_timeout);
@@ -127,7 +129,17 @@ pub async fn serve<L: Launcher>(listener: TcpListener, app: Arc<App<L>>, shutdow
                     .serve_connection(TokioIo::new(stream), service);
                 let connection = graceful.watch(connection);
                 tokio::spawn(async move {
-                    let _ = connection.await;
+                    match hangup {
+                        // The peer gone, the connection is dropped, and with it its request
+                        // (a running execution's jail is killed).
+                        Ok(hangup) => tokio::select! {
+                            _ = connection => {}
+                            _ = hangup.closed() => {}
+                        },
+                        Err(_) => {
+                            let _ = connection.await;
+                        }
+                    }
                 });
             }
             signal = &mut shutdown => {
