@@ -3,6 +3,7 @@
 //! `{'a':}` ("expression expected after dictionary key and ':'", at the colon). rustpython
 //! only names the token after them, one column past where CPython points.
 
+use super::expected::innermost_open;
 use rustpython_parser::lexer::lex;
 use rustpython_parser::{ast, Mode, Parse, Tok};
 
@@ -17,7 +18,7 @@ pub(super) fn detail(script: &str, line: &[(Tok, usize)], unexpected: &Tok, at: 
     if matches!(line.first(), Some((Tok::Case, _))) {
         return None;
     }
-    let (open, _) = innermost_open(line)?;
+    let open = innermost_open(line).filter(|&i| line[i].0 == Tok::Lbrace)?;
     let items = top_level_items(&line[open + 1..]);
     let (last, before) = items.split_last()?;
     // A display that is a dict so far: every item before the last is `key: value` or `**d`.
@@ -42,22 +43,6 @@ pub(super) fn detail(script: &str, line: &[(Tok, usize)], unexpected: &Tok, at: 
         }
         None => None,
     }
-}
-
-/// The innermost bracket still open at the end of `line`, if it is a brace: its index.
-fn innermost_open(line: &[(Tok, usize)]) -> Option<(usize, &Tok)> {
-    let mut open = Vec::new();
-    for (i, (tok, _)) in line.iter().enumerate() {
-        match tok {
-            Tok::Lpar | Tok::Lsqb | Tok::Lbrace => open.push(i),
-            Tok::Rpar | Tok::Rsqb | Tok::Rbrace => {
-                open.pop();
-            }
-            _ => {}
-        }
-    }
-    let i = *open.last()?;
-    (line[i].0 == Tok::Lbrace).then_some((i, &line[i].0))
 }
 
 /// `tokens` split at the commas outside any bracket in them.

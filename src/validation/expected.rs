@@ -164,6 +164,11 @@ fn header(line: &[(Tok, usize)]) -> Option<&Tok> {
 
 /// The tokens after the innermost bracket still open at the end of `line`.
 fn innermost(line: &[(Tok, usize)]) -> &[(Tok, usize)] {
+    innermost_open(line).map_or(line, |i| &line[i + 1..])
+}
+
+/// The index of the innermost bracket still open at the end of `line`.
+pub(super) fn innermost_open(line: &[(Tok, usize)]) -> Option<usize> {
     let mut open = Vec::new();
     for (i, (tok, _)) in line.iter().enumerate() {
         match tok {
@@ -174,7 +179,7 @@ fn innermost(line: &[(Tok, usize)]) -> &[(Tok, usize)] {
             _ => {}
         }
     }
-    open.last().map_or(line, |&i| &line[i + 1..])
+    open.last().copied()
 }
 
 /// `a if b` ending an expression (`tokens`, outside brackets): CPython names the missing
