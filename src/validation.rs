@@ -16,11 +16,13 @@ mod fstring;
 mod handlers;
 mod indentation;
 mod number;
+mod position;
 mod python2;
 mod strings;
 mod syntax;
 
-use syntax::{line_column, parse_error, syntax_error};
+use position::line_column;
+use syntax::{parse_error, syntax_error};
 mod threads;
 
 pub use threads::{ParseFn, ParserThreads};

@@ -2,7 +2,7 @@
 //! compound statement it was due after), an unexpected indent, an unindent that matches no
 //! outer level.
 
-use super::syntax::line_column;
+use super::position::line_column;
 use rustpython_parser::lexer::lex;
 use rustpython_parser::{Mode, Tok};
 

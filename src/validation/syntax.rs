@@ -2,6 +2,7 @@
 //! column, whichever pass found it.
 
 use super::blocks::{block_never_started, indentation_detail};
+use super::position::line_column;
 use super::{calls, dicts, expected, fstring, handlers, number, python2, strings};
 use crate::error::ApiError;
 use rustpython_parser::lexer::{lex, LexicalErrorType};
@@ -387,12 +388,4 @@ fn error_class(message: &str) -> &'static str {
     } else {
         "SyntaxError"
     }
-}
-
-/// 1-based line and character column of a byte offset.
-pub(super) fn line_column(script: &str, offset: usize) -> (usize, usize) {
-    let before = &script[..offset];
-    let line = before.matches('\n').count() + 1;
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    (line, before[line_start..].chars().count() + 1)
 }
