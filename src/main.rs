@@ -27,19 +27,28 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let code = runtime.block_on(app::run(settings, shutdown_signal()));
+    let shutdown = {
+        let _runtime = runtime.enter();
+        shutdown_signal()
+    };
+    let code = runtime.block_on(app::run(settings, shutdown));
     std::process::exit(code);
 }
 
 /// Resolves with the signal's name on SIGTERM (Cloud Run, docker stop) or SIGINT (Ctrl-C).
-async fn shutdown_signal() -> &'static str {
+/// The handlers are in place from here on: a signal during start-up stops the service once
+/// it has started, cleanly (cgroups removed), rather than killing it halfway.
+fn shutdown_signal() -> impl std::future::Future<Output = &'static str> {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-        // Without signal handlers the default action (exit) still stops the service.
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
+    let handlers = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()));
+    async move {
+        let (Ok(mut term), Ok(mut int)) = handlers else {
+            // Without signal handlers the default action (exit) still stops the service.
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        }
     }
 }

@@ -213,6 +213,40 @@ fn shutdown_does_not_wait_past_its_grace_period() {
     common::assert_no_jail_left(pid);
 }
 
+/// SIGTERM while the service is still starting (its probe under way, its cgroups made): it
+/// stops as it does once started, exit code 0 and no cgroup left, rather than dying halfway
+/// by the signal's default action.
+#[test]
+fn sigterm_during_start_up_stops_the_service_cleanly() {
+    let mut child = Server::command(&[])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start the service");
+    let pid = child.id();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while common::service_cgroups(pid).is_empty() {
+        assert!(Instant::now() < deadline, "the service made no cgroup");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    // SAFETY: kill(2) on this test's own child.
+    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for the service") {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the service did not stop within 30 s of SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status}");
+    assert_eq!(common::service_cgroups(pid), Vec::<std::path::PathBuf>::new());
+    common::assert_no_jail_left(pid);
+}
+
 /// A shutdown is no fault: zygotes still starting (as the warm flavours' are just after
 /// start-up) are let go without an error logged.
 #[test]

@@ -101,10 +101,31 @@ impl Server {
     /// for the zygote it started, as every request finding its zygote starting does in
     /// production; under the pool it gets a jail started for it, and the pool keeps data jails
     /// from then on. The pool and zygote suites test the production default itself.
+    /// The service's command line as every test server has it (see [`Server::launch`]),
+    /// with `extra` environment variables.
+    pub fn command(extra: &[(&str, &str)]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_python-executor"));
+        command
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default());
+        for (k, v) in sandbox_env() {
+            command.env(k, v);
+        }
+        // Each server a range of jail uids of its own, as each service on a host must have:
+        // servers of test processes running side by side would otherwise share per-user
+        // kernel budgets through jails that happen to get the same uid.
+        command.env("JAIL_UID_BASE", own_jail_uid_base().to_string());
+        command.env("WARM_FLAVOURS", "none");
+        for (k, v) in extra {
+            command.env(k, v);
+        }
+        command
+    }
+
     /// `open_files`: the soft and hard limits on open files the service starts with.
     fn launch(extra: &[(&str, &str)], shared: bool, open_files: Option<(u64, u64)>) -> Result<Server, String> {
         use std::os::unix::process::CommandExt;
-        let mut command = Command::new(env!("CARGO_BIN_EXE_python-executor"));
+        let mut command = Server::command(extra);
         // SAFETY: prctl and setrlimit are async-signal-safe; nothing else runs between fork
         // and exec.
         unsafe {
@@ -123,20 +144,6 @@ impl Server {
                 }
                 Ok(())
             });
-        }
-        command
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default());
-        for (k, v) in sandbox_env() {
-            command.env(k, v);
-        }
-        // Each server a range of jail uids of its own, as each service on a host must have:
-        // servers of test processes running side by side would otherwise share per-user
-        // kernel budgets through jails that happen to get the same uid.
-        command.env("JAIL_UID_BASE", own_jail_uid_base().to_string());
-        command.env("WARM_FLAVOURS", "none");
-        for (k, v) in extra {
-            command.env(k, v);
         }
         command
             .stdout(Stdio::piped())
