@@ -261,13 +261,22 @@ fn a_shutdown_right_after_start_up_logs_no_error() {
     assert!(errors.is_empty(), "{errors:?}");
 }
 
-/// The JSON lines a server logged.
+/// The JSON lines a stopped server logged, up to its last ("stopped"): they are read from its
+/// stdout by a thread of their own, which may still be reading when the process is gone.
 fn logged(logs: &std::sync::Mutex<Vec<String>>) -> Vec<Value> {
-    let lines = logs.lock().unwrap();
-    lines
-        .iter()
-        .filter_map(|line| serde_json::from_str(line).ok())
-        .collect()
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let lines: Vec<Value> = logs
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect();
+        if lines.iter().any(|line| line["message"] == "stopped") || Instant::now() > deadline {
+            return lines;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 #[test]
