@@ -3,7 +3,7 @@
 //! `{'a':}` ("expression expected after dictionary key and ':'", at the colon). rustpython
 //! only names the token after them, one column past where CPython points.
 
-use super::expected::innermost_open;
+use super::expected::{innermost_open, outside_brackets};
 use rustpython_parser::lexer::lex;
 use rustpython_parser::{ast, Mode, Parse, Tok};
 
@@ -80,9 +80,12 @@ fn pair_colon(item: &[(Tok, usize)]) -> Option<usize> {
     None
 }
 
-/// A whole `key: value` (no comprehension after it) or a `**mapping`.
+/// A whole `key: value` (no comprehension after it; one inside brackets is part of the value)
+/// or a `**mapping`.
 fn is_pair(item: &[(Tok, usize)]) -> bool {
-    let comprehension = item.iter().any(|(tok, _)| matches!(tok, Tok::For | Tok::Async));
+    let comprehension = outside_brackets(item)
+        .iter()
+        .any(|(tok, _)| matches!(tok, Tok::For | Tok::Async));
     match item.first() {
         Some((Tok::DoubleStar, _)) => item.len() > 1 && !comprehension,
         Some(_) => pair_colon(item).is_some_and(|colon| colon > 0 && colon + 1 < item.len()) && !comprehension,
@@ -139,6 +142,12 @@ mod tests {
             ("x = {1: 2, lambda: 3}\n", "':' expected after dictionary key", 1, 20),
             ("x = {1: 2, 'a' if b}\n", "':' expected after dictionary key", 1, 14),
             ("x = {1:2, 3 4}\n", "':' expected after dictionary key", 1, 11),
+            (
+                "x = {1: [a for a in b], 2}\n",
+                "':' expected after dictionary key",
+                1,
+                25,
+            ),
             ("x = {'a':}\n", "expression expected after dictionary key and ':'", 1, 9),
             (
                 "x = {'a':, 'b': 2}\n",

@@ -241,7 +241,7 @@ fn is_augmented_assignment(tok: &Tok) -> bool {
 }
 
 /// The line's tokens outside any bracket (brackets themselves and what is in them left out).
-fn outside_brackets(line: &[(Tok, usize)]) -> Vec<(Tok, usize)> {
+pub(super) fn outside_brackets(line: &[(Tok, usize)]) -> Vec<(Tok, usize)> {
     let mut depth = 0usize;
     let mut outside = Vec::new();
     for (tok, at) in line {

@@ -46,8 +46,8 @@ fn except_with_comma(line: &[(Tok, usize)], rest: &[(Tok, usize)]) -> Option<(St
     if let [before @ .., (Tok::Comma, _)] = types {
         types = before;
     }
-    let whole = types.last().is_some_and(|(tok, _)| ends_an_expression(tok))
-        && !types.iter().any(|(tok, _)| matches!(tok, Tok::As | Tok::Colon));
+    let whole =
+        types.last().is_some_and(|(tok, _)| ends_an_expression(tok)) && !types.iter().any(|(tok, _)| *tok == Tok::As);
     whole.then(|| ("multiple exception types must be parenthesized".to_string(), *start))
 }
 
@@ -57,24 +57,25 @@ fn parenthesized_lambda_parameters(line: &[(Tok, usize)], rest: &[(Tok, usize)])
     let Some(lambda) = line.iter().rposition(|(tok, _)| *tok == Tok::Lambda) else {
         return false;
     };
+    // Plain parameters before the bracket (each with its comma), names in it (`a, b` or
+    // `a, b,`).
     let before = &line[lambda + 1..];
-    let plain_names = before
-        .chunks(2)
-        .all(|pair| matches!(pair, [(Tok::Name { .. }, _), (Tok::Comma, _)]));
     let Some(close) = rest.iter().position(|(tok, _)| *tok == Tok::Rpar) else {
         return false;
     };
-    // `a, b` or `a, b,`: a name at every even place, a comma at every odd one.
     let inside = &rest[..close];
-    let names = !inside.is_empty()
-        && inside.iter().enumerate().all(|(i, (tok, _))| {
-            if i % 2 == 0 {
-                matches!(tok, Tok::Name { .. })
-            } else {
-                *tok == Tok::Comma
-            }
-        });
-    plain_names && names
+    names_and_commas(before) && before.len() % 2 == 0 && !inside.is_empty() && names_and_commas(inside)
+}
+
+/// A name at every even place, a comma at every odd one.
+fn names_and_commas(tokens: &[(Tok, usize)]) -> bool {
+    tokens.iter().enumerate().all(|(i, (tok, _))| {
+        if i % 2 == 0 {
+            matches!(tok, Tok::Name { .. })
+        } else {
+            *tok == Tok::Comma
+        }
+    })
 }
 
 #[cfg(test)]
