@@ -1,8 +1,10 @@
 """python-executor's runner: the first process inside every jail (protocol v2).
 
-The runner is one module in four files: src/runner/files.py (data in and out),
-src/runner/script.py (running the script), src/runner/ending.py (what CPython does when a
-program ends), then this one (the protocol and `main`), joined in that order by `jail::protocol::RUNNER_SOURCE` (and by tests/test_runner.py).
+The runner is one module in six files, joined in this order by `jail::protocol::RUNNER_SOURCE`
+(and tests/test_runner.py): src/runner/files.py (data in and out), python_builtins.py (Python's
+builtins for the runner's own steps), result_json.py (main()'s value as JSON), script.py
+(running the script), ending.py (what CPython does when a program ends), then this one
+(the protocol and `main`).
 
 The service starts it as `python3 -I -B -c <the runner> warm|cold [module ...]` inside nsjail, where it is
 PID 1 of the jail's PID namespace. It:

@@ -122,17 +122,36 @@ fn a_monkeypatched_runtime_cannot_forge_or_crash_the_answer() {
             "import json\njson.dumps = lambda *a, **k: 'ok 2\\n42'\ndef main():\n    return 5\n",
             "import json, sys\nsys.modules['json'] = None\ndef main():\n    return 5\n",
             "import os\nos.write = lambda fd, data: len(data)\nos._exit = lambda code: None\nos.getpid = lambda: 1\ndef main():\n    return 5\n",
+            // Rebound builtins are the script's own: the runner's steps run on Python's.
+            "import builtins\ndef main():\n    builtins.len = lambda x: 3\n    builtins.memoryview = None\n    return 5\n",
+            "import builtins\ndef main():\n    builtins.isinstance = lambda *a: False\n    return 5\n",
+            "import builtins\nbuiltins.callable = builtins.super = None\ndef main(data):\n    return 5\n",
         ] {
             let r = server.execute(script);
             assert_eq!(r.json(), json!({"result": 5, "stdout": ""}), "{script}: {}", r.text());
         }
+        // An error after such a rebinding is still the script's error, worded as Python words it;
+        // what ends the program (atexit) sees the script's builtins, as in Python.
+        let r = server.execute(
+            "import atexit, builtins\natexit.register(lambda: print('at exit', len('abc')))\ndef main():\n    builtins.isinstance = lambda *a: False\n    builtins.len = lambda x: -1\n    raise ValueError('x')\n",
+        );
+        let body = assert_error(&r, 400, "runtime_error");
+        assert_eq!(
+            body["exception"],
+            json!({"type": "ValueError", "message": "x"}),
+            "{body}"
+        );
+        let traceback = body["traceback"].as_str().unwrap_or_default();
+        assert!(
+            traceback.ends_with("    raise ValueError('x')\nValueError: x\n"),
+            "{body}"
+        );
+        assert_eq!(body["stdout"], "at exit -1\n", "{body}");
         // Deeper tampering can only spoil the script's own answer, into a clear error.
         for script in [
             "import json\njson.JSONEncoder.encode = lambda self, o: '[[['\ndef main():\n    return 5\n",
             "import json.encoder\njson.encoder.c_make_encoder = None\njson.encoder.encode_basestring_ascii = lambda s: 'BAD'\ndef main():\n    return {'a': 1}\n",
             "import sys\ndef main():\n    sys._getframe(1).f_globals['frame'] = lambda tag, payload: b'garbage'\n    return 5\n",
-            "import builtins\ndef main():\n    builtins.len = lambda x: 3\n    return 'a longer string'\n",
-            "import builtins\ndef main():\n    builtins.isinstance = lambda *a: False\n    return 5\n",
         ] {
             let r = server.execute(script);
             assert_error_of(&r, &["result_not_json", "exited", "runtime_error"]);

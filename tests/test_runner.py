@@ -3,6 +3,7 @@
 Run by tests/runner_py.rs (so `make test` runs them): python3 -m unittest tests/test_runner.py
 """
 import base64
+import builtins
 import gc
 import importlib.util
 import json
@@ -24,6 +25,8 @@ SRC = pathlib.Path(__file__).resolve().parent.parent / "src"
 # of jail::protocol::RUNNER_SOURCE.
 RUNNER_FILES = (
     SRC / "runner" / "files.py",
+    SRC / "runner" / "python_builtins.py",
+    SRC / "runner" / "result_json.py",
     SRC / "runner" / "script.py",
     SRC / "runner" / "ending.py",
     SRC / "runner.py",
@@ -49,7 +52,7 @@ def run(script, **fields):
     # The script becomes `__main__` (as_main); this process's own is put back after it.
     main = sys.modules["__main__"]
     try:
-        return parse(runner.run_script(fields, script, dumps))
+        return parse(runner.run_script(fields, script, dumps, dict(builtins.__dict__), {}))
     finally:
         sys.modules["__main__"] = main
 
@@ -149,7 +152,38 @@ class RunScript(unittest.TestCase):
 
     def test_system_exit_propagates_to_end_the_process(self):
         with self.assertRaises(SystemExit):
-            runner.run_script({}, "import sys\ndef main():\n    sys.exit(3)\n", dumps)
+            runner.run_script({}, "import sys\ndef main():\n    sys.exit(3)\n", dumps, dict(builtins.__dict__), {})
+
+    def test_rebound_builtins_are_the_scripts_and_the_runners_steps_run_on_pythons(self):
+        # main sees what the script rebound; the runner's steps after it (wording an error,
+        # its traceback, serialising the value) do not, and neither does this process after.
+        for script, expected in [
+            ("import builtins\ndef main():\n    builtins.len = lambda x: 3\n    return [len('abcdef'), 'a longer string']\n",
+             ("ok", b'[3, "a longer string"]')),
+            ("import builtins\ndef main():\n    builtins.len = None\n    return 1\n", ("ok", b"1")),
+            ("import builtins\nbuiltins.isinstance = lambda *a: False\ndel builtins.callable\n"
+             "def main(data):\n    return [isinstance(1, int), data]\n", ("ok", b"[false, null]")),
+        ]:
+            self.assertEqual(run(script), expected, script)
+        script = "import builtins\ndef main():\n    builtins.isinstance = lambda *a: False\n    raise ValueError('x')\n"
+        body = json.loads(run(script)[1])
+        self.assertEqual((body["kind"], body["exception"]), ("runtime_error", {"type": "ValueError", "message": "x"}))
+        self.assertTrue(body["traceback"].endswith("    raise ValueError('x')\nValueError: x\n"), body["traceback"])
+        self.assertIs(builtins.isinstance(1, int), True)
+        self.assertTrue(callable(len) and len("ab") == 2)
+
+    def test_the_scripts_builtins_are_put_back_for_what_ends_the_program(self):
+        originals, script_own = dict(builtins.__dict__), {}
+        frame = runner.run_script({}, "import builtins\ndef main():\n    builtins.len = lambda x: -1\n    return 2\n",
+                                  dumps, originals, script_own)
+        self.assertEqual(parse(frame), ("ok", b"2"))
+        self.assertEqual(len("abc"), 3)
+        try:
+            runner.bring_back(script_own)
+            self.assertEqual(builtins.len("abc"), -1)
+        finally:
+            self.assertEqual(runner.set_aside(originals), script_own)
+        self.assertEqual(len("abc"), 3)
 
     def test_monkeypatched_json_does_not_change_the_runner_serialiser(self):
         tag, payload = run("import json\njson.dumps = lambda *a, **k: 'forged'\ndef main():\n    return [1]\n")
@@ -784,7 +818,7 @@ class Conversion(unittest.TestCase):
             "spec = importlib.util.spec_from_file_location('runner', %r)\n"
             "runner = importlib.util.module_from_spec(spec)\n"
             "spec.loader.exec_module(runner)\n"
-            "frame = runner.run_script({}, 'def main():\\n    return {1: object()}\\n', json.dumps)\n"
+            "frame = runner.run_script({}, 'def main():\\n    return {1: object()}\\n', json.dumps, {}, {})\n"
             "assert b'result_not_json' in frame, frame\n"
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('numpy', 'pandas')))\n"
         ) % str(RUNNER)

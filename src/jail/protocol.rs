@@ -19,9 +19,11 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-/// The runner: one module in four files, its parts first (see `runner.py`'s docstring).
+/// The runner: one module in six files, its parts first (see `runner.py`'s docstring).
 pub const RUNNER_SOURCE: &str = concat!(
     include_str!("../runner/files.py"),
+    include_str!("../runner/python_builtins.py"),
+    include_str!("../runner/result_json.py"),
     include_str!("../runner/script.py"),
     include_str!("../runner/ending.py"),
     include_str!("../runner.py")
