@@ -11,6 +11,7 @@ use rustpython_parser::{Parse, ParseErrorType};
 mod blocks;
 mod calls;
 mod dicts;
+mod dynamic;
 mod expected;
 mod fstring;
 mod handlers;
@@ -62,10 +63,9 @@ pub fn validate(script: &str) -> Result<ScriptInfo, ApiError> {
     }
     let mut info = ScriptInfo {
         imports_data_libraries: false,
-        main_takes_input: if main_bound_otherwise(&suite, true) {
-            None
-        } else {
-            main_takes_input(&mains)
+        main_takes_input: match main_takes_input(&mains) {
+            Some(_) if main_bound_otherwise(&suite, true) || dynamic::main_bound_dynamically(script) => None,
+            known => known,
         },
         imports_chart_library: false,
     };
@@ -190,6 +190,7 @@ fn main_bound_otherwise(body: &[Stmt], module_scope: bool) -> bool {
                     .iter()
                     .any(|a| a.name.as_str() == "*" || may_be_main(a.asname.as_ref().unwrap_or(&a.name).as_str())),
                 Stmt::ClassDef(s) => may_be_main(s.name.as_str()),
+                Stmt::Match(s) => s.cases.iter().any(|c| pattern_names_main(&c.pattern)),
                 Stmt::Try(s) => handlers_name_main(&s.handlers),
                 Stmt::TryStar(s) => handlers_name_main(&s.handlers),
                 _ => false,
@@ -211,6 +212,22 @@ fn names_main(target: &ast::Expr) -> bool {
         ast::Expr::List(l) => l.elts.iter().any(names_main),
         ast::Expr::Starred(s) => names_main(&s.value),
         _ => false,
+    }
+}
+
+/// Whether a `case` pattern captures into `main` (`case main:`, `case [*main]`, `case {**main}`,
+/// `case int() as main`).
+fn pattern_names_main(pattern: &ast::Pattern) -> bool {
+    use ast::Pattern as P;
+    let named = |name: &Option<ast::Identifier>| name.as_ref().is_some_and(|n| may_be_main(n.as_str()));
+    match pattern {
+        P::MatchAs(p) => named(&p.name) || p.pattern.as_deref().is_some_and(pattern_names_main),
+        P::MatchStar(p) => named(&p.name),
+        P::MatchMapping(p) => named(&p.rest) || p.patterns.iter().any(pattern_names_main),
+        P::MatchSequence(p) => p.patterns.iter().any(pattern_names_main),
+        P::MatchOr(p) => p.patterns.iter().any(pattern_names_main),
+        P::MatchClass(p) => p.patterns.iter().chain(&p.kwd_patterns).any(pattern_names_main),
+        P::MatchValue(_) | P::MatchSingleton(_) => false,
     }
 }
 

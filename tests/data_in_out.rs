@@ -121,6 +121,11 @@ fn input_is_handed_to_main_as_data() {
     for script in [
         "def main():\n    pass\nmain = lambda x: ['lambda', x]\n",
         "def main():\n    pass\nclass Call:\n    def __call__(self, x):\n        return ['lambda', x]\nmain = Call()\n",
+        "def main():\n    pass\n[main := (lambda x: ['lambda', x])]\n",
+        "def main():\n    pass\nmatch [lambda x: ['lambda', x]]:\n    case [main]:\n        pass\n",
+        "def main():\n    pass\nmain.__code__ = (lambda x: ['lambda', x]).__code__\n",
+        "def main():\n    pass\nexec(\"def main(x):\\n    return ['lambda', x]\\n\")\n",
+        "def main():\n    pass\nglobals().update(main=lambda x: ['lambda', x])\n",
     ] {
         let r = post(&server, json!({"script": script, "input": 5}));
         assert_eq!(r.result(), json!(["lambda", 5]), "{script}: {}", r.text());

@@ -240,6 +240,19 @@ fn knows_whether_main_takes_input() {
         "if True:\n    main = print",
         "def setup():\n    global main\n    main = print",
         "del main",
+        "[main := (lambda data: data)]",
+        "if (main := print):\n    pass",
+        "x = [main := f for f in [print]]",
+        "match print:\n    case main:\n        pass",
+        "match [print]:\n    case [*main]:\n        pass",
+        "match {}:\n    case {'k': 1, **main}:\n        pass",
+        "match print:\n    case object() | [object() as main]:\n        pass",
+        "main.__code__ = (lambda data: data).__code__",
+        "exec('def main(data): return data')",
+        "globals().update(main=print)",
+        "globals()['main'] = print",
+        "import sys\nsetattr(sys.modules[__name__], 'main', print)",
+        "vars()['main'] = print",
     ] {
         let script = format!("def main():\n    pass\n{rebinding}\n");
         assert_eq!(takes(&script), None, "{rebinding}");
@@ -251,6 +264,10 @@ fn knows_whether_main_takes_input() {
         "class Job:\n    main = None",
         "import main_helpers",
         "x = [main for main in range(3)]",
+        "def helper():\n    main = 1\n    return main.real",
+        "match print:\n    case other:\n        pass",
+        "print(main.__name__)\nx = main.__doc__ == None",
+        "total = (n := 3) + n",
     ] {
         let script = format!("def main():\n    pass\n{other}\n");
         assert_eq!(takes(&script), Some(false), "{other}");
