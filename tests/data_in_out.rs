@@ -494,4 +494,14 @@ fn health_lists_the_packages_a_script_can_import() {
         r.result(),
         json!([packages["numpy"], packages["pandas"], packages["matplotlib"]])
     );
+    // The list is every distribution a script finds installed, no more, no fewer (no
+    // packaging tools left behind either).
+    let r = server.execute(
+        "import importlib.metadata as m\ndef main():\n    return {d.metadata['Name'].lower().replace('_', '-'): d.version for d in m.distributions()}\n",
+    );
+    assert_eq!(r.result(), health["packages"], "{}", r.text());
+    for tool in ["pip", "setuptools", "wheel"] {
+        let r = server.execute(&format!("def main():\n    import {tool}\n"));
+        assert_eq!(r.json()["exception"]["type"], "ModuleNotFoundError", "{tool}: {}", r.text());
+    }
 }

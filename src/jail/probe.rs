@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 /// Says which Python runs scripts, as which ids, and which packages a script can import
 /// (from the installed distributions' `name-version.dist-info` directories: cheaper at start-up
-/// than importlib.metadata; packaging tools left out); and compiles the runner it is given as
+/// than importlib.metadata); and compiles the runner it is given as
 /// input, for every later jail to load instead of compiling it again (its code, marshalled by
 /// this very interpreter, in base64).
 const PROBE_SCRIPT: &str = r#"import binascii, marshal, os, sys
@@ -36,9 +36,7 @@ def main(runner):
             stem = entry[: -len(".dist-info")]
             if entry.endswith(".dist-info") and stem.count("-") == 1:
                 name, version = stem.split("-")
-                name = name.lower().replace("_", "-")
-                if name not in ("pip", "setuptools", "wheel"):
-                    packages.setdefault(name, version)
+                packages.setdefault(name.lower().replace("_", "-"), version)
     return [sys.version.split()[0], os.getuid(), os.getgid(), packages, code]
 "#;
 
