@@ -203,6 +203,16 @@ fn malformed_and_oversized_bodies_get_clear_json_errors() {
             assert_eq!(r.header("content-type"), Some("application/json"), "{what}");
             assert!(r.header("x-request-id").is_some_and(|id| !id.is_empty()), "{what}");
         }
+        // An HTTP/2 client (prior knowledge) could not read an HTTP/1.1 answer: its connection
+        // is closed at once, with nothing written.
+        let preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
+        let mut stream = server.connect();
+        stream.write_all(preface).unwrap();
+        let (closed, answer) = until_closed(stream, Duration::from_secs(10));
+        assert!(
+            closed.is_some() && answer.is_empty(),
+            "HTTP/2 preface: {closed:?} {answer:?}"
+        );
         // Garbage after a good request on the same connection: the good one is answered, then
         // the garbage gets its JSON error too.
         let answer = server.send_raw(
