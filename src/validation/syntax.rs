@@ -95,6 +95,28 @@ fn continued_past_the_end(script: &str, error: &ParseErrorType) -> Option<(Strin
     (at_the_end && !last_line.contains('#')).then(|| ("unexpected EOF while parsing".to_string(), backslash + 1))
 }
 
+/// `yield x = 1` (a statement that starts with `yield`, on a line of its own or after `;` or
+/// a block's `:`, then `=` outside brackets): CPython points at the `yield`.
+fn assigned_yield(line: &[(Tok, usize)], unexpected: &Tok) -> Option<(String, usize)> {
+    let (mut depth, mut lambdas, mut start) = (0i32, 0, 0);
+    for (i, (tok, _)) in line.iter().enumerate() {
+        match tok {
+            Tok::Lpar | Tok::Lsqb | Tok::Lbrace => depth += 1,
+            Tok::Rpar | Tok::Rsqb | Tok::Rbrace => depth -= 1,
+            Tok::Lambda if depth == 0 => lambdas += 1,
+            Tok::Colon if depth == 0 && lambdas > 0 => lambdas -= 1,
+            Tok::Semi | Tok::Colon if depth == 0 => start = i + 1,
+            _ => {}
+        }
+    }
+    match &line[start..] {
+        [(Tok::Yield, at), ..] if *unexpected == Tok::Equal && depth == 0 => {
+            Some(("assignment to yield expression not possible".to_string(), *at))
+        }
+        _ => None,
+    }
+}
+
 /// How many tokens after the unexpected one are read for the forms that need them.
 const MAX_REST_TOKENS: usize = 256;
 
@@ -131,7 +153,8 @@ fn parser_hint(script: &str, offset: usize) -> Option<(String, usize)> {
     let gap = script.get(last_end..unexpected_at).unwrap_or("");
     let hint = dicts::detail(script, &line, &unexpected, unexpected_at)
         .or_else(|| expected::detail(&line, &unexpected, unexpected_at, gap))
-        .or_else(|| python2::detail(&line, &unexpected, unexpected_at, &rest));
+        .or_else(|| python2::detail(&line, &unexpected, unexpected_at, &rest))
+        .or_else(|| assigned_yield(&line, &unexpected));
     if hint.is_some() {
         return hint;
     }

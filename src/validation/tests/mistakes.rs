@@ -200,6 +200,27 @@ fn common_mistakes_are_worded_and_placed_as_cpython_does() {
         ("x = 'é' + \\\n", "SyntaxError", "unexpected EOF while parsing", 1, 12),
         ("x = 1\n\\\n", "SyntaxError", "unexpected EOF while parsing", 2, 2),
         ("y = (1,\n\\", "SyntaxError", "'(' was never closed", 1, 5),
+        (
+            "def main():\n    yield = 1\n",
+            "SyntaxError",
+            "assignment to yield expression not possible",
+            2,
+            5,
+        ),
+        (
+            "def main():\n    yield f(a=1), [b] = 1\n",
+            "SyntaxError",
+            "assignment to yield expression not possible",
+            2,
+            5,
+        ),
+        (
+            "def main():\n    yield from g = 1\n",
+            "SyntaxError",
+            "assignment to yield expression not possible",
+            2,
+            5,
+        ),
     ] {
         let err = validate(script).unwrap_err();
         assert_eq!(
