@@ -11,17 +11,18 @@ use rustpython_parser::{Parse, ParseErrorType};
 mod blocks;
 mod calls;
 mod dicts;
-mod dynamic;
 mod expected;
 mod fstring;
 mod handlers;
 mod indentation;
+mod main_names;
 mod number;
 mod position;
 mod python2;
 mod strings;
 mod syntax;
 
+use main_names::may_be_main;
 use position::line_column;
 use syntax::{parse_error, syntax_error};
 mod threads;
@@ -64,7 +65,7 @@ pub fn validate(script: &str) -> Result<ScriptInfo, ApiError> {
     let mut info = ScriptInfo {
         imports_data_libraries: false,
         main_takes_input: match main_takes_input(&mains) {
-            Some(_) if main_bound_otherwise(&suite, true) || dynamic::main_bound_dynamically(script) => None,
+            Some(_) if main_bound_otherwise(&suite, true) || main_names::bound_dynamically(script) => None,
             known => known,
         },
         imports_chart_library: false,
@@ -152,10 +153,6 @@ fn find_main<'a>(body: &'a [Stmt], found: &mut Vec<MainDef<'a>>) {
     }
 }
 
-fn may_be_main(name: &str) -> bool {
-    name == "main" || (!name.is_ascii() && could_normalise_to_main(name))
-}
-
 /// Whether something other than a `def` may bind `main` in module scope: an assignment, an
 /// import, a class, a loop, `with` or `except` target, `del`, or a `global main` anywhere
 /// (`main = lambda data: ...` after a `def main()`). Then only the running script can tell
@@ -236,13 +233,6 @@ fn handlers_name_main(handlers: &[ast::ExceptHandler]) -> bool {
         let ast::ExceptHandler::ExceptHandler(h) = h;
         h.name.as_ref().is_some_and(|n| may_be_main(n.as_str()))
     })
-}
-
-/// Python NFKC-normalises identifiers; without Unicode tables here, a non-ASCII name of four
-/// letters none of which is ASCII but `m`, `a`, `i`, `n` in order may be `main`.
-fn could_normalise_to_main(name: &str) -> bool {
-    let chars: Vec<char> = name.chars().collect();
-    chars.len() == 4 && chars.iter().zip("main".chars()).all(|(&c, m)| c == m || !c.is_ascii())
 }
 
 /// `Some(true)` if every definition of `main` takes a positional argument, `Some(false)` if

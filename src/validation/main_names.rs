@@ -1,15 +1,28 @@
-//! Ways a script may bind or change `main` that no statement shows: a walrus (`main := ...`,
-//! in any expression), an attribute of it set (`main.__code__ = ...`), or the builtins that
-//! bind names given as strings (`exec`, `globals`, `setattr`, `vars`). Then only the running
-//! script can tell what `main` takes.
+//! How a script may name and bind `main`: names Python may normalise to `main`, and bindings
+//! no statement shows.
 
-use super::may_be_main;
 use rustpython_parser::lexer::lex;
 use rustpython_parser::{Mode, Tok};
 
+/// `main`, or a name Python may normalise to `main`.
+pub(super) fn may_be_main(name: &str) -> bool {
+    name == "main" || (!name.is_ascii() && could_normalise_to_main(name))
+}
+
+/// Python NFKC-normalises identifiers; without Unicode tables here, a non-ASCII name of four
+/// letters none of which is ASCII but `m`, `a`, `i`, `n` in order may be `main`.
+fn could_normalise_to_main(name: &str) -> bool {
+    let chars: Vec<char> = name.chars().collect();
+    chars.len() == 4 && chars.iter().zip("main".chars()).all(|(&c, m)| c == m || !c.is_ascii())
+}
+
 const BINDS_BY_NAME: &[&str] = &["exec", "globals", "setattr", "vars"];
 
-pub(super) fn main_bound_dynamically(script: &str) -> bool {
+/// Whether the script may bind or change `main` in a way no statement shows: a walrus
+/// (`main := ...`, in any expression), an attribute of it set (`main.__code__ = ...`), or the
+/// builtins that bind names given as strings (`exec`, `globals`, `setattr`, `vars`). Then only
+/// the running script can tell what `main` takes.
+pub(super) fn bound_dynamically(script: &str) -> bool {
     // Most scripts have none of these: no second pass of the lexer for them.
     let attribute_of_main = script.contains('.') && (script.contains("main") || !script.is_ascii());
     if !attribute_of_main && !script.contains(":=") && !BINDS_BY_NAME.iter().any(|n| script.contains(n)) {
