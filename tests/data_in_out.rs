@@ -502,6 +502,11 @@ fn health_lists_the_packages_a_script_can_import() {
     assert_eq!(r.result(), health["packages"], "{}", r.text());
     for tool in ["pip", "setuptools", "wheel"] {
         let r = server.execute(&format!("def main():\n    import {tool}\n"));
-        assert_eq!(r.json()["exception"]["type"], "ModuleNotFoundError", "{tool}: {}", r.text());
+        assert_eq!(
+            r.json()["exception"]["type"],
+            "ModuleNotFoundError",
+            "{tool}: {}",
+            r.text()
+        );
     }
 }
