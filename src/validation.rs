@@ -154,7 +154,7 @@ fn find_main<'a>(body: &'a [Stmt], found: &mut Vec<MainDef<'a>>) {
 }
 
 /// Whether something other than a `def` may bind `main` in module scope: an assignment, an
-/// import, a class, a loop, `with` or `except` target, `del`, or a `global main` anywhere
+/// import, a class, a loop, `with`, `except` or `case` target, `del`, or a `global main` anywhere
 /// (`main = lambda data: ...` after a `def main()`). Then only the running script can tell
 /// what `main` takes.
 fn main_bound_otherwise(body: &[Stmt], module_scope: bool) -> bool {

@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 
 /// Says which Python runs scripts, as which ids, and which packages a script can import
 /// (from the installed distributions' `name-version.dist-info` directories: cheaper at start-up
-/// than importlib.metadata); and compiles the runner it is given as
-/// input, for every later jail to load instead of compiling it again (its code, marshalled by
-/// this very interpreter, in base64).
+/// than importlib.metadata); and compiles the runner it is given as input, for every later jail
+/// to load instead of compiling it again (its code, marshalled by this very interpreter, in
+/// base64).
 const PROBE_SCRIPT: &str = r#"import binascii, marshal, os, sys
 
 def main(runner):
