@@ -184,6 +184,8 @@ impl<L: Launcher> Pool<L> {
         let spec = JailSpec::warm(flavour, self.memory_bytes, self.max_idle, self.timeout);
         match self.launcher.start(spec).await {
             Ok(jail) => Some(jail),
+            // Cut short by `stop` (the service tearing down its jails and cgroups): no failure.
+            Err(_) if self.stopped.load(Ordering::Acquire) => None,
             Err(e) => {
                 crate::logging::error(
                     "pool: a jail failed to start",
