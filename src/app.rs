@@ -120,6 +120,13 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = &'static str
     let (launcher, probe) = match probe::probe(&settings).await {
         Ok(found) => found,
         Err(message) => {
+            // What the probe ran: the settings to look at when it is not what they should be.
+            let message = format!(
+                "{message} (NSJAIL_PATH={}, NSJAIL_CONFIG={}, SANDBOX_PYTHON={})",
+                settings.nsjail_path.display(),
+                settings.nsjail_config.display(),
+                settings.sandbox_python.display()
+            );
             return not_started(
                 "refusing to start: no working sandbox",
                 fields! {"reason" => message},

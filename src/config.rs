@@ -203,19 +203,25 @@ impl Settings {
         Settings::from_iter(Vec::<(String, String)>::new()).expect("the defaults are valid settings")
     }
 
-    /// The settings of this process: its environment, whose named files must exist.
+    /// The settings of this process: its environment, whose named files must exist (and the
+    /// programs be executable). Whether they are nsjail, its config and Python is the probe's
+    /// to find out.
     pub fn from_env() -> Result<Settings, String> {
+        use std::os::unix::fs::PermissionsExt;
         let settings = Self::from_iter(std::env::vars())?;
-        for (name, path) in [
-            ("NSJAIL_PATH", &settings.nsjail_path),
-            ("NSJAIL_CONFIG", &settings.nsjail_config),
-            ("SANDBOX_PYTHON", &settings.sandbox_python),
+        for (name, path, program) in [
+            ("NSJAIL_PATH", &settings.nsjail_path, true),
+            ("NSJAIL_CONFIG", &settings.nsjail_config, false),
+            ("SANDBOX_PYTHON", &settings.sandbox_python, true),
         ] {
-            if !path.exists() {
-                return Err(format!(
-                    "invalid configuration: {name}: {} does not exist",
-                    path.display()
-                ));
+            let wrong = match std::fs::metadata(path) {
+                Err(_) => Some("does not exist"),
+                Ok(m) if !m.is_file() => Some("is not a file"),
+                Ok(m) if program && m.permissions().mode() & 0o111 == 0 => Some("is not executable"),
+                Ok(_) => None,
+            };
+            if let Some(wrong) = wrong {
+                return Err(format!("invalid configuration: {name}: {} {wrong}", path.display()));
             }
         }
         Ok(settings)
@@ -296,6 +302,13 @@ impl Settings {
             ));
         }
         let api_token = raw.api_token.filter(|t| !t.is_empty());
+        if api_token
+            .as_deref()
+            .is_some_and(|t| t.trim() != t || t.chars().any(char::is_control))
+        {
+            // Clients' header values lose surrounding whitespace: every request would be 401.
+            return Err("invalid configuration: API_TOKEN must not begin or end with whitespace (a newline from `echo` included) nor hold control characters: no client could send it".into());
+        }
         Ok(Settings {
             port: raw.port,
             api_token,
@@ -463,5 +476,15 @@ mod tests {
     fn an_empty_token_means_no_authentication() {
         let s = Settings::from_iter(vars(&[("API_TOKEN", "")])).unwrap();
         assert!(s.api_token.is_none());
+    }
+
+    #[test]
+    fn a_token_no_client_could_send_is_refused() {
+        for bad in ["secret\n", " secret", "secret ", "sec\u{7}ret", " "] {
+            let err = Settings::from_iter(vars(&[("API_TOKEN", bad)])).unwrap_err();
+            assert!(err.contains("API_TOKEN"), "{bad:?}: {err}");
+        }
+        let s = Settings::from_iter(vars(&[("API_TOKEN", "s3cr3t-with inner space")])).unwrap();
+        assert_eq!(s.api_token.as_deref(), Some("s3cr3t-with inner space"));
     }
 }

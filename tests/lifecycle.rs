@@ -21,6 +21,11 @@ fn a_bad_setting_stops_start_up_naming_the_variable() {
         ("NSJAIL_PATH", "/nonexistent/nsjail"),
         ("NSJAIL_CONFIG", ""),
         ("SANDBOX_PYTHON", "/nonexistent/python3"),
+        ("NSJAIL_PATH", "/usr/bin"),
+        ("NSJAIL_PATH", "/etc/passwd"),
+        ("NSJAIL_CONFIG", "/etc"),
+        ("SANDBOX_PYTHON", "/etc/passwd"),
+        ("API_TOKEN", "secret\n"),
     ] {
         let err = Server::try_start(&[(var, value)])
             .err()
@@ -38,6 +43,7 @@ fn no_working_sandbox_means_no_service() {
         .expect("started with an nsjail that does nothing");
     assert!(err.contains("refusing to start"), "{err}");
     assert!(err.contains("exited with exit status: 1"), "{err}");
+    assert!(err.contains("NSJAIL_PATH=/bin/false"), "what the probe ran: {err}");
     // A config nsjail rejects: the probe fails, and the service does not fall back to running
     // anything without it.
     let dir = tempfile::tempdir().unwrap();
