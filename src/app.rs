@@ -131,7 +131,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = &'static str
                 "refusing to start: no working sandbox",
                 fields! {"reason" => message},
                 format!("refusing to start: {message}"),
-            )
+            );
         }
     };
     let cgroups = launcher.isolation.cgroups.clone();

@@ -760,6 +760,18 @@ fn clients_that_never_read_their_answers_cannot_grow_the_service() {
         assert!(Instant::now() < deadline, "the stalled answers were never dropped");
         std::thread::sleep(Duration::from_millis(200));
     }
+    // Each drop is logged: its request's line said 200 when the answer began.
+    let dropped = server
+        .log_lines()
+        .iter()
+        .filter(|l| {
+            l["severity"] == "WARNING"
+                && l["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("an answer was dropped"))
+        })
+        .count();
+    assert!(dropped >= 1, "no drop logged");
     drop(stalled);
     assert_serving(&server);
 }

@@ -112,6 +112,22 @@ pub fn limit_unsent(stream: &tokio::net::TcpStream) {
     }
 }
 
+const STALLED: &str = "the client took no byte of its answer in time";
+
+/// Whether a connection ended because its client took no byte of its answer in time.
+pub fn stalled(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        if e.downcast_ref::<io::Error>()
+            .is_some_and(|e| e.kind() == io::ErrorKind::TimedOut && e.to_string() == STALLED)
+        {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
+}
+
 /// A connection's socket whose writes fail once they have made no progress for `limit`.
 pub struct WriteDeadline<S> {
     inner: S,
@@ -138,10 +154,7 @@ impl<S> WriteDeadline<S> {
         let limit = self.limit;
         let stalled = self.stalled.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
         match stalled.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "the client took no byte of its answer in time",
-            ))),
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, STALLED))),
             Poll::Pending => Poll::Pending,
         }
     }

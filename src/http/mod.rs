@@ -119,7 +119,8 @@ pub async fn serve<L: Launcher>(listener: TcpListener, app: Arc<App<L>>, shutdow
                 let hangup = hangup::Hangup::watch(&stream);
                 let app = app.clone();
                 let ids = app.clone();
-                let stream = delivery::WriteDeadline::new(stream, app.settings.answer_write_timeout);
+                let write_timeout = app.settings.answer_write_timeout;
+                let stream = delivery::WriteDeadline::new(stream, write_timeout);
                 let stream = unparsed::JsonForUnparsed::new(stream, move || ids.request_id(&HeaderMap::new()));
                 let service = service_fn(move |request| handle(app.clone(), request));
                 let connection = http1::Builder::new()
@@ -129,16 +130,21 @@ pub async fn serve<L: Launcher>(listener: TcpListener, app: Arc<App<L>>, shutdow
                     .serve_connection(TokioIo::new(stream), service);
                 let connection = graceful.watch(connection);
                 tokio::spawn(async move {
-                    match hangup {
+                    let ended = match hangup {
                         // The peer gone, the connection is dropped, and with it its request
                         // (a running execution's jail is killed).
                         Ok(hangup) => tokio::select! {
-                            _ = connection => {}
-                            _ = hangup.closed() => {}
+                            ended = connection => ended,
+                            _ = hangup.closed() => Ok(()),
                         },
-                        Err(_) => {
-                            let _ = connection.await;
-                        }
+                        Err(_) => connection.await,
+                    };
+                    // Its request was logged with the answer's status when the answer began.
+                    if ended.as_ref().is_err_and(|e| delivery::stalled(e)) {
+                        logging::warning(
+                            "an answer was dropped: its client took no byte of it in time",
+                            fields! {"answer_write_timeout_seconds" => write_timeout.as_secs_f64()},
+                        );
                     }
                 });
             }
