@@ -169,17 +169,24 @@ impl WarmFlavours {
             data: false,
             chart: false,
         };
+        let mut none = false;
         for name in text.split(',').map(str::trim).filter(|n| !n.is_empty()) {
             match name.to_ascii_lowercase().as_str() {
                 "data" => warm.data = true,
                 "chart" => warm.chart = true,
-                "plain" | "none" => {}
+                "plain" => {}
+                "none" => none = true,
                 other => {
                     return Err(format!(
                         "invalid configuration: WARM_FLAVOURS is a comma-separated list of data and chart (or none), got {other:?}"
                     ))
                 }
             }
+        }
+        if none && (warm.data || warm.chart) {
+            return Err(format!(
+                "invalid configuration: WARM_FLAVOURS is none or a list of flavours, not both: {text:?}"
+            ));
         }
         Ok(warm)
     }
@@ -460,6 +467,8 @@ mod tests {
         );
         let err = warm("pandas").unwrap_err();
         assert!(err.contains("WARM_FLAVOURS") && err.contains("pandas"), "{err}");
+        let err = warm("none,data").unwrap_err();
+        assert!(err.contains("WARM_FLAVOURS") && err.contains("none,data"), "{err}");
     }
 
     #[test]
