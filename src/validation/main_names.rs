@@ -23,9 +23,12 @@ const BINDS_BY_NAME: &[&str] = &["exec", "globals", "setattr", "vars"];
 /// builtins that bind names given as strings (`exec`, `globals`, `setattr`, `vars`). Then only
 /// the running script can tell what `main` takes.
 pub(super) fn bound_dynamically(script: &str) -> bool {
-    // Most scripts have none of these: no second pass of the lexer for them.
-    let attribute_of_main = script.contains('.') && (script.contains("main") || !script.is_ascii());
-    if !attribute_of_main && !script.contains(":=") && !BINDS_BY_NAME.iter().any(|n| script.contains(n)) {
+    // Most scripts have none of these words: no second pass of the lexer for them.
+    let attribute_of_main = mentions(script, "main", |rest| {
+        rest.trim_start_matches([' ', '\t']).starts_with('.')
+    });
+    let binds_by_name = BINDS_BY_NAME.iter().any(|name| mentions(script, name, |_| true));
+    if !attribute_of_main && !binds_by_name && !script.contains(":=") && script.is_ascii() {
         return false;
     }
     // The three tokens before this one, the nearest last.
@@ -51,4 +54,32 @@ pub(super) fn bound_dynamically(script: &str) -> bool {
         before = [Some(tok), before[0].take(), before[1].take()];
     }
     false
+}
+
+/// Whether `word` stands in `script` as a whole name (not inside `executor` or `variables`)
+/// with `followed` true of what comes after it.
+fn mentions(script: &str, word: &str, followed: impl Fn(&str) -> bool) -> bool {
+    let part_of_a_name = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    script.match_indices(word).any(|(at, _)| {
+        let rest = &script[at + word.len()..];
+        !script[..at].ends_with(part_of_a_name) && !rest.starts_with(part_of_a_name) && followed(rest)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_whole_names_send_a_script_to_the_lexer() {
+        assert!(!bound_dynamically(
+            "def main(executor, variables):\n    return main_helper.x\n"
+        ));
+        assert!(mentions("main .f = 1", "main", |rest| rest
+            .trim_start()
+            .starts_with('.')));
+        assert!(!mentions("domain.f = 1", "main", |_| true));
+        assert!(!mentions("exec_plan = 1", "exec", |_| true));
+        assert!(mentions("x = exec", "exec", |_| true));
+    }
 }
